@@ -1,0 +1,141 @@
+// Private to cuda/: error-check macros, the backend context, launch helpers and the
+// op implementations each .cu file contributes to the table.
+#ifndef SWQ_CUDA_COMMON_H
+#define SWQ_CUDA_COMMON_H
+#include <stdio.h>
+#include <stdlib.h>
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include "model/backend.h"
+
+#define CUDA_CHECK(call)                                                                   \
+    do {                                                                                   \
+        cudaError_t e_ = (call);                                                           \
+        if (e_ != cudaSuccess) {                                                           \
+            fprintf(stderr, "%s:%d: CUDA error: %s (%s)\n", __FILE__, __LINE__,            \
+                    cudaGetErrorString(e_), #call);                                        \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                 \
+    do {                                                                                   \
+        cublasStatus_t s_ = (call);                                                        \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                 \
+            fprintf(stderr, "%s:%d: cuBLAS error: %s (%s)\n", __FILE__, __LINE__,          \
+                    cublasGetStatusString(s_), #call);                                     \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+// After every kernel launch: catches bad launch configurations at the launch site.
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
+
+typedef struct {
+    int device;
+    int precision;                 // CU_*
+    int sm_count;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    cublasComputeType_t compute;   // for every GEMM
+    int *argmax_dev;               // grown on demand
+    size_t argmax_cap;
+    void *bf16_ws[2];              // bf16 copies of GEMM operands A, B (bf16 mode), grown on demand
+    size_t bf16_cap[2];            // elements
+} cuda_ctx;
+
+static inline cuda_ctx *CTX(swq_backend *be) { return (cuda_ctx *)be->ctx; }
+static inline cudaStream_t STREAM(swq_backend *be) { return ((cuda_ctx *)be->ctx)->stream; }
+
+// Grid for a grid-stride loop over n elements (capped: the loop covers the rest).
+static inline unsigned grid_for(size_t n, int block) {
+    size_t g = (n + block - 1) / block;
+    if (g > 65536u * 8u) g = 65536u * 8u;
+    return g == 0 ? 1u : (unsigned)g;
+}
+
+// Full-warp reductions.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Block-wide sum/max (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+// `sh` is 32 elements of shared memory; the function syncs before reusing it.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : (T)0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+// Column-major GEMM on float buffers in the backend's precision (bf16: operands converted):
+// C[m,n] = alpha * op(A) op(B) + beta * C, batched with strides when batch > 1.
+void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+             float alpha, const float *A, int lda, long long sA, const float *B, int ldb,
+             long long sB, float beta, float *C, int ldc, long long sC, int batch);
+
+// ---- ops (one .cu file each group) ----
+void cu_add(swq_backend *be, void *out, const void *a, const void *b, size_t n);
+void cu_accumulate(swq_backend *be, void *dst, const void *src, size_t n);
+void cu_scale(swq_backend *be, void *x, double s, size_t n);
+void cu_sumsq(swq_backend *be, double *acc, const void *x, size_t n);
+void cu_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n);
+void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n);
+void cu_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n,
+              double lr, double b1, double b2, double eps, double wd, int t, double grad_scale);
+
+void cu_encoder_fwd(swq_backend *be, void *out, const int *tok, const void *wte, const void *wpe,
+                    int B, int T, int C);
+void cu_encoder_bwd(swq_backend *be, void *dwte, void *dwpe, const void *dout, const int *tok,
+                    int B, int T, int C);
+void cu_gather_rows(swq_backend *be, void *out, const void *in, const int *idx, int P, int C);
+void cu_scatter_add_rows(swq_backend *be, void *dst, const void *src, const int *idx, int P, int C);
+void cu_get_column(swq_backend *be, void *out, const void *in, int N, int K, int c);
+void cu_add_to_column(swq_backend *be, void *dst, const void *src, int N, int K, int c);
+
+void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp,
+                      const void *w, const void *b, int N, int C);
+void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const void *dout,
+                      const void *inp, const void *w, const void *mean, const void *rstd, int N, int C);
+
+void cu_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int cols, int bits);
+
+void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias,
+                   int N, int IC, int OC, double scale, int accumulate);
+void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout,
+                   const void *inp, const void *w, int N, int IC, int OC, double scale);
+
+void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
+void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
+                      const void *att, int B, int T, int C, int NH);
+
+void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len,
+                const void *tS, const void *tH, int n_teachers, double beta,
+                void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,
+                int P, int V);
+void cu_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V);
+#endif

@@ -1,0 +1,207 @@
+// Element-wise ops, GELU, AdamW, embeddings and row/column gather-scatter.
+#include <math.h>
+#include "cuda/cuda_common.h"
+
+#define EW_BLOCK 256
+#define GRID_STRIDE(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); \
+                               i += (size_t)gridDim.x * blockDim.x)
+
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+__global__ void accumulate_kernel(float *dst, const float *src, size_t n) {
+    GRID_STRIDE(i, n) dst[i] += src[i];
+}
+__global__ void scale_kernel(float *x, float s, size_t n) {
+    GRID_STRIDE(i, n) x[i] *= s;
+}
+__global__ void sumsq_kernel(double *acc, const float *x, size_t n) {
+    __shared__ double sh[32];
+    double s = 0.0;
+    GRID_STRIDE(i, n) {
+        double v = x[i];
+        s += v * v;
+    }
+    s = block_sum<double>(s, sh);
+    if (threadIdx.x == 0) atomicAdd(acc, s);
+}
+
+void cu_add(swq_backend *be, void *out, const void *a, const void *b, size_t n) {
+    if (!n) return;
+    add_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, (const float *)a,
+                                                                  (const float *)b, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_accumulate(swq_backend *be, void *dst, const void *src, size_t n) {
+    if (!n) return;
+    accumulate_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)dst, (const float *)src, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_scale(swq_backend *be, void *x, double s, size_t n) {
+    if (!n) return;
+    scale_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)x, (float)s, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_sumsq(swq_backend *be, double *acc, const void *x, size_t n) {
+    if (!n) return;
+    unsigned g = grid_for(n, EW_BLOCK), cap = (unsigned)CTX(be)->sm_count * 8;
+    if (g > cap) g = cap;
+    sumsq_kernel<<<g, EW_BLOCK, 0, STREAM(be)>>>(acc, (const float *)x, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- GELU (tanh approximation, as GPT-2) ----
+#define GELU_K 0.7978845608028654f   // sqrt(2/pi)
+__global__ void gelu_fwd_kernel(float *out, const float *inp, size_t n) {
+    GRID_STRIDE(i, n) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + cube)));
+    }
+}
+__global__ void gelu_bwd_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+    GRID_STRIDE(i, n) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        float arg = GELU_K * (x + cube);
+        float th = tanhf(arg);
+        float sech2 = 1.0f - th * th;
+        float g = 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += g * dout[i];
+    }
+}
+void cu_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
+    if (!n) return;
+    gelu_fwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, (const float *)inp, n);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
+    if (!n) return;
+    gelu_bwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)dinp, (const float *)inp,
+                                                                       (const float *)dout, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- AdamW ----
+__global__ void adamw_kernel(float *p, const float *grad, float *m, float *v, size_t n, float lr, float b1,
+                             float b2, float eps, float wd, float bc1, float bc2, float gs) {
+    GRID_STRIDE(i, n) {
+        float g = grad[i] * gs;
+        float mi = b1 * m[i] + (1.0f - b1) * g;
+        float vi = b2 * v[i] + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        float mh = mi / bc1, vh = vi / bc2;
+        p[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * p[i]);
+    }
+}
+void cu_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n, double lr,
+              double b1, double b2, double eps, double wd, int t, double grad_scale) {
+    if (!n) return;
+    float bc1 = (float)(1.0 - pow(b1, t)), bc2 = (float)(1.0 - pow(b2, t));
+    adamw_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>(
+        (float *)param, (const float *)grad, (float *)m, (float *)v, n, (float)lr, (float)b1, (float)b2,
+        (float)eps, (float)wd, bc1, bc2, (float)grad_scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- embeddings ----
+__global__ void encoder_fwd_kernel(float *out, const int *tok, const float *wte, const float *wpe, int B,
+                                   int T, int C) {
+    size_t n = (size_t)B * T * C;
+    GRID_STRIDE(i, n) {
+        size_t bt = i / C;
+        int c = (int)(i % C), t = (int)(bt % T);
+        out[i] = wte[(size_t)tok[bt] * C + c] + wpe[(size_t)t * C + c];
+    }
+}
+// dwte rows can repeat (the same token twice): atomics.
+__global__ void encoder_bwd_wte_kernel(float *dwte, const float *dout, const int *tok, int B, int T, int C) {
+    size_t n = (size_t)B * T * C;
+    GRID_STRIDE(i, n) {
+        size_t bt = i / C;
+        int c = (int)(i % C);
+        atomicAdd(&dwte[(size_t)tok[bt] * C + c], dout[i]);
+    }
+}
+// dwpe[t,c]: one thread sums over the batch, no atomics.
+__global__ void encoder_bwd_wpe_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+    size_t n = (size_t)T * C;
+    GRID_STRIDE(i, n) {
+        float s = 0.0f;
+        for (int b = 0; b < B; b++) s += dout[(size_t)b * T * C + i];
+        dwpe[i] += s;
+    }
+}
+void cu_encoder_fwd(swq_backend *be, void *out, const int *tok, const void *wte, const void *wpe, int B,
+                    int T, int C) {
+    size_t n = (size_t)B * T * C;
+    if (!n) return;
+    encoder_fwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>(
+        (float *)out, tok, (const float *)wte, (const float *)wpe, B, T, C);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_encoder_bwd(swq_backend *be, void *dwte, void *dwpe, const void *dout, const int *tok, int B, int T,
+                    int C) {
+    size_t n = (size_t)B * T * C;
+    if (!n) return;
+    if (dwte) {
+        encoder_bwd_wte_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>(
+            (float *)dwte, (const float *)dout, tok, B, T, C);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (dwpe) {
+        size_t m = (size_t)T * C;
+        encoder_bwd_wpe_kernel<<<grid_for(m, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>(
+            (float *)dwpe, (const float *)dout, B, T, C);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+// ---- rows and columns ----
+__global__ void gather_rows_kernel(float *out, const float *in, const int *idx, int P, int C) {
+    size_t n = (size_t)P * C;
+    GRID_STRIDE(i, n) {
+        size_t p = i / C;
+        out[i] = in[(size_t)idx[p] * C + i % C];
+    }
+}
+__global__ void scatter_add_rows_kernel(float *dst, const float *src, const int *idx, int P, int C) {
+    size_t n = (size_t)P * C;
+    GRID_STRIDE(i, n) {
+        size_t p = i / C;
+        atomicAdd(&dst[(size_t)idx[p] * C + i % C], src[i]);
+    }
+}
+__global__ void get_column_kernel(float *out, const float *in, int N, int K, int c) {
+    GRID_STRIDE(i, (size_t)N) out[i] = in[i * K + c];
+}
+__global__ void add_to_column_kernel(float *dst, const float *src, int N, int K, int c) {
+    GRID_STRIDE(i, (size_t)N) dst[i * K + c] += src[i];
+}
+void cu_gather_rows(swq_backend *be, void *out, const void *in, const int *idx, int P, int C) {
+    size_t n = (size_t)P * C;
+    if (!n) return;
+    gather_rows_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, (const float *)in,
+                                                                          idx, P, C);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_scatter_add_rows(swq_backend *be, void *dst, const void *src, const int *idx, int P, int C) {
+    size_t n = (size_t)P * C;
+    if (!n) return;
+    scatter_add_rows_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>(
+        (float *)dst, (const float *)src, idx, P, C);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_get_column(swq_backend *be, void *out, const void *in, int N, int K, int c) {
+    if (N <= 0) return;
+    get_column_kernel<<<grid_for(N, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, (const float *)in, N,
+                                                                         K, c);
+    CUDA_LAUNCH_CHECK();
+}
+void cu_add_to_column(swq_backend *be, void *dst, const void *src, int N, int K, int c) {
+    if (N <= 0) return;
+    add_to_column_kernel<<<grid_for(N, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)dst,
+                                                                            (const float *)src, N, K, c);
+    CUDA_LAUNCH_CHECK();
+}

@@ -1,0 +1,388 @@
+// GPT-2 forward/backward over the backend op table (llm.c's structure, plus
+// per-linear fake quantization and the LoRA bank).
+#include "gpt2.h"
+#include "rng.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#define BE (m->be)
+#define AT(p, off) swq_at(m->be, (p), (off))
+
+static void **alloc_per_layer(gpt2 *m, size_t n, const char *what) {
+    int L = m->s.n_layer;
+    void **v = calloc(L, sizeof(void *));
+    for (int l = 0; l < L; l++) v[l] = BE->alloc(BE, n * BE->real_size, what);
+    return v;
+}
+static void free_per_layer(gpt2 *m, void **v) {
+    if (!v) return;
+    for (int l = 0; l < m->s.n_layer; l++) BE->free(BE, v[l]);
+    free(v);
+}
+
+void gpt2_linear_params_all(const gpt2_shape *s, size_t *out) {
+    size_t C = s->n_embd;
+    for (int l = 0; l < s->n_layer; l++) {
+        out[4 * l + LIN_QKV] = 3 * C * C;
+        out[4 * l + LIN_ATTN_PROJ] = C * C;
+        out[4 * l + LIN_MLP_IN] = 4 * C * C;
+        out[4 * l + LIN_MLP_OUT] = 4 * C * C;
+    }
+    out[4 * s->n_layer] = (size_t)s->vocab_size * C;
+}
+
+size_t gpt2_linear_params(const gpt2 *m, int l) {
+    return (size_t)m->lin[l].IC * m->lin[l].OC;
+}
+
+int gpt2_create(gpt2 *m, gpt2_shape s, qconfig_set *qs, swq_backend *be, char *err, size_t errlen) {
+    memset(m, 0, sizeof(*m));
+    if (s.n_layer < 1 || s.n_head < 1 || s.n_embd < 1 || s.n_embd % s.n_head || s.n_ctx < 1 || s.vocab_size < 1) {
+        snprintf(err, errlen, "model: invalid shape n_layer=%d n_head=%d n_embd=%d n_ctx=%d vocab_size=%d",
+                 s.n_layer, s.n_head, s.n_embd, s.n_ctx, s.vocab_size);
+        return -1;
+    }
+    if (qs->n_layer != s.n_layer) {
+        snprintf(err, errlen, "model: precision configs are for %d blocks, model has %d", qs->n_layer, s.n_layer);
+        return -1;
+    }
+    m->s = s; m->be = be; m->qs = qs;
+    size_t V = s.vocab_size, C = s.n_embd, L = s.n_layer, T = s.n_ctx;
+    size_t n[GPT2_NUM_TENSORS] = {
+        V * C, T * C, L * C, L * C, L * 3 * C * C, L * 3 * C, L * C * C, L * C, L * C, L * C,
+        L * 4 * C * C, L * 4 * C, L * C * 4 * C, L * C, C, C, 2 * C, 2 };
+    size_t off = 0;
+    for (int i = 0; i < GPT2_NUM_TENSORS; i++) { m->tensor_off[i] = off; m->tensor_n[i] = n[i]; off += n[i]; }
+    m->n_base = off;
+    int NL = qs->n_linear, K = qs->K;
+    m->lin = calloc(NL, sizeof(gpt2_linear));
+    m->lora_off = calloc((size_t)K * NL, sizeof(size_t));
+    int dims[4][2] = { { C, 3 * C }, { C, C }, { C, 4 * C }, { 4 * C, C } };
+    for (int l = 0; l < NL; l++) {
+        if (l < 4 * (int)L) { m->lin[l].IC = dims[l % 4][0]; m->lin[l].OC = dims[l % 4][1]; }
+        else { m->lin[l].IC = C; m->lin[l].OC = V; }
+    }
+    size_t lo = 0;
+    for (int k = 0; k < K; k++)
+        for (int l = 0; l < NL; l++) {
+            m->lora_off[(size_t)k * NL + l] = lo;
+            lo += (size_t)qs->cfg[k].lora_rank * (m->lin[l].IC + m->lin[l].OC);
+        }
+    m->n_lora = lo;
+    m->n_total = m->n_base + m->n_lora;
+    m->params = be->alloc(be, m->n_total * be->real_size, "parameters");
+    m->grads = be->alloc(be, m->n_total * be->real_size, "gradients");
+    be->zero(be, m->params, m->n_total * be->real_size);
+    be->zero(be, m->grads, m->n_total * be->real_size);
+    for (int l = 0; l < NL; l++) {
+        gpt2_linear *li = &m->lin[l];
+        if (l == NL - 1) {
+            li->w = AT(m->params, m->tensor_off[P_WTE]); li->dw = AT(m->grads, m->tensor_off[P_WTE]);
+            continue;
+        }
+        int blk = l / 4, kind = l % 4;
+        int wt[4] = { P_QKVW, P_ATTPROJW, P_FCW, P_FCPROJW }, bt[4] = { P_QKVB, P_ATTPROJB, P_FCB, P_FCPROJB };
+        size_t wo = m->tensor_off[wt[kind]] + (size_t)blk * li->IC * li->OC;
+        size_t bo = m->tensor_off[bt[kind]] + (size_t)blk * li->OC;
+        li->w = AT(m->params, wo); li->dw = AT(m->grads, wo);
+        li->b = AT(m->params, bo); li->db = AT(m->grads, bo);
+    }
+    return 0;
+}
+
+static void acts_free(gpt2 *m) {
+    gpt2_acts *a = &m->a;
+    if (!a->B) return;
+    void **singles[] = { &a->encoded, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->hx, &a->logits, &a->qa_out,
+                         &a->qa_start, &a->qa_end, &a->dres, &a->dln, &a->dbig, &a->dbig2, &a->dqkv,
+                         &a->datt_scratch, &a->du, &a->dhx, &a->dqa, &a->wq, &a->bq, &a->wte_q, &a->aq, &a->bq_lora };
+    for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]); i++) { BE->free(BE, *singles[i]); *singles[i] = NULL; }
+    void ***multi[] = { &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att, &a->attproj, &a->res2,
+                        &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->fcproj, &a->res3 };
+    for (size_t i = 0; i < sizeof(multi) / sizeof(multi[0]); i++) { free_per_layer(m, *multi[i]); *multi[i] = NULL; }
+    int NL = m->qs->n_linear;
+    for (int l = 0; l < NL; l++) { BE->free(BE, a->xq[l]); BE->free(BE, a->u[l]); }
+    free(a->xq); free(a->u);
+    memset(a, 0, sizeof(*a));
+}
+
+// (Re)allocate activations when a batch exceeds what we have.
+static void acts_ensure(gpt2 *m, int B, int T, int P) {
+    gpt2_acts *a = &m->a;
+    if (a->B && B * T <= a->B * a->T && T <= a->T && B <= a->B && P <= a->P) return;
+    int nB = B > a->B ? B : a->B, nT = T > a->T ? T : a->T, nP = P > a->P ? P : a->P;
+    acts_free(m);
+    B = nB; T = nT; P = nP < 1 ? 1 : nP;
+    a->B = B; a->T = T; a->P = P;
+    size_t N = (size_t)B * T, C = m->s.n_embd, V = m->s.vocab_size, NH = m->s.n_head;
+    int rmax = 1;
+    for (int k = 0; k < m->qs->K; k++) if (m->qs->cfg[k].lora_rank > rmax) rmax = m->qs->cfg[k].lora_rank;
+    a->rmax = rmax;
+    size_t rs = BE->real_size;
+#define AL(n, what) BE->alloc(BE, (size_t)(n) * rs, what)
+    a->encoded = AL(N * C, "activations.encoded");
+    a->ln1 = alloc_per_layer(m, N * C, "activations.ln1");
+    a->ln1_mean = alloc_per_layer(m, N, "activations.ln1_mean");
+    a->ln1_rstd = alloc_per_layer(m, N, "activations.ln1_rstd");
+    a->qkv = alloc_per_layer(m, N * 3 * C, "activations.qkv");
+    a->atty = alloc_per_layer(m, N * C, "activations.atty");
+    a->att = alloc_per_layer(m, (size_t)B * NH * T * T, "activations.att");
+    a->attproj = alloc_per_layer(m, N * C, "activations.attproj");
+    a->res2 = alloc_per_layer(m, N * C, "activations.res2");
+    a->ln2 = alloc_per_layer(m, N * C, "activations.ln2");
+    a->ln2_mean = alloc_per_layer(m, N, "activations.ln2_mean");
+    a->ln2_rstd = alloc_per_layer(m, N, "activations.ln2_rstd");
+    a->fch = alloc_per_layer(m, N * 4 * C, "activations.fch");
+    a->fch_gelu = alloc_per_layer(m, N * 4 * C, "activations.fch_gelu");
+    a->fcproj = alloc_per_layer(m, N * C, "activations.fcproj");
+    a->res3 = alloc_per_layer(m, N * C, "activations.res3");
+    a->lnf = AL(N * C, "activations.lnf");
+    a->lnf_mean = AL(N, "activations.lnf_mean");
+    a->lnf_rstd = AL(N, "activations.lnf_rstd");
+    a->hx = AL((size_t)P * C, "activations.head_in");
+    a->logits = AL((size_t)P * V, "activations.logits");
+    a->qa_out = AL(N * 2, "activations.qa_out");
+    a->qa_start = AL(N, "activations.qa_start");
+    a->qa_end = AL(N, "activations.qa_end");
+    int NL = m->qs->n_linear;
+    a->xq = calloc(NL, sizeof(void *));
+    a->u = calloc(NL, sizeof(void *));
+    int any_act_quant = 0;
+    for (int k = 0; k < m->qs->K; k++)
+        for (int l = 0; l < NL; l++) if (m->qs->cfg[k].lin[l].a < 32) any_act_quant = 1;
+    for (int l = 0; l < NL; l++) {
+        size_t rows = l == NL - 1 ? (size_t)P : N;
+        if (any_act_quant) a->xq[l] = AL(rows * m->lin[l].IC, "activations.quantized_input");
+        a->u[l] = AL(rows * rmax, "activations.lora_u");
+    }
+    a->dres = AL(N * C, "scratch.dres");
+    a->dln = AL(N * C, "scratch.dln");
+    a->dbig = AL(N * 4 * C, "scratch.dbig");
+    a->dbig2 = AL(N * 4 * C, "scratch.dbig2");
+    a->dqkv = AL(N * 3 * C, "scratch.dqkv");
+    a->datt_scratch = AL((size_t)B * NH * T * T, "scratch.datt");
+    size_t rowsmax = N > (size_t)P ? N : (size_t)P;
+    a->du = AL(rowsmax * rmax, "scratch.du");
+    a->dhx = AL((size_t)P * C, "scratch.dhx");
+    a->dqa = AL(N * 2, "scratch.dqa");
+    size_t wmax = 4 * C * C > V * C ? 4 * C * C : V * C;
+    a->wq = AL(wmax, "scratch.quantized_weight");
+    a->bq = AL(V > 4 * C ? V : 4 * C, "scratch.quantized_bias");
+    a->wte_q = AL(V * C, "scratch.quantized_wte");
+    size_t lmax = (size_t)rmax * (V > 4 * C ? V : 4 * C);
+    a->aq = AL(lmax, "scratch.quantized_lora_a");
+    a->bq_lora = AL(lmax, "scratch.quantized_lora_b");
+#undef AL
+}
+
+void gpt2_destroy(gpt2 *m) {
+    if (!m->be) return;
+    acts_free(m);
+    BE->free(BE, m->params);
+    BE->free(BE, m->grads);
+    free(m->lin); free(m->lora_off);
+    memset(m, 0, sizeof(*m));
+}
+
+static void fill_normal(float *p, size_t n, double std, swq_rng *r) {
+    for (size_t i = 0; i < n; i++) p[i] = (float)(std * swq_rng_normal(r));
+}
+
+void gpt2_init_lora(gpt2 *m, uint64_t seed) {
+    swq_rng r = { seed ^ 0x4c6f5241ULL };
+    float *host = calloc(m->n_lora ? m->n_lora : 1, sizeof(float));
+    int NL = m->qs->n_linear;
+    for (int k = 0; k < m->qs->K; k++)
+        for (int l = 0; l < NL; l++) {
+            size_t off = m->lora_off[(size_t)k * NL + l];
+            size_t na = (size_t)m->qs->cfg[k].lora_rank * m->lin[l].IC;
+            fill_normal(host + off, na, 1.0 / sqrt((double)m->lin[l].IC), &r);   // B stays zero
+        }
+    BE->upload(BE, AT(m->params, m->n_base), host, m->n_lora);
+    free(host);
+}
+
+void gpt2_init_random(gpt2 *m, uint64_t seed) {
+    swq_rng r = { seed };
+    float *h = calloc(m->n_base, sizeof(float));
+    double proj_std = 0.02 / sqrt(2.0 * m->s.n_layer);
+    for (int t = 0; t < GPT2_NUM_TENSORS; t++) {
+        float *p = h + m->tensor_off[t];
+        size_t n = m->tensor_n[t];
+        switch (t) {
+        case P_LN1W: case P_LN2W: case P_LNFW:
+            for (size_t i = 0; i < n; i++) p[i] = 1.0f;
+            break;
+        case P_WTE: case P_QKVW: case P_FCW: case P_QAW: fill_normal(p, n, 0.02, &r); break;
+        case P_WPE: fill_normal(p, n, 0.01, &r); break;
+        case P_ATTPROJW: case P_FCPROJW: fill_normal(p, n, proj_std, &r); break;
+        default: break;   // biases and LN biases zero
+        }
+    }
+    BE->upload(BE, m->params, h, m->n_base);
+    free(h);
+    gpt2_init_lora(m, seed);
+}
+
+// ---- one switchable linear: out = Qa(x) @ Qw(W)^T + Qb(b) + (alpha/r) Qa(x) @ A^T @ B^T ----
+
+typedef struct { const void *w, *b, *A, *Bm; const void *x; int r; double s; } lin_ctx;
+
+static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) {
+    const qconfig *cf = &m->qs->cfg[m->active];
+    lin_bits lb = cf->lin[l];
+    gpt2_linear *li = &m->lin[l];
+    gpt2_acts *a = &m->a;
+    lin_ctx c;
+    int head = l == m->qs->n_linear - 1;
+    c.x = x;
+    if (lb.a < 32) {   // backward reuses the quantized input saved by forward
+        if (fwd) BE->quantize_rows(BE, a->xq[l], x, rows, li->IC, lb.a);
+        c.x = a->xq[l];
+    }
+    if (head) c.w = lb.w < 32 ? a->wte_q : li->w;   // wte_q made once per forward
+    else if (lb.w < 32) { BE->quantize_rows(BE, a->wq, li->w, li->OC, li->IC, lb.w); c.w = a->wq; }
+    else c.w = li->w;
+    c.b = li->b;
+    if (li->b && lb.b < 32) { BE->quantize_rows(BE, a->bq, li->b, 1, li->OC, lb.b); c.b = a->bq; }
+    c.r = cf->lora_rank;
+    c.s = cf->lora_alpha / cf->lora_rank;
+    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
+    c.A = AT(m->params, lo);
+    c.Bm = AT(m->params, lo + (size_t)c.r * li->IC);
+    if (lb.lora < 32) {
+        BE->quantize_rows(BE, a->aq, c.A, c.r, li->IC, lb.lora);
+        BE->quantize_rows(BE, a->bq_lora, c.Bm, li->OC, c.r, lb.lora);
+        c.A = a->aq; c.Bm = a->bq_lora;
+    }
+    return c;
+}
+
+static void linear_fwd(gpt2 *m, int l, void *out, const void *x, int rows) {
+    gpt2_linear *li = &m->lin[l];
+    lin_ctx c = linear_prepare(m, l, x, rows, 1);
+    BE->matmul_fwd(BE, out, c.x, c.w, c.b, rows, li->IC, li->OC, 1.0, 0);
+    BE->matmul_fwd(BE, m->a.u[l], c.x, c.A, NULL, rows, li->IC, c.r, 1.0, 0);
+    BE->matmul_fwd(BE, out, m->a.u[l], c.Bm, NULL, rows, c.r, li->OC, c.s, 1);
+}
+
+// dx += dout @ (W + s B A) (straight through all quantizers); grads of W, b (if train_base) and A, B.
+static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x, int rows) {
+    gpt2_linear *li = &m->lin[l];
+    lin_ctx c = linear_prepare(m, l, x, rows, 0);
+    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
+    void *dA = AT(m->grads, lo), *dB = AT(m->grads, lo + (size_t)c.r * li->IC);
+    int tb = m->train_base;
+    BE->matmul_bwd(BE, dx, tb ? li->dw : NULL, tb ? li->db : NULL, dout, c.x, c.w, rows, li->IC, li->OC, 1.0);
+    BE->zero(BE, m->a.du, (size_t)rows * c.r * BE->real_size);
+    BE->matmul_bwd(BE, m->a.du, dB, NULL, dout, m->a.u[l], c.Bm, rows, c.r, li->OC, c.s);
+    BE->matmul_bwd(BE, dx, dA, NULL, m->a.du, c.x, c.A, rows, li->IC, c.r, 1.0);
+}
+
+#define PT(t) AT(m->params, m->tensor_off[t])
+#define GT(t) AT(m->grads, m->tensor_off[t])
+
+void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P) {
+    acts_ensure(m, B, T, P);
+    gpt2_acts *a = &m->a;
+    a->tokens = tokens; a->rows = rows;
+    int C = m->s.n_embd, NH = m->s.n_head, L = m->s.n_layer, V = m->s.vocab_size, N = B * T;
+    size_t C_ = C;
+    int head = m->qs->n_linear - 1;
+    lin_bits hb = m->qs->cfg[m->active].lin[head];
+    // the tied matrix is quantized once (per row = per token) and serves lookup and head
+    const void *wte = PT(P_WTE);
+    if (hb.w < 32) { BE->quantize_rows(BE, a->wte_q, wte, V, C, hb.w); wte = a->wte_q; }
+    BE->encoder_fwd(BE, a->encoded, tokens, wte, PT(P_WPE), B, T, C);
+    const void *res = a->encoded;
+    for (int l = 0; l < L; l++) {
+        BE->layernorm_fwd(BE, a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], res,
+                          AT(PT(P_LN1W), l * C_), AT(PT(P_LN1B), l * C_), N, C);
+        linear_fwd(m, 4 * l + LIN_QKV, a->qkv[l], a->ln1[l], N);
+        BE->attention_fwd(BE, a->atty[l], a->att[l], a->qkv[l], B, T, C, NH);
+        linear_fwd(m, 4 * l + LIN_ATTN_PROJ, a->attproj[l], a->atty[l], N);
+        BE->add(BE, a->res2[l], res, a->attproj[l], (size_t)N * C);
+        BE->layernorm_fwd(BE, a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res2[l],
+                          AT(PT(P_LN2W), l * C_), AT(PT(P_LN2B), l * C_), N, C);
+        linear_fwd(m, 4 * l + LIN_MLP_IN, a->fch[l], a->ln2[l], N);
+        BE->gelu_fwd(BE, a->fch_gelu[l], a->fch[l], (size_t)N * 4 * C);
+        linear_fwd(m, 4 * l + LIN_MLP_OUT, a->fcproj[l], a->fch_gelu[l], N);
+        BE->add(BE, a->res3[l], a->res2[l], a->fcproj[l], (size_t)N * C);
+        res = a->res3[l];
+    }
+    BE->layernorm_fwd(BE, a->lnf, a->lnf_mean, a->lnf_rstd, res, PT(P_LNFW), PT(P_LNFB), N, C);
+    if (m->task == TASK_LM) {
+        BE->gather_rows(BE, a->hx, a->lnf, rows, P, C);
+        linear_fwd(m, head, a->logits, a->hx, P);
+    } else {
+        BE->matmul_fwd(BE, a->qa_out, a->lnf, PT(P_QAW), PT(P_QAB), N, C, 2, 1.0, 0);
+        BE->get_column(BE, a->qa_start, a->qa_out, N, 2, 0);
+        BE->get_column(BE, a->qa_end, a->qa_out, N, 2, 1);
+    }
+    m->B = B; m->T = T; m->P = P;
+}
+
+void gpt2_backward(gpt2 *m) {
+    gpt2_acts *a = &m->a;
+    int B = m->B, T = m->T, P = m->P;
+    int C = m->s.n_embd, NH = m->s.n_head, L = m->s.n_layer, N = B * T;
+    size_t C_ = C, rs = BE->real_size;
+    int tb = m->train_base, head = m->qs->n_linear - 1;
+    BE->zero(BE, a->dln, (size_t)N * C * rs);
+    if (m->task == TASK_LM) {
+        BE->zero(BE, a->dhx, (size_t)P * C * rs);
+        linear_bwd(m, head, a->dhx, a->logits, a->hx, P);
+        BE->scatter_add_rows(BE, a->dln, a->dhx, a->rows, P, C);
+    } else {
+        BE->zero(BE, a->dqa, (size_t)N * 2 * rs);
+        BE->add_to_column(BE, a->dqa, a->qa_start, N, 2, 0);
+        BE->add_to_column(BE, a->dqa, a->qa_end, N, 2, 1);
+        BE->matmul_bwd(BE, a->dln, GT(P_QAW), GT(P_QAB), a->dqa, a->lnf, PT(P_QAW), N, C, 2, 1.0);
+    }
+    const void *res_last = L > 0 ? a->res3[L - 1] : a->encoded;
+    BE->zero(BE, a->dres, (size_t)N * C * rs);
+    BE->layernorm_bwd(BE, a->dres, tb ? GT(P_LNFW) : NULL, tb ? GT(P_LNFB) : NULL, a->dln, res_last,
+                      PT(P_LNFW), a->lnf_mean, a->lnf_rstd, N, C);
+    for (int l = L - 1; l >= 0; l--) {
+        const void *res_in = l == 0 ? a->encoded : a->res3[l - 1];
+        // res3 = res2 + fcproj(gelu(fc(ln2(res2))))
+        BE->zero(BE, a->dbig, (size_t)N * 4 * C * rs);
+        linear_bwd(m, 4 * l + LIN_MLP_OUT, a->dbig, a->dres, a->fch_gelu[l], N);
+        BE->zero(BE, a->dbig2, (size_t)N * 4 * C * rs);
+        BE->gelu_bwd(BE, a->dbig2, a->fch[l], a->dbig, (size_t)N * 4 * C);
+        BE->zero(BE, a->dln, (size_t)N * C * rs);
+        linear_bwd(m, 4 * l + LIN_MLP_IN, a->dln, a->dbig2, a->ln2[l], N);
+        BE->layernorm_bwd(BE, a->dres, tb ? AT(GT(P_LN2W), l * C_) : NULL, tb ? AT(GT(P_LN2B), l * C_) : NULL,
+                          a->dln, a->res2[l], AT(PT(P_LN2W), l * C_), a->ln2_mean[l], a->ln2_rstd[l], N, C);
+        // res2 = res_in + attproj(attention(qkv(ln1(res_in))))
+        BE->zero(BE, a->dln, (size_t)N * C * rs);
+        linear_bwd(m, 4 * l + LIN_ATTN_PROJ, a->dln, a->dres, a->atty[l], N);
+        BE->attention_bwd(BE, a->dqkv, a->datt_scratch, a->dln, a->qkv[l], a->att[l], B, T, C, NH);
+        BE->zero(BE, a->dln, (size_t)N * C * rs);
+        linear_bwd(m, 4 * l + LIN_QKV, a->dln, a->dqkv, a->ln1[l], N);
+        BE->layernorm_bwd(BE, a->dres, tb ? AT(GT(P_LN1W), l * C_) : NULL, tb ? AT(GT(P_LN1B), l * C_) : NULL,
+                          a->dln, res_in, AT(PT(P_LN1W), l * C_), a->ln1_mean[l], a->ln1_rstd[l], N, C);
+    }
+    if (tb) BE->encoder_bwd(BE, GT(P_WTE), GT(P_WPE), a->dres, a->tokens, B, T, C);
+}
+
+double gpt2_size_bits(const gpt2 *m, int k) {
+    const qconfig *cf = &m->qs->cfg[k];
+    double bits = 0;
+    int NL = m->qs->n_linear;
+    for (int l = 0; l < NL; l++) {
+        lin_bits lb = cf->lin[l];
+        const gpt2_linear *li = &m->lin[l];
+        double nw = (double)li->IC * li->OC;
+        bits += lb.w * nw + (lb.w < 32 ? 32.0 * li->OC : 0);
+        if (li->b) bits += (double)lb.b * li->OC + (lb.b < 32 ? 32.0 : 0);
+        double na = (double)cf->lora_rank * li->IC, nb = (double)li->OC * cf->lora_rank;
+        bits += lb.lora * (na + nb) + (lb.lora < 32 ? 32.0 * (cf->lora_rank + li->OC) : 0);
+    }
+    int fp[] = { P_WPE, P_LN1W, P_LN1B, P_LN2W, P_LN2B, P_LNFW, P_LNFB };
+    for (size_t i = 0; i < sizeof(fp) / sizeof(fp[0]); i++) bits += 32.0 * m->tensor_n[fp[i]];
+    if (m->task == TASK_QA) bits += 32.0 * (m->tensor_n[P_QAW] + m->tensor_n[P_QAB]);
+    return bits;
+}

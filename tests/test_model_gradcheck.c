@@ -1,0 +1,342 @@
+// Whole-model gradient checks, in double precision, with quantized weights, activations,
+// biases and LoRA active. The quantizer's straight-through gradient is checked exactly by
+// wrapping the backend's quantize_rows: at the base point it records each quantization's
+// offset Q(x0) - x0, then replays out = x + offset, a smooth function whose true gradient
+// is the STE gradient. Also: the float backend agrees with the double one, the CDT losses
+// agree with a hand computation, config switching is exact, and cdt_step_grads sums the
+// per-config gradients of the cascade.
+#include "check.h"
+#include "model/gpt2.h"
+#include "model/cdt.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- recording quantizer ----
+typedef struct { const void *key; int rows, cols; double *off; } qrec;
+static qrec recs[4096];
+static int nrec, replay;
+static void (*orig_quant)(swq_backend *, void *, const void *, int, int, int);
+
+static void quant_wrap(swq_backend *be, void *out, const void *in, int rows, int cols, int bits) {
+    size_t n = (size_t)rows * cols;
+    if (!replay) {
+        orig_quant(be, out, in, rows, cols, bits);
+        int i;
+        for (i = 0; i < nrec; i++) if (recs[i].key == in && recs[i].rows == rows) break;
+        if (i == nrec) { recs[nrec].key = in; recs[nrec].rows = rows; recs[nrec].cols = cols; recs[nrec].off = malloc(n * sizeof(double)); nrec++; }
+        for (size_t j = 0; j < n; j++) recs[i].off[j] = ((double *)out)[j] - ((const double *)in)[j];
+        return;
+    }
+    for (int i = 0; i < nrec; i++)
+        if (recs[i].key == in && recs[i].rows == rows) {
+            for (size_t j = 0; j < n; j++) ((double *)out)[j] = ((const double *)in)[j] + recs[i].off[j];
+            return;
+        }
+    if (bits >= 32) { memmove(out, in, n * sizeof(double)); return; }
+    fprintf(stderr, "quant_wrap: unrecorded quantization of %p\n", in);
+    exit(2);
+}
+static void recs_clear(void) { for (int i = 0; i < nrec; i++) free(recs[i].off); nrec = 0; }
+
+// ---- a tiny model and batch ----
+enum { L_ = 2, NH_ = 2, C_ = 8, T_ = 6, V_ = 13, B_ = 2, K_ = 3 };
+
+static qconfig_set *make_configs(int act_bits, int tie) {
+    qconfig_set *qs = qconfig_set_new(L_, K_);
+    int wb[K_] = { 8, tie ? 8 : 5, 4 }, rank[K_] = { 2, 3, 4 };
+    for (int k = 0; k < K_; k++) {
+        qs->cfg[k].lora_rank = rank[k];
+        qs->cfg[k].lora_alpha = 2.0 * rank[k];
+        for (int l = 0; l < qs->n_linear; l++)
+            qs->cfg[k].lin[l] = (lin_bits){ (unsigned char)wb[k], (unsigned char)(k ? act_bits : 32),
+                                            (unsigned char)(k == 2 ? 6 : 32), (unsigned char)(k == 1 ? 8 : 32) };
+    }
+    size_t lp[4 * L_ + 1];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2_linear_params_all(&s, lp);
+    qconfig_set_order(qs, lp);
+    return qs;
+}
+
+typedef struct { int tokens[B_ * T_], rows[8], targets[8], start[B_], end[B_], len[B_]; int P; } host_batch;
+
+static void make_batch(host_batch *h) {
+    for (int i = 0; i < B_ * T_; i++) h->tokens[i] = (i * 7 + 3) % V_;
+    int rows[] = { 2, 3, 4, 7, 8, 9, 10 };
+    h->P = 7;
+    for (int p = 0; p < h->P; p++) { h->rows[p] = rows[p]; h->targets[p] = (rows[p] * 5 + 1) % V_; }
+    h->start[0] = 1; h->end[0] = 3; h->len[0] = T_;
+    h->start[1] = 2; h->end[1] = 2; h->len[1] = 4;   // masked tail
+}
+
+static void upload_batch(swq_backend *be, const host_batch *h, swq_batch *b) {
+    b->B = B_; b->T = T_; b->P = h->P;
+    b->tokens = be->alloc(be, sizeof h->tokens, "t"); be->upload_i32(be, b->tokens, h->tokens, B_ * T_);
+    b->rows = be->alloc(be, sizeof h->rows, "r"); be->upload_i32(be, b->rows, h->rows, h->P);
+    b->targets = be->alloc(be, sizeof h->targets, "g"); be->upload_i32(be, b->targets, h->targets, h->P);
+    b->start = be->alloc(be, sizeof h->start, "s"); be->upload_i32(be, b->start, h->start, B_);
+    b->end = be->alloc(be, sizeof h->end, "e"); be->upload_i32(be, b->end, h->end, B_);
+    b->len = be->alloc(be, sizeof h->len, "l"); be->upload_i32(be, b->len, h->len, B_);
+    b->weight = 1.0 / (h->P ? h->P : 1);
+}
+static void free_batch(swq_backend *be, swq_batch *b) {
+    be->free(be, b->tokens); be->free(be, b->rows); be->free(be, b->targets);
+    be->free(be, b->start); be->free(be, b->end); be->free(be, b->len);
+}
+
+// Make all params non-trivial (LoRA B random too, so every path carries gradient).
+static void randomize(gpt2 *m, uint64_t seed) {
+    gpt2_init_random(m, seed);
+    float *h = malloc(sizeof(float) * m->n_total);
+    m->be->download(m->be, h, m->params, m->n_total);
+    uint64_t z = seed;
+    for (size_t i = 0; i < m->n_total; i++) {
+        z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+        h[i] += (float)(((z >> 40) / 16777216.0 - 0.5) * 0.2);
+    }
+    m->be->upload(m->be, m->params, h, m->n_total);
+    free(h);
+}
+
+typedef struct { void *tS, *tH; int nt; } teachers;
+
+// Teacher statistics for the config at index i of the cascade, at the current params.
+static teachers teachers_at(cdt_state *st, const swq_batch *b, int i) {
+    gpt2 *m = st->m;
+    swq_backend *be = m->be;
+    qconfig_set *qs = m->qs;
+    int streams = m->task == TASK_LM ? 1 : 2, R = m->task == TASK_LM ? b->P : b->B, V = m->task == TASK_LM ? V_ : T_;
+    teachers t;
+    t.tS = be->alloc(be, (size_t)streams * R * V * 8, "tS"); t.tH = be->alloc(be, (size_t)streams * R * 8, "tH");
+    t.nt = 0;
+    double *acc = be->alloc(be, 16, "acc");
+    size_t lp[4 * L_ + 1];
+    gpt2_linear_params_all(&m->s, lp);
+    double ski = qconfig_score(qs, qs->order[i], lp);
+    for (int j = 0; j < i; j++) {
+        if (qconfig_score(qs, qs->order[j], lp) <= ski) continue;   // equal precision: not a teacher
+        m->active = qs->order[j];
+        gpt2_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
+        if (m->task == TASK_LM) be->xent_kl(be, m->a.logits, b->targets, NULL, NULL, NULL, 0, 0, t.tS, t.tH, acc, 1, 1, 0, R, V);
+        else {
+            be->xent_kl(be, m->a.qa_start, b->start, b->len, NULL, NULL, 0, 0, t.tS, t.tH, acc, 1, 1, 0, R, V);
+            be->xent_kl(be, m->a.qa_end, b->end, b->len, NULL, NULL, 0, 0, swq_at(be, t.tS, (size_t)R * V), swq_at(be, t.tH, R), acc, 1, 1, 0, R, V);
+        }
+        t.nt++;
+    }
+    be->free(be, acc);
+    return t;
+}
+
+// Loss of the config at index i of the cascade with fixed (detached) teachers,
+// optionally leaving gradients.
+static double config_loss(cdt_state *st, const swq_batch *b, int i, const teachers *t, double beta, int grad) {
+    gpt2 *m = st->m;
+    swq_backend *be = m->be;
+    int R = m->task == TASK_LM ? b->P : b->B, V = m->task == TASK_LM ? V_ : T_, nt = t->nt;
+    double *acc = be->alloc(be, 16, "acc");
+    m->active = m->qs->order[i];
+    gpt2_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
+    void *tS = nt ? t->tS : NULL, *tH = nt ? t->tH : NULL;
+    if (m->task == TASK_LM)
+        be->xent_kl(be, m->a.logits, b->targets, NULL, tS, tH, nt, beta, NULL, NULL, acc, b->weight, 1, grad, R, V);
+    else {
+        be->xent_kl(be, m->a.qa_start, b->start, b->len, tS, tH, nt, beta, NULL, NULL, acc, 0.5 * b->weight, 1, grad, R, V);
+        be->xent_kl(be, m->a.qa_end, b->end, b->len, nt ? swq_at(be, tS, (size_t)R * V) : NULL, nt ? swq_at(be, tH, R) : NULL,
+                    nt, beta, NULL, NULL, acc, 0.5 * b->weight, 1, grad, R, V);
+    }
+    if (grad) gpt2_backward(m);
+    double a[2];
+    be->download_f64(be, a, acc, 2);
+    be->free(be, acc);
+    return a[0] + beta * a[1];
+}
+static void teachers_free(swq_backend *be, teachers *t) { be->free(be, t->tS); be->free(be, t->tH); }
+
+static void gradcheck(int task, int full, int act_bits) {
+    swq_backend *be = swq_backend_cpu(8);
+    orig_quant = be->quantize_rows;
+    be->quantize_rows = quant_wrap;
+    qconfig_set *qs = make_configs(act_bits, 0);
+    gpt2 m;
+    char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    CHECK(gpt2_create(&m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
+    m.task = task; m.train_base = full;
+    randomize(&m, 42);
+    host_batch hb; make_batch(&hb);
+    swq_batch b; upload_batch(be, &hb, &b);
+    if (task == TASK_QA) b.weight = 1.0 / B_;
+    cdt_state st; cdt_init(&st, &m);
+    double beta = 0.7;
+    double *p = m.params, *g = m.grads;
+    for (int i = 0; i < K_; i++) {
+        // record the quantization offsets at the base point, then work on the surrogate
+        replay = 0; recs_clear();
+        teachers t = teachers_at(&st, &b, i);
+        m.active = qs->order[i];   // record config i's own offsets last (keys are shared across configs)
+        gpt2_forward(&m, b.tokens, B_, T_, b.rows, b.P);
+        replay = 1;
+        be->zero(be, m.grads, m.n_total * 8);
+        config_loss(&st, &b, i, &t, beta, 1);
+        double *an = malloc(sizeof(double) * m.n_total);
+        memcpy(an, g, sizeof(double) * m.n_total);
+        double num = 0, den = 0, maxe = 0;
+        int nonzero_frozen = 0;
+        for (size_t q = 0; q < m.n_total; q++) {
+            double x0 = p[q], h = 1e-5;
+            p[q] = x0 + h; double lp_ = config_loss(&st, &b, i, &t, beta, 0);
+            p[q] = x0 - h; double lm = config_loss(&st, &b, i, &t, beta, 0);
+            p[q] = x0;
+            double fd = (lp_ - lm) / (2 * h);
+            int trainable = q >= m.n_base || full || (task == TASK_QA && q >= m.tensor_off[P_QAW]);
+            if (!trainable) { if (an[q] != 0) nonzero_frozen++; continue; }
+            num += (fd - an[q]) * (fd - an[q]); den += fd * fd;
+            if (fabs(fd - an[q]) > maxe) maxe = fabs(fd - an[q]);
+        }
+        double rel = sqrt(num / (den > 0 ? den : 1));
+        CHECK(rel < 1e-6 && den > 0, "task %d full %d act %d config #%d: gradient rel err %.3g (max abs %.3g, |g| %.3g)",
+              task, full, act_bits, i, rel, maxe, sqrt(den));
+        CHECK(nonzero_frozen == 0, "frozen base params got %d nonzero gradients", nonzero_frozen);
+        free(an);
+        teachers_free(be, &t);
+    }
+    replay = 0; recs_clear();
+    cdt_free(&st);
+    free_batch(be, &b);
+    gpt2_destroy(&m);
+    qconfig_set_free(qs);
+    swq_backend_destroy(be);
+}
+
+// cdt_step_grads = sum over the cascade of each config's gradient (teachers detached),
+// losses match config_loss, ties are not teachers; and the float backend agrees.
+static void cascade_and_float(int task, int tie) {
+    swq_backend *bd = swq_backend_cpu(8), *bf = swq_backend_cpu(4);
+    qconfig_set *qs = make_configs(8, tie);
+    gpt2 md, mf;
+    char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2_create(&md, s, qs, bd, err, sizeof err);
+    gpt2_create(&mf, s, qs, bf, err, sizeof err);
+    md.task = mf.task = task; md.train_base = mf.train_base = 1;
+    randomize(&md, 7);
+    float *hp = malloc(sizeof(float) * md.n_total);
+    bd->download(bd, hp, md.params, md.n_total);
+    bf->upload(bf, mf.params, hp, mf.n_total);
+    bd->upload(bd, md.params, hp, md.n_total);   // identical (float-representable) params in both
+    host_batch hb; make_batch(&hb);
+    swq_batch b, bfl; upload_batch(bd, &hb, &b); upload_batch(bf, &hb, &bfl);
+    if (task == TASK_QA) b.weight = bfl.weight = 1.0 / B_;
+    cdt_state sd, sf; cdt_init(&sd, &md); cdt_init(&sf, &mf);
+    double beta = 1.3;
+    cdt_losses Ld, Lf;
+    cdt_step_grads(&sd, &b, beta, -1, &Ld);
+    double *gsum = malloc(sizeof(double) * md.n_total);
+    memcpy(gsum, md.grads, sizeof(double) * md.n_total);
+    double *acc = calloc(md.n_total, sizeof(double));
+    double total = 0;
+    for (int i = 0; i < K_; i++) {
+        bd->zero(bd, md.grads, md.n_total * 8);
+        teachers t = teachers_at(&sd, &b, i);
+        double li = config_loss(&sd, &b, i, &t, beta, 1);
+        teachers_free(bd, &t);
+        int k = qs->order[i];
+        CHECK(fabs(li - (Ld.ce[k] + beta * Ld.kl[k])) < 1e-10, "config %d loss %.12f vs cascade %.12f", k, li, Ld.ce[k] + beta * Ld.kl[k]);
+        total += li;
+        for (size_t q = 0; q < md.n_total; q++) acc[q] += ((double *)md.grads)[q];
+    }
+    CHECK(fabs(total - Ld.loss) < 1e-10, "total loss %.12f vs %.12f", total, Ld.loss);
+    double num = 0, den = 0;
+    for (size_t q = 0; q < md.n_total; q++) { num += (gsum[q] - acc[q]) * (gsum[q] - acc[q]); den += acc[q] * acc[q]; }
+    CHECK(sqrt(num / den) < 1e-12, "cascade gradient differs from the sum of per-config gradients: %.3g", sqrt(num / den));
+    if (tie) {   // configs 0 and 1 have the same precision: the second gets no KL
+        int second = qs->order[1];
+        CHECK(Ld.kl[second] == 0.0, "tied config got KL %.6g", Ld.kl[second]);
+        CHECK(Ld.kl[qs->order[2]] > 0, "lowest config has no KL");
+    } else {
+        CHECK(Ld.kl[qs->order[0]] == 0.0 && Ld.kl[qs->order[1]] > 0 && Ld.kl[qs->order[2]] > 0, "KL only for students");
+    }
+    cdt_step_grads(&sf, &bfl, beta, -1, &Lf);
+    float *gf = malloc(sizeof(float) * mf.n_total);
+    bf->download(bf, gf, mf.grads, mf.n_total);
+    num = 0; den = 0;
+    for (size_t q = 0; q < md.n_total; q++) { num += (gf[q] - gsum[q]) * (gf[q] - gsum[q]); den += gsum[q] * gsum[q]; }
+    CHECK(sqrt(num / den) < 1e-4, "float vs double gradients: rel %.3g", sqrt(num / den));
+    for (int k = 0; k < K_; k++) CHECK(fabs(Lf.ce[k] - Ld.ce[k]) < 1e-5 * fabs(Ld.ce[k]) + 1e-7, "float ce %d", k);
+    free(gsum); free(acc); free(gf); free(hp);
+    cdt_free(&sd); cdt_free(&sf);
+    free_batch(bd, &b); free_batch(bf, &bfl);
+    gpt2_destroy(&md); gpt2_destroy(&mf);
+    qconfig_set_free(qs);
+    swq_backend_destroy(bd); swq_backend_destroy(bf);
+}
+
+// The CDT loss by hand: logits of each config downloaded, softmax/CE/KL computed here.
+static void cdt_by_hand(void) {
+    swq_backend *be = swq_backend_cpu(8);
+    qconfig_set *qs = make_configs(32, 0);
+    gpt2 m; char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2_create(&m, s, qs, be, err, sizeof err);
+    m.task = TASK_LM;
+    randomize(&m, 99);
+    host_batch hb; make_batch(&hb);
+    swq_batch b; upload_batch(be, &hb, &b);
+    int P = hb.P;
+    double logp[K_][8][V_];
+    for (int k = 0; k < K_; k++) {
+        m.active = k;
+        gpt2_forward(&m, b.tokens, B_, T_, b.rows, P);
+        const double *z = m.a.logits;
+        for (int r = 0; r < P; r++) {
+            double mx = -1e300, sum = 0;
+            for (int v = 0; v < V_; v++) if (z[r * V_ + v] > mx) mx = z[r * V_ + v];
+            for (int v = 0; v < V_; v++) sum += exp(z[r * V_ + v] - mx);
+            for (int v = 0; v < V_; v++) logp[k][r][v] = z[r * V_ + v] - mx - log(sum);
+        }
+    }
+    double beta = 0.5;
+    cdt_state st; cdt_init(&st, &m);
+    cdt_losses L;
+    cdt_step_grads(&st, &b, beta, -1, &L);
+    for (int i = 0; i < K_; i++) {
+        int k = qs->order[i];
+        double ce = 0, kl = 0;
+        for (int r = 0; r < P; r++) {
+            ce -= logp[k][r][hb.targets[r]];
+            for (int j = 0; j < i; j++) {
+                int t = qs->order[j];
+                for (int v = 0; v < V_; v++) kl += exp(logp[t][r][v]) * (logp[t][r][v] - logp[k][r][v]);
+            }
+        }
+        ce /= P; kl /= P;
+        CHECK(fabs(ce - L.ce[k]) < 1e-10, "config %d CE by hand %.12f vs %.12f", k, ce, L.ce[k]);
+        CHECK(fabs(kl - L.kl[k]) < 1e-10, "config %d KL by hand %.12f vs %.12f", k, kl, L.kl[k]);
+    }
+    // switching: outputs change with the config, switching back restores them bit for bit
+    m.active = 0; gpt2_forward(&m, b.tokens, B_, T_, b.rows, P);
+    double *z0 = malloc(sizeof(double) * P * V_); memcpy(z0, m.a.logits, sizeof(double) * P * V_);
+    double *p0 = malloc(sizeof(double) * m.n_total); memcpy(p0, m.params, sizeof(double) * m.n_total);
+    m.active = 2; gpt2_forward(&m, b.tokens, B_, T_, b.rows, P);
+    CHECK(memcmp(z0, m.a.logits, sizeof(double) * P * V_) != 0, "config 2 gives the same logits as config 0");
+    m.active = 0; gpt2_forward(&m, b.tokens, B_, T_, b.rows, P);
+    CHECK(memcmp(z0, m.a.logits, sizeof(double) * P * V_) == 0, "switching back does not restore the logits exactly");
+    CHECK(memcmp(p0, m.params, sizeof(double) * m.n_total) == 0, "switching changed the parameters");
+    free(z0); free(p0);
+    cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
+}
+
+int main(void) {
+    gradcheck(TASK_LM, 1, 32);
+    gradcheck(TASK_LM, 1, 6);
+    gradcheck(TASK_LM, 0, 6);
+    gradcheck(TASK_QA, 1, 6);
+    gradcheck(TASK_QA, 0, 32);
+    cascade_and_float(TASK_LM, 0);
+    cascade_and_float(TASK_LM, 1);
+    cascade_and_float(TASK_QA, 0);
+    cdt_by_hand();
+    return check_summary("test_model_gradcheck");
+}
