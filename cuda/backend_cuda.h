@@ -14,10 +14,20 @@ extern "C" {
 // ("run.device = cuda: no CUDA device found", compute capability < 8.0, bad precision).
 swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *err, size_t errlen);
 // Frees the handles, stream and scratch of a backend made by swq_backend_cuda (not its
-// buffers: free those with be->free first).
+// buffers: free those with be->free first). Also reached through swq_backend_destroy.
 void swq_backend_cuda_destroy(swq_backend *be);
 // 1 if be was made by swq_backend_cuda.
 int swq_backend_is_cuda(const swq_backend *be);
+// The backend's CUDA stream (cudaStream_t), for NCCL calls ordered with the backend's work.
+void *swq_backend_cuda_stream(swq_backend *be);
+// Bytes held through the backend (buffers, bf16 workspaces and caches): now and at peak.
+void swq_backend_cuda_mem(swq_backend *be, size_t *cur, size_t *peak);
+// Measured rates of this GPU: a cuBLAS bf16 GEMM of n^3 (bf16 in/out, fp32 accumulation) in
+// TFLOP/s, and a device-to-device copy in GB/s counting bytes read and written. -1 on failure.
+double swq_backend_cuda_gemm_tflops(swq_backend *be, int n, int reps);
+double swq_backend_cuda_copy_gbs(swq_backend *be, size_t bytes, int reps);
+// "NVIDIA H100 80GB HBM3" etc.
+void swq_backend_cuda_device_name(swq_backend *be, char *buf, size_t n);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,8 @@
 
 enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
+struct cu_alloc_rec { void *p; size_t bytes; void *bf16; };   // bf16: kept copy of a frozen buffer
+
 typedef struct {
     int device;
     int precision;                 // CU_*
@@ -44,6 +46,17 @@ typedef struct {
     size_t argmax_cap;
     void *bf16_ws[2];              // bf16 copies of GEMM operands A, B (bf16 mode), grown on demand
     size_t bf16_cap[2];            // elements
+    // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
+    // under a "qcache." name are written once, then only read, so their bf16 copy is kept
+    struct cu_alloc_rec *allocs, *frozen;
+    int n_allocs, cap_allocs, n_frozen, cap_frozen;
+    size_t mem_cur, mem_peak;
+    // SWQ_CUDA_PROFILE=1: every GEMM synchronized and timed (conversion, GEMM by shape class),
+    // summary on stderr when the backend is destroyed
+    int prof;
+    cudaEvent_t ev[3];
+    double prof_ms[4], prof_flop[3];   // [0] bf16 conversion, [1] GEMMs min(m,n,k) <= 32, [2] attention-batched, [3] other
+    long prof_calls[4];
 } cuda_ctx;
 
 static inline cuda_ctx *CTX(swq_backend *be) { return (cuda_ctx *)be->ctx; }

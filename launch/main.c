@@ -10,6 +10,8 @@
 const char *swq_version_str = SWQ_VERSION;
 int cmd_sweep(int argc, char **argv, swq_dist *d);   // cmd_sweep.c
 int cmd_ckpt_diff(int argc, char **argv);
+int cmd_bench(int argc, char **argv);   // cmd_bench.c
+int cmd_export(int argc, char **argv);  // cmd_export.c
 
 static const char *USAGE =
     "usage: swq <command> [options]\n"
@@ -17,8 +19,10 @@ static const char *USAGE =
     "commands:\n"
     "  train   train a switchable-precision model (CDT or single config)\n"
     "  eval    evaluate every precision config of a checkpoint\n"
+    "  export  write a checkpoint as a Hugging Face GPT-2 directory (safetensors)\n"
     "  sweep   run a grid of train/eval jobs over the ranks of an MPI job\n"
     "  ckpt-diff  compare the parameters of two checkpoints\n"
+    "  bench   time the CDT training step at GPT-2 124M shapes (GPU)\n"
     "  version print the version\n"
     "\n"
     "swq <command> --help lists the command's options.\n";
@@ -146,6 +150,8 @@ int main(int argc, char **argv) {
         return rc;
     }
     if (!strcmp(argv[1], "ckpt-diff")) return cmd_ckpt_diff(argc, argv);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(argv[1], "export")) return cmd_export(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) { printf("swq %s\n", SWQ_VERSION); return 0; }
     fprintf(stderr, "swq: unknown command '%s' (see swq --help)\n", argv[1]);

@@ -8,6 +8,7 @@
 #include "../model/cdt.h"
 #include "../data/tokenizer.h"
 #include "../data/examples.h"
+#include "../data/textdata.h"
 
 // How a data-parallel job reduces across ranks. NULL hooks = one process.
 typedef struct swq_dist {
@@ -25,7 +26,11 @@ typedef struct {
     squad_set train_set, eval_set;
     prompt_examples ptrain, peval;
     span_examples strain, seval;
-    int n_train, n_eval;       // examples (windows for span QA)
+    int text;                  // pretraining on text: windows of text_T tokens
+    token_stream ttrain, teval;
+    size_t eval_first;         // first eval window (held-out tail of ttrain when teval is empty)
+    int text_T;
+    int n_train, n_eval;       // examples (windows for span QA and text)
 } run_data;
 
 // Load (or, for "synthetic", generate into <out_dir>/data/) the datasets of s.

@@ -43,15 +43,34 @@ static int load_side(const settings *s, const char *out_dir, int eval, squad_set
     return 0;
 }
 
+// Pretraining: consecutive windows of T tokens (+1 for the last target) over the stream; the
+// eval side is data.eval_file, or the last 5% of the windows when it is "holdout".
+static int load_text(const settings *s, const char *out_dir, run_data *d, char *err, size_t errlen) {
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s/cache", out_dir);
+    if (swq_mkdir_p(cache, err, errlen)) return -1;
+    d->text = 1;
+    d->text_T = s->seq_len ? s->seq_len : s->n_ctx;
+    if (textdata_load(s->train_file, d->tok, cache, &d->ttrain, 1, err, errlen)) return -1;
+    size_t T = d->text_T, nw = (d->ttrain.n - 1) / T;
+    if (!strcmp(s->eval_file, "holdout")) {
+        size_t ne = nw / 20 ? nw / 20 : 1;
+        if (nw < 2) { snprintf(err, errlen, "%s: %zu tokens are too few for windows of %zu", s->train_file, d->ttrain.n, T); return -1; }
+        d->n_train = (int)(nw - ne); d->n_eval = (int)ne; d->eval_first = nw - ne;
+    } else {
+        if (textdata_load(s->eval_file, d->tok, cache, &d->teval, 1, err, errlen)) return -1;
+        d->n_train = (int)nw; d->n_eval = (int)((d->teval.n - 1) / T); d->eval_first = 0;
+    }
+    if (d->n_train < 1 || d->n_eval < 1) { snprintf(err, errlen, "%s: too little text for windows of %zu tokens", s->train_file, T); return -1; }
+    return 0;
+}
+
 int run_data_load(const settings *s, const char *out_dir, run_data *d, char *err, size_t errlen) {
     memset(d, 0, sizeof(*d));
-    if (!strcmp(s->task, "text")) {
-        snprintf(err, errlen, "%s: data.task = \"text\" (pretraining) is not available in this build", s->source);
-        return -1;
-    }
     d->task = !strcmp(s->task, "span") ? TASK_QA : TASK_LM;
     if (!strcmp(s->tokenizer, "byte")) d->tok = tokenizer_byte();
     else if (!(d->tok = tokenizer_bpe_load(s->tokenizer, err, errlen))) return -1;
+    if (!strcmp(s->task, "text")) return load_text(s, out_dir, d, err, errlen);
     if (load_side(s, out_dir, 0, &d->train_set, err, errlen)) return -1;
     if (load_side(s, out_dir, 1, &d->eval_set, err, errlen)) return -1;
     int T = s->seq_len ? s->seq_len : s->n_ctx;
@@ -78,6 +97,7 @@ void run_data_free(run_data *d) {
     squad_free(&d->train_set); squad_free(&d->eval_set);
     prompt_examples_free(&d->ptrain); prompt_examples_free(&d->peval);
     span_examples_free(&d->strain); span_examples_free(&d->seval);
+    textdata_free(&d->ttrain); textdata_free(&d->teval);
     memset(d, 0, sizeof(*d));
 }
 
@@ -109,7 +129,22 @@ void batch_buf_reserve(batch_buf *bb, swq_backend *be, int BT, int P, int B) {
 
 int batch_build(batch_buf *bb, swq_backend *be, const run_data *d, int eval_side, const int *idx, int n) {
     int T = 1, P = 0;
-    if (d->task == TASK_LM) {
+    if (d->text) {   // every position predicts the next token
+        T = d->text_T; P = n * T;
+        batch_buf_reserve(bb, be, n * T, P, n);
+        const token_stream *ts = eval_side && d->teval.n ? &d->teval : &d->ttrain;
+        size_t first = eval_side ? d->eval_first : 0;
+        for (int i = 0; i < n; i++) {
+            const uint32_t *w = ts->tok + (first + (size_t)idx[i]) * T;
+            for (int t = 0; t < T; t++) {
+                bb->h_tokens[i * T + t] = (int)w[t];
+                bb->h_rows[i * T + t] = i * T + t;
+                bb->h_targets[i * T + t] = (int)w[t + 1];
+            }
+        }
+        be->upload_i32(be, bb->b.rows, bb->h_rows, P);
+        be->upload_i32(be, bb->b.targets, bb->h_targets, P);
+    } else if (d->task == TASK_LM) {
         const prompt_examples *px = eval_side ? &d->peval : &d->ptrain;
         for (int i = 0; i < n; i++) {
             const prompt_example *e = &px->ex[idx[i]];

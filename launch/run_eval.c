@@ -161,6 +161,27 @@ static int eval_span(const settings *s, gpt2 *m, cdt_state *cs, const run_data *
     return 0;
 }
 
+// Pretraining: mean next-token loss over the eval windows (EM/F1 do not apply).
+static void eval_text(const settings *s, gpt2 *m, cdt_state *cs, const run_data *d, int k, eval_row *row) {
+    int n = d->n_eval, bs = s->eval_batch_size;
+    if (s->eval_max_questions > 0 && s->eval_max_questions < n) n = s->eval_max_questions;
+    batch_buf bb = { 0 };
+    int *idx = malloc(sizeof(int) * bs);
+    double ce = 0, count = 0;
+    for (int i0 = 0; i0 < n; i0 += bs) {
+        int nb = i0 + bs <= n ? bs : n - i0;
+        for (int j = 0; j < nb; j++) idx[j] = i0 + j;
+        count += batch_build(&bb, m->be, d, 1, idx, nb);
+        bb.b.weight = 1.0;
+        cdt_eval_loss(cs, &bb.b, k, &ce);
+    }
+    row->loss = ce / count;
+    row->em = row->f1 = NAN;
+    row->n_questions = n;
+    free(idx);
+    batch_buf_free(&bb);
+}
+
 int run_evaluate(const settings *s, gpt2 *m, cdt_state *cs, const run_data *d, eval_row *rows,
                  const char *pred_dir, char *err, size_t errlen) {
     int rc = 0;
@@ -176,6 +197,7 @@ int run_evaluate(const settings *s, gpt2 *m, cdt_state *cs, const run_data *d, e
         for (int l = 0; l < NL; l++) { wb += (double)m->qs->cfg[k].lin[l].w * lp[l]; np += lp[l]; }
         r->avg_w_bits = wb / np;
         r->size_mb = gpt2_size_bits(m, k) / 8.0 / 1e6;
+        if (d->text) { eval_text(s, m, cs, d, k, r); continue; }
         cJSON *preds = cJSON_CreateObject();
         if (m->task == TASK_LM) eval_prompt(s, m, cs, d, k, r, preds);
         else eval_span(s, m, cs, d, k, r, preds);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 static char *table_markdown(const char *title, const eval_row *rows, int K) {
     char *buf = NULL; size_t n = 0;
@@ -12,9 +13,13 @@ static char *table_markdown(const char *title, const eval_row *rows, int K) {
     if (title && *title) fprintf(f, "### %s\n\n", title);
     fprintf(f, "| Config | Avg weight bits | Loss | EM | F1 | Size (MB) |\n");
     fprintf(f, "|---|---:|---:|---:|---:|---:|\n");
-    for (int k = 0; k < K; k++)
-        fprintf(f, "| %s | %.2f | %.4f | %.1f%% | %.1f%% | %.3f |\n", rows[k].name, rows[k].avg_w_bits, rows[k].loss,
-                100 * rows[k].em, 100 * rows[k].f1, rows[k].size_mb);
+    for (int k = 0; k < K; k++) {
+        char em[32] = "-", f1[32] = "-";   // EM/F1 do not apply to pretraining text
+        if (!isnan(rows[k].em)) snprintf(em, sizeof em, "%.1f%%", 100 * rows[k].em);
+        if (!isnan(rows[k].f1)) snprintf(f1, sizeof f1, "%.1f%%", 100 * rows[k].f1);
+        fprintf(f, "| %s | %.2f | %.4f | %s | %s | %.3f |\n", rows[k].name, rows[k].avg_w_bits, rows[k].loss, em, f1,
+                rows[k].size_mb);
+    }
     fclose(f);
     return buf;
 }
@@ -54,8 +59,8 @@ int run_write_tables(const char *dir, const char *title, const eval_row *rows, i
         cJSON_AddStringToObject(o, "config", rows[k].name);
         cJSON_AddNumberToObject(o, "avg_w_bits", rows[k].avg_w_bits);
         cJSON_AddNumberToObject(o, "loss", rows[k].loss);
-        cJSON_AddNumberToObject(o, "em", rows[k].em);
-        cJSON_AddNumberToObject(o, "f1", rows[k].f1);
+        if (isnan(rows[k].em)) cJSON_AddNullToObject(o, "em"); else cJSON_AddNumberToObject(o, "em", rows[k].em);
+        if (isnan(rows[k].f1)) cJSON_AddNullToObject(o, "f1"); else cJSON_AddNumberToObject(o, "f1", rows[k].f1);
         cJSON_AddNumberToObject(o, "size_mb", rows[k].size_mb);
         cJSON_AddNumberToObject(o, "n_questions", rows[k].n_questions);
         cJSON_AddItemToArray(arr, o);

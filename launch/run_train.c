@@ -5,6 +5,8 @@
 #include "../model/rng.h"
 #include "../checkpoints/model_ckpt.h"
 #include "../checkpoints/ckpt_file.h"
+#include "../checkpoints/hf_safetensors.h"
+#include <sys/stat.h>
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,12 +124,17 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
     m.task = d.task;
     m.train_base = !strcmp(s->finetune, "full");
     gpt2_init_random(&m, s->seed);
-    if (s->init_from[0] && !resume_dir) {
-        model_ckpt base;
-        if (model_ckpt_read(s->init_from, &base, err, errlen)) goto out_model;
-        int r = model_ckpt_apply(s->init_from, &base, &m, NULL, err, errlen);
-        model_ckpt_free(&base);
-        if (r) goto out_model;
+    if (s->init_from[0] && !resume_dir) {   // a Hugging Face GPT-2 directory or an swq checkpoint
+        struct stat st;
+        if (!stat(s->init_from, &st) && S_ISDIR(st.st_mode)) {
+            if (hf_load_gpt2(s->init_from, &m, err, errlen)) goto out_model;
+        } else {
+            model_ckpt base;
+            if (model_ckpt_read(s->init_from, &base, err, errlen)) goto out_model;
+            int r = model_ckpt_apply(s->init_from, &base, &m, NULL, err, errlen);
+            model_ckpt_free(&base);
+            if (r) goto out_model;
+        }
     }
     int single = !strcmp(s->mode, "single") ? s->single_config : -1;
     adamw_state opt;
@@ -186,12 +193,15 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
         cdt_step_grads(&cs, &bb.b, s->beta, single, &L);
         if (world > 1) {
             if (dist->allreduce_grads(dist, be, swq_at(be, m.grads, goff), gn)) { snprintf(err, errlen, "rank %d: gradient all-reduce failed", rank); goto out_loop; }
-            double lv[129];
+            // losses for the log, and whether any rank was signalled: all ranks stop together
+            double lv[130];
             for (int k = 0; k < K; k++) { lv[2 * k] = L.ce[k]; lv[2 * k + 1] = L.kl[k]; }
             lv[2 * K] = L.loss;
-            if (dist->allreduce_f64(dist, lv, 2 * K + 1)) { snprintf(err, errlen, "rank %d: all-reduce failed", rank); goto out_loop; }
+            lv[2 * K + 1] = g_stop_signal ? 1 : 0;
+            if (dist->allreduce_f64(dist, lv, 2 * K + 2)) { snprintf(err, errlen, "rank %d: all-reduce failed", rank); goto out_loop; }
             for (int k = 0; k < K; k++) { L.ce[k] = lv[2 * k]; L.kl[k] = lv[2 * k + 1]; }
             L.loss = lv[2 * K];
+            if (lv[2 * K + 1] > 0 && !g_stop_signal) g_stop_signal = SIGTERM;
         }
         double lr = lr_at(s->schedule, s->lr, s->warmup, s->steps, s->min_lr_frac, step + 1);
         double gnorm = optimizer_step(&opt, lr);
@@ -241,7 +251,7 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
             if (evaluate_and_report(s, &m, &cs, &d, out_dir, title, step, err, errlen)) goto out_loop;
         }
     }
-    if (root && end == s->steps) {
+    if (root && end == s->steps && step > 0) {
         char title[64];
         snprintf(title, sizeof(title), "trained (step %d)", step);
         if (evaluate_and_report(s, &m, &cs, &d, out_dir, title, step, err, errlen)) goto out_loop;

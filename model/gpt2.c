@@ -177,8 +177,46 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
 #undef AL
 }
 
+void gpt2_invalidate_qcache(gpt2 *m) {
+    if (!m->qc_w) return;
+    size_t n = (size_t)m->qs->K * m->qs->n_linear;
+    for (size_t i = 0; i < n; i++) {
+        BE->free(BE, m->qc_w[i]); BE->free(BE, m->qc_b[i]);
+        m->qc_w[i] = m->qc_b[i] = NULL;
+    }
+}
+
+void gpt2_qcache_enable(gpt2 *m, int on) {
+    gpt2_invalidate_qcache(m);
+    free(m->qc_w); free(m->qc_b);
+    m->qc_w = m->qc_b = NULL;
+    m->qcache = 0;
+    if (!on) return;
+    size_t n = (size_t)m->qs->K * m->qs->n_linear;
+    m->qc_w = calloc(n, sizeof(void *));
+    m->qc_b = calloc(n, sizeof(void *));
+    m->qcache = m->qc_w && m->qc_b;
+}
+
+static int qc_on(const gpt2 *m) { return m->qcache && !m->train_base; }
+
+// The active config's quantized base weight (bias if `bias`) of linear l, made on first use.
+static const void *qc_get(gpt2 *m, int l, int bias, int bits) {
+    size_t i = (size_t)m->active * m->qs->n_linear + l;
+    void **slot = bias ? &m->qc_b[i] : &m->qc_w[i];
+    gpt2_linear *li = &m->lin[l];
+    int rows = bias ? 1 : li->OC, cols = bias ? li->OC : li->IC;
+    if (!*slot) {
+        // "qcache." names tell a backend the buffer is written once here, then only read
+        *slot = BE->alloc(BE, (size_t)rows * cols * BE->real_size, bias ? "qcache.bias" : "qcache.weight");
+        BE->quantize_rows(BE, *slot, bias ? li->b : li->w, rows, cols, bits);
+    }
+    return *slot;
+}
+
 void gpt2_destroy(gpt2 *m) {
     if (!m->be) return;
+    gpt2_qcache_enable(m, 0);
     acts_free(m);
     BE->free(BE, m->params);
     BE->free(BE, m->grads);
@@ -242,11 +280,16 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
         if (fwd) BE->quantize_rows(BE, a->xq[l], x, rows, li->IC, lb.a);
         c.x = a->xq[l];
     }
-    if (head) c.w = lb.w < 32 ? a->wte_q : li->w;   // wte_q made once per forward
-    else if (lb.w < 32) { BE->quantize_rows(BE, a->wq, li->w, li->OC, li->IC, lb.w); c.w = a->wq; }
-    else c.w = li->w;
+    int qc = qc_on(m);
+    if (lb.w >= 32) c.w = li->w;
+    else if (qc) c.w = qc_get(m, l, 0, lb.w);
+    else if (head) c.w = a->wte_q;   // wte_q made once per forward
+    else { BE->quantize_rows(BE, a->wq, li->w, li->OC, li->IC, lb.w); c.w = a->wq; }
     c.b = li->b;
-    if (li->b && lb.b < 32) { BE->quantize_rows(BE, a->bq, li->b, 1, li->OC, lb.b); c.b = a->bq; }
+    if (li->b && lb.b < 32) {
+        if (qc) c.b = qc_get(m, l, 1, lb.b);
+        else { BE->quantize_rows(BE, a->bq, li->b, 1, li->OC, lb.b); c.b = a->bq; }
+    }
     c.r = cf->lora_rank;
     c.s = cf->lora_alpha / cf->lora_rank;
     size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
@@ -294,7 +337,8 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     lin_bits hb = m->qs->cfg[m->active].lin[head];
     // the tied matrix is quantized once (per row = per token) and serves lookup and head
     const void *wte = PT(P_WTE);
-    if (hb.w < 32) { BE->quantize_rows(BE, a->wte_q, wte, V, C, hb.w); wte = a->wte_q; }
+    if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w);
+    else if (hb.w < 32) { BE->quantize_rows(BE, a->wte_q, wte, V, C, hb.w); wte = a->wte_q; }
     BE->encoder_fwd(BE, a->encoded, tokens, wte, PT(P_WPE), B, T, C);
     const void *res = a->encoded;
     for (int l = 0; l < L; l++) {

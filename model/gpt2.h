@@ -54,6 +54,8 @@ typedef struct {
     gpt2_linear *lin;           // [n_linear]
     gpt2_acts a;                // capacity: a.B, a.T, a.P
     int B, T, P;                // shape of the last forward
+    int qcache;                 // gpt2_qcache_enable: reuse each config's quantized base weights
+    void **qc_w, **qc_b;        // [K * n_linear] cached quantized weight / bias (NULL until made)
 } gpt2;
 
 // Sets up offsets and allocates params/grads on be (params zeroed: call gpt2_init_random or load).
@@ -72,6 +74,13 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
 // Backward from the gradient left in a.logits (LM) or a.qa_start/a.qa_end (QA);
 // accumulates into m->grads (base weights only if train_base; LoRA of the active config).
 void gpt2_backward(gpt2 *m);
+
+// LoRA mode (train_base == 0) freezes the base, so each config's quantized weights and biases
+// can be made once (on first use) and reused: O(1) precision switching, at the cost of one
+// quantized copy per config. Off by default. Results are identical to quantizing on the fly.
+// Call gpt2_invalidate_qcache after changing base params (a load) while it is on.
+void gpt2_qcache_enable(gpt2 *m, int on);
+void gpt2_invalidate_qcache(gpt2 *m);
 
 // Model size in bits of config k (see README "Model size"): quantized weights and
 // biases at their bits plus one fp32 scale per quantized row, full-precision parts at 32,

@@ -164,7 +164,7 @@ int main(void) {
     test_qconfig();
 
     // ---- quickstart
-    int rc = load_file("configs/quickstart.cfg", NULL, 0, &s);
+    int rc = load_file("tests/fixtures/configs/quickstart_v1.cfg", NULL, 0, &s);
     CHECK(rc == 0, "quickstart: %s", err);
     if (rc == 0) {
         CHECK(s.n_layer == 2 && s.n_head == 4 && s.n_embd == 64 && s.n_ctx == 160 && s.vocab_size == 0, "model");
@@ -185,7 +185,7 @@ int main(void) {
               "train defaults");
         CHECK(s.eval_max_questions == 200 && s.eval_batch_size == 32, "eval");
         CHECK(!strcmp(s.device, "cpu") && !strcmp(s.out_dir, "runs/quickstart"), "run");
-        CHECK(!strcmp(s.source, "configs/quickstart.cfg"), "source %s", s.source);
+        CHECK(!strcmp(s.source, "tests/fixtures/configs/quickstart_v1.cfg"), "source %s", s.source);
         CHECK(s.qs && s.qs->K == 5 && s.qs->n_layer == 2 && s.qs->n_linear == 9, "K");
         const char *names[5] = {"16-bit", "8-bit", "6-bit", "5-bit", "4-bit"};
         int bits[5] = {16, 8, 6, 5, 4}, rank[5] = {8, 8, 8, 16, 16};
@@ -375,7 +375,7 @@ int main(void) {
                               "quant.configs.[0].lora_rank=32", "quant.configs[2].act_bits=8", "train.steps=7",
                               "data.prompt_template=Q: {question} A:", "eval.batch_size=3"};
         int ns = (int)(sizeof(sets) / sizeof(sets[0]));
-        rc = load_file("configs/quickstart.cfg", sets, ns, &s);
+        rc = load_file("tests/fixtures/configs/quickstart_v1.cfg", sets, ns, &s);
         CHECK(rc == 0, "sets: %s", err);
         if (rc == 0) {
             CHECK(s.lr == 1e-3 && s.steps == 7 && !strcmp(s.out_dir, "runs/x") && !strcmp(s.task, "span"), "existing");

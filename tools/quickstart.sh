@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-export OPENBLAS_NUM_THREADS=1
+# two MPI ranks, data-parallel CDT (one OpenBLAS thread each: one core per rank)
+export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 rm -rf runs/quickstart
-exec build/swq train -c configs/quickstart.cfg "$@"
+exec mpirun -np 2 --oversubscribe build/swq train -c configs/quickstart.cfg "$@"

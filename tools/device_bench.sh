@@ -1,0 +1,132 @@
+#!/bin/bash
+# On the GPU machine, from the checkout's root, after `source .devdeps/env.sh` and the CMake
+# build of swq in $BUILD (default build-dev, built with SWQ_CUDA=ON):
+#   tools/device_bench.sh [check|sanitize|bench|peer|table|all]   (default all)
+#   check     cuda/tools/cuda_step_check: whole CDT steps, CPU against CUDA, every precision
+#   sanitize  compute-sanitizer memcheck on a short step check
+#   bench     swq bench at the peer's settings (and plain bf16 training for MFU)
+#   peer      the peer, $PEER (default build-peer/torch_cdt_bench.py, a copy of
+#             shared/peer/torch_cdt_bench.py), eager and --compile, LM and span QA
+#   table     the comparison table of the JSON lines in $LOG (ratios written as N.Nx peer)
+# Logs (and bench.jsonl) go to $OUT when set. Each part is time-limited, so one slow part
+# does not hide the others.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD:-build-dev}
+LOG=${OUT:-$B/bench-logs}
+PEER=${PEER:-build-peer/torch_cdt_bench.py}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-16}
+mkdir -p "$LOG"
+J="$LOG/bench.jsonl"
+
+build_check() {
+    [ -x "$B/cuda_step_check" ] && [ "$B/cuda_step_check" -nt cuda/tools/cuda_step_check.c ] && return 0
+    local cudalib=${CUDA_HOME:-/usr/local/cuda}/lib64
+    gcc -std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -I. cuda/tools/cuda_step_check.c \
+        "$B/libswq_core.a" "$B/libswq_cuda.a" -L"$cudalib" -lcublas -lcudart -lopenblas -lstdc++ -lm -lpthread \
+        -ldl -lrt -o "$B/cuda_step_check"
+}
+
+check() {
+    build_check || { echo "device_bench: cannot build cuda_step_check"; return 1; }
+    timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" ${CHECK_ARGS:---steps 20 --steps-124m 5 --bt-124m 1:64} \
+        2>&1 | tee "$LOG/step_check.log" | grep -E "^==|FAIL|worst|cuda_step_check|\(.*s\)"
+}
+
+sanitize() {
+    build_check || return 1
+    timeout ${SAN_TIMEOUT:-180} compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
+        "$B/cuda_step_check" --precision bf16 --variants small,small-qa --steps 2 >"$LOG/sanitizer.log" 2>&1
+    local rc=$?
+    tail -n 4 "$LOG/sanitizer.log"
+    echo "device_bench: compute-sanitizer rc=$rc"
+    return $rc
+}
+
+bench() {
+    local args
+    for args in "--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384" "--precision tf32 --batch 2 --seq 384" \
+                "--precision bf16 --batch 2 --seq 384" "--precision fp32 --task qa --batch 4 --seq 384" \
+                "--precision bf16 --batch 8 --seq 512 --set bench.plain=1" \
+                "--precision bf16 --batch 8 --seq 512 --set quant.qcache=0" \
+                "--precision bf16 --batch 8 --seq 512 --set model.vocab_size=1024" \
+                "--precision bf16 --batch 64 --seq 64"; do
+        timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} --json 2>&1 | tee -a "$LOG/swq_bench.log" |
+            grep '^{' >>"$J"
+    done
+    grep -v '^{' "$LOG/swq_bench.log"
+    # GEMM / conversion split (every GEMM synchronized: slower than the timed steps above)
+    SWQ_CUDA_PROFILE=1 timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --warmup 1 --steps 3 2>&1 |
+        tee "$LOG/swq_profile.log"
+}
+
+want() { case " ${PEER_PARTS:-eager qa compile} " in *" $1 "*) return 0 ;; esac; return 1; }
+
+peer() {
+    export PYTHONUNBUFFERED=1
+    # PEER_PARTS: which of eager, qa, compile to run (a part left out can come from an earlier
+    # run's JSON lines in $PEER_PRIOR, on the same kind of device)
+    if [ -n "${PEER_PRIOR:-}" ]; then grep '^{"peer"' "$PEER_PRIOR" >>"$J"; fi
+    if want eager; then
+        timeout ${PEER_TIMEOUT:-150} python3 "$PEER" --settings 8:512:bfloat16,2:384:float32 --steps 10 \
+            2>"$LOG/peer_eager.err" | tee -a "$J"
+    fi
+    if want qa; then
+        timeout ${PEER_TIMEOUT:-150} python3 "$PEER" --task qa --settings 4:384:float32 --steps 10 \
+            2>"$LOG/peer_qa.err" | tee -a "$J"
+    fi
+    if want compile; then
+        timeout ${PEER_COMPILE_TIMEOUT:-300} python3 "$PEER" --compile --settings 8:512:bfloat16,2:384:float32 \
+            --steps 10 2>"$LOG/peer_compile.err" | tee -a "$J"
+    fi
+    return 0
+}
+
+table() {
+    python3 - "$J" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+def key(r):
+    dt = {"bfloat16": "bf16", "float32": "fp32"}.get(r.get("dtype"), r.get("precision", r.get("dtype")))
+    return (r.get("task", "lm"), r["B"], r["T"], dt)
+swq = {key(r): r for r in rows if r.get("tool") == "swq-bench" and r.get("configs") == 5 and "frozen" in r.get("mode", "") and r.get("qcache", 1)
+       and r.get("vocab_size", 50257) == 50257 and r.get("n_layer", 12) == 12}
+peer = {}
+for r in rows:
+    if "peer" in r: peer.setdefault(key(r), {})[r["peer"].split("-")[1]] = r
+print("| setting | swq tok/s | swq ms/step | swq TFLOP/s (MFU) | swq peak GiB | eager tok/s | vs eager | compiled tok/s | vs compiled | peer peak GiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for k, s in sorted(swq.items()):
+    p = peer.get(k, {})
+    e, c = p.get("eager"), p.get("compile")
+    ratio = lambda q: "%.1fx peer" % (s["tok_per_s"] / q["tok_per_s"]) if q else "-"
+    print("| %s B=%d T=%d %s | %.0f | %.1f | %.1f (%.1f%%) | %.2f | %s | %s | %s | %s | %s |" % (
+        k[0], k[1], k[2], k[3], s["tok_per_s"], s["step_ms"], s["model_tflops"], 100 * s["mfu"], s["peak_mem_gib"],
+        e["tok_per_s"] if e else "-", ratio(e), c["tok_per_s"] if c else "-", ratio(c),
+        "/".join("%.2f" % q["peak_mem_gib"] for q in (e, c) if q) or "-"))
+for r in rows:
+    if r.get("tool") == "swq-bench" and r not in swq.values():
+        print("other swq: %s %s B=%d T=%d %s vocab %s qcache %s: %.1f ms/step, %.0f tok/s, %.1f TFLOP/s, MFU %.1f%%, peak %.2f GiB" % (
+            r["mode"], r["task"], r["B"], r["T"], r["precision"], r.get("vocab_size"), r.get("qcache"), r["step_ms"], r["tok_per_s"], r["model_tflops"], 100 * r["mfu"],
+            r["peak_mem_gib"]))
+    if "error" in r: print("peer error:", r)
+EOF
+}
+
+case "${1:-all}" in
+    check) check ;;
+    sanitize) sanitize ;;
+    bench) bench ;;
+    peer) peer ;;
+    table) table ;;
+    all)
+        rm -f "$J"
+        crc=0; check || crc=$?
+        src=0; sanitize || src=$?
+        bench
+        peer
+        table | tee "$LOG/table.md"
+        echo "device_bench: step check rc=$crc, sanitizer rc=$src"
+        ;;
+    *) echo "usage: $0 [check|sanitize|bench|peer|table|all]"; exit 2 ;;
+esac
