@@ -26,7 +26,10 @@ static char *read_raw(const char *path, size_t *len, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
         free(buf); fclose(f); return NULL;
     }
-    fclose(f);
+    if (fclose(f) != 0) {
+        snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+        free(buf); return NULL;
+    }
     buf[n] = 0;
     *len = n;
     return buf;
@@ -48,7 +51,9 @@ static char *zstd_decompress(const char *path, const char *src, size_t n, size_t
     char *dst = (char *)swq_xrealloc(NULL, cap);
     ZSTD_inBuffer in = { src, n, 0 };
     size_t out_n = 0, last = 1;
-    while (in.pos < in.size) {
+    // decode all input, then flush whatever the decoder still holds for the current frame
+    while (in.pos < in.size || last != 0) {
+        int flushing = in.pos == in.size;
         if (cap - out_n < 1 + (1 << 16)) { cap = 2 * cap + (1 << 16); dst = (char *)swq_xrealloc(dst, cap); }
         ZSTD_outBuffer out = { dst + out_n, cap - out_n - 1, 0 };
         last = ZSTD_decompressStream(ds, &out, &in);
@@ -57,18 +62,7 @@ static char *zstd_decompress(const char *path, const char *src, size_t n, size_t
             free(dst); ZSTD_freeDStream(ds); return NULL;
         }
         out_n += out.pos;
-    }
-    // all input consumed: flush whatever the decoder still holds for the current frame
-    while (last != 0) {
-        if (cap - out_n < 1 + (1 << 16)) { cap = 2 * cap + (1 << 16); dst = (char *)swq_xrealloc(dst, cap); }
-        ZSTD_outBuffer out = { dst + out_n, cap - out_n - 1, 0 };
-        last = ZSTD_decompressStream(ds, &out, &in);
-        if (ZSTD_isError(last)) {
-            snprintf(err, errlen, "%s: not a valid zstd stream (%s)", path, ZSTD_getErrorName(last));
-            free(dst); ZSTD_freeDStream(ds); return NULL;
-        }
-        out_n += out.pos;
-        if (out.pos == 0 && last != 0) {
+        if (flushing && out.pos == 0 && last != 0) {
             snprintf(err, errlen, "%s: not a valid zstd stream (truncated)", path);
             free(dst); ZSTD_freeDStream(ds); return NULL;
         }

@@ -5,13 +5,13 @@
 #define _GNU_SOURCE   // memmem
 #endif
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include <errno.h>
 #include <pcre2.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 #include <cjson/cJSON.h>
+#include "squad.h"   // swq_read_file
 #include "tokenizer_bpe.h"
 
 #define EOT_STRING "<|endoftext|>"
@@ -311,28 +311,6 @@ void tokenizer_bpe_set_special(tokenizer *t, int parse_special) {
 
 // ---- loading ---------------------------------------------------------------------------
 
-static char *read_all(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    size_t cap = 1 << 20, n = 0;
-    char *buf = (char *)swq_xrealloc(NULL, cap);
-    for (;;) {
-        if (n + 1 >= cap) { cap *= 2; buf = (char *)swq_xrealloc(buf, cap); }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        snprintf(err, errlen, "%s: read error", path);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other 68 bytes
 // for code points 256, 257, ... in byte order. Fills the UTF-8 form of each byte's symbol and
 // the inverse map code point -> byte (-1: not a byte symbol).
@@ -371,7 +349,7 @@ typedef struct { strmap tok; char sym[256][3]; int cp_to_byte[324]; } load_state
 
 static int load_vocab(tokenizer *t, bpe *b, load_state *L, const char *path, char *err, size_t errlen) {
     size_t len;
-    char *text = read_all(path, &len, err, errlen);
+    char *text = swq_read_file(path, &len, err, errlen);
     if (!text) return -1;
     cJSON *js = cJSON_ParseWithLength(text, len);
     int rc = -1;
@@ -444,7 +422,7 @@ static int lookup(const load_state *L, const char *s, size_t n) {
 
 static int load_merges(bpe *b, const load_state *L, const char *path, char *err, size_t errlen) {
     size_t len;
-    char *text = read_all(path, &len, err, errlen);
+    char *text = swq_read_file(path, &len, err, errlen);
     if (!text) return -1;
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += text[i] == '\n';

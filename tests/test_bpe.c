@@ -14,14 +14,11 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <zstd.h>
+#include "check.h"
 #include "data/tokenizer_bpe.h"
 
 #define GPT2_DIR "../shared/data/gpt2-tokenizer"
 #define FIXTURE "tests/fixtures/bpe/bpe_fixture.bin.zst"
-
-static int n_pass, n_fail;
-#define CHECK(cond, ...) do { if (cond) n_pass++; else { n_fail++; \
-    printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static double now_s(void) {
     struct timespec ts;
@@ -486,6 +483,5 @@ int main(void) {
     if (access(GPT2_DIR "/vocab.json", R_OK) == 0) test_gpt2();
     else printf("note: %s not found; GPT-2 fixture checks skipped (tiny vocabulary only)\n", GPT2_DIR);
     remove_made_dirs();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary("test_bpe");
 }

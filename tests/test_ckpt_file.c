@@ -1,4 +1,5 @@
 // Checkpoint container: round trip, corruption and truncation detection, atomic writes.
+#include "check.h"
 #include "checkpoints/ckpt_file.h"
 #include <dirent.h>
 #include <errno.h>
@@ -9,18 +10,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int n_pass, n_fail;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (cond) n_pass++;                                                       \
-        else {                                                                    \
-            n_fail++;                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-        }                                                                         \
-    } while (0)
 
 static char dir[256];
 
@@ -308,6 +297,5 @@ int main(void) {
     unlink(cpath);
     CHECK(rmdir(dir) == 0, "test dir empty at the end: %s", strerror(errno));
     free(big);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary("test_ckpt_file");
 }

@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # Bad input through the swq command: each case must exit non-zero with exactly one line on
 # stderr naming the file/key and the problem, and leave no output behind.
-set -u
-SWQ=${SWQ_BIN:-build/swq}
-T=$(mktemp -d /tmp/swq_cli_XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TINY=tests/fixtures/cli/tiny.cfg
 
 # expect_fail NAME PATTERN OUTDIR -- command...
@@ -14,57 +10,56 @@ expect_fail() {
     "$@" >"$T/stdout" 2>"$T/stderr"
     local rc=$? lines
     lines=$(wc -l <"$T/stderr")
-    if [ $rc -eq 0 ]; then echo "FAIL $name: exit 0"; fail=$((fail+1)); return; fi
-    if [ "$lines" -ne 1 ]; then echo "FAIL $name: $lines lines on stderr:"; cat "$T/stderr"; fail=$((fail+1)); return; fi
-    if ! grep -q -- "$pat" "$T/stderr"; then echo "FAIL $name: stderr '$(cat "$T/stderr")' lacks '$pat'"; fail=$((fail+1)); return; fi
-    if [ -n "$out" ] && [ -e "$out" ]; then echo "FAIL $name: left $out behind"; find "$out"; fail=$((fail+1)); return; fi
-    pass=$((pass+1))
+    if [ $rc -eq 0 ]; then not_ok "$name: exit 0"; return; fi
+    if [ "$lines" -ne 1 ]; then not_ok "$name: $lines lines on stderr:"; cat "$T/stderr"; return; fi
+    if ! grep -q -- "$pat" "$T/stderr"; then not_ok "$name: stderr '$(cat "$T/stderr")' lacks '$pat'"; return; fi
+    if [ -n "$out" ] && [ -e "$out" ]; then not_ok "$name: left $out behind"; find "$out"; return; fi
+    ok
 }
 expect_ok() {
     local name=$1; shift
-    if "$@" >"$T/stdout" 2>"$T/stderr"; then pass=$((pass+1)); else echo "FAIL $name:"; cat "$T/stderr"; fail=$((fail+1)); fi
+    if "$@" >"$T/stdout" 2>"$T/stderr"; then ok; else not_ok "$name:"; cat "$T/stderr"; fi
 }
 cfg() { printf '%s\n' "$2" >"$T/$1"; echo "$T/$1"; }
 
-expect_fail missing-config "nope.cfg" "$T/o1" $SWQ train -c "$T/nope.cfg" --out "$T/o1"
+expect_fail missing-config "nope.cfg" "$T/o1" "$SWQ_BIN" train -c "$T/nope.cfg" --out "$T/o1"
 c=$(cfg syntax.cfg 'model = { n_layer = = 2; };')
-expect_fail malformed-config "syntax.cfg:1" "$T/o2" $SWQ train -c "$c" --out "$T/o2"
-expect_fail unknown-key "n_layr" "$T/o3" $SWQ train -c $TINY --set model.n_layr=3 --out "$T/o3"
-expect_fail wrong-type "train.lr" "$T/o3" $SWQ train -c $TINY --set train.lr='"fast"' --out "$T/o3"
+expect_fail malformed-config "syntax.cfg:1" "$T/o2" "$SWQ_BIN" train -c "$c" --out "$T/o2"
+expect_fail unknown-key "n_layr" "$T/o3" "$SWQ_BIN" train -c $TINY --set model.n_layr=3 --out "$T/o3"
+expect_fail wrong-type "train.lr" "$T/o3" "$SWQ_BIN" train -c $TINY --set train.lr='"fast"' --out "$T/o3"
 c=$(cfg layer.cfg 'quant = { configs = ( { bits = 8; linears = ( { name = "h.9.mlp_in"; w = 4; } ); } ); };')
-expect_fail unknown-layer "h.9.mlp_in" "$T/o4" $SWQ train -c "$c" --out "$T/o4"
+expect_fail unknown-layer "h.9.mlp_in" "$T/o4" "$SWQ_BIN" train -c "$c" --out "$T/o4"
 c=$(cfg comp.cfg 'quant = { configs = ( { bits = 8; components = { ffn = 4; }; } ); };')
-expect_fail unknown-component "ffn" "$T/o5" $SWQ train -c "$c" --out "$T/o5"
-expect_fail bits-range "out of range" "$T/o6" $SWQ train -c $TINY --set 'quant.configs.[0].bits=40' --out "$T/o6"
-expect_fail bits-range-low "out of range" "$T/o6" $SWQ train -c $TINY --set 'quant.configs.[0].bits=1' --out "$T/o6"
-expect_fail rank-zero "lora_rank" "$T/o7" $SWQ train -c $TINY --set 'quant.configs.[1].lora_rank=0' --out "$T/o7"
+expect_fail unknown-component "ffn" "$T/o5" "$SWQ_BIN" train -c "$c" --out "$T/o5"
+expect_fail bits-range "out of range" "$T/o6" "$SWQ_BIN" train -c $TINY --set 'quant.configs.[0].bits=40' --out "$T/o6"
+expect_fail bits-range-low "out of range" "$T/o6" "$SWQ_BIN" train -c $TINY --set 'quant.configs.[0].bits=1' --out "$T/o6"
+expect_fail rank-zero "lora_rank" "$T/o7" "$SWQ_BIN" train -c $TINY --set 'quant.configs.[1].lora_rank=0' --out "$T/o7"
 printf '{"version": "1.1", "articles": []}' >"$T/notsquad.json"
-expect_fail not-squad "not SQuAD layout" "$T/o8" $SWQ train -c $TINY --set "data.train_file=\"$T/notsquad.json\"" --out "$T/o8"
+expect_fail not-squad "not SQuAD layout" "$T/o8" "$SWQ_BIN" train -c $TINY --set "data.train_file=\"$T/notsquad.json\"" --out "$T/o8"
 printf 'this is not json' >"$T/text.json"
-expect_fail not-json "text.json" "$T/o8" $SWQ train -c $TINY --set "data.train_file=\"$T/text.json\"" --out "$T/o8"
-expect_fail missing-data "missing.json" "$T/o8" $SWQ train -c $TINY --set "data.train_file=\"$T/missing.json\"" --out "$T/o8"
-expect_fail unknown-option "--bogus" "" $SWQ train -c $TINY --bogus
-expect_fail unknown-command "frobnicate" "" $SWQ frobnicate
+expect_fail not-json "text.json" "$T/o8" "$SWQ_BIN" train -c $TINY --set "data.train_file=\"$T/text.json\"" --out "$T/o8"
+expect_fail missing-data "missing.json" "$T/o8" "$SWQ_BIN" train -c $TINY --set "data.train_file=\"$T/missing.json\"" --out "$T/o8"
+expect_fail unknown-option "--bogus" "" "$SWQ_BIN" train -c $TINY --bogus
+expect_fail unknown-command "frobnicate" "" "$SWQ_BIN" frobnicate
 
 # a real checkpoint to damage
-expect_ok train-tiny $SWQ train -c $TINY --out "$T/run"
+expect_ok train-tiny "$SWQ_BIN" train -c $TINY --out "$T/run"
 ck=$(ls "$T"/run/checkpoints/step_*.swqc | tail -1)
-expect_ok eval-good $SWQ eval -c $TINY --checkpoint "$T/run" --out "$T/evalgood"
-[ -f "$T/evalgood/table.csv" ] && [ "$(wc -l <"$T/evalgood/table.csv")" -eq 3 ] && pass=$((pass+1)) || { echo "FAIL eval table"; fail=$((fail+1)); }
+expect_ok eval-good "$SWQ_BIN" eval -c $TINY --checkpoint "$T/run" --out "$T/evalgood"
+[ -f "$T/evalgood/table.csv" ] && [ "$(wc -l <"$T/evalgood/table.csv")" -eq 3 ] && ok || not_ok "eval table"
 size=$(stat -c %s "$ck")
 head -c $((size / 2)) "$ck" >"$T/trunc.swqc"
-expect_fail truncated-ckpt "trunc.swqc" "$T/e1" $SWQ eval -c $TINY --checkpoint "$T/trunc.swqc" --out "$T/e1"
+expect_fail truncated-ckpt "trunc.swqc" "$T/e1" "$SWQ_BIN" eval -c $TINY --checkpoint "$T/trunc.swqc" --out "$T/e1"
 cp "$ck" "$T/flip.swqc"
 printf '\x5a' | dd of="$T/flip.swqc" bs=1 seek=$((size / 3)) conv=notrunc status=none
-expect_fail flipped-byte "flip.swqc" "$T/e2" $SWQ eval -c $TINY --checkpoint "$T/flip.swqc" --out "$T/e2"
-expect_fail other-size "checkpoint is for a model" "$T/e3" $SWQ eval -c $TINY --set model.n_embd=32 --checkpoint "$ck" --out "$T/e3"
-expect_fail not-ckpt "not an swq checkpoint" "$T/e4" $SWQ eval -c $TINY --checkpoint "$TINY" --out "$T/e4"
-expect_fail resume-nothing "no checkpoint" "" $SWQ train --resume "$T/o1"
+expect_fail flipped-byte "flip.swqc" "$T/e2" "$SWQ_BIN" eval -c $TINY --checkpoint "$T/flip.swqc" --out "$T/e2"
+expect_fail other-size "checkpoint is for a model" "$T/e3" "$SWQ_BIN" eval -c $TINY --set model.n_embd=32 --checkpoint "$ck" --out "$T/e3"
+expect_fail not-ckpt "not an swq checkpoint" "$T/e4" "$SWQ_BIN" eval -c $TINY --checkpoint "$TINY" --out "$T/e4"
+expect_fail resume-nothing "no checkpoint" "" "$SWQ_BIN" train --resume "$T/o1"
 # the damaged files did not replace the good checkpoint, and help works
-expect_ok eval-still-good $SWQ eval --checkpoint "$ck" --out "$T/evalgood2"
-expect_ok help $SWQ --help
-expect_ok train-help $SWQ train --help
-grep -q -- "--resume" "$T/stdout" && pass=$((pass+1)) || { echo "FAIL train --help lacks --resume"; fail=$((fail+1)); }
+expect_ok eval-still-good "$SWQ_BIN" eval --checkpoint "$ck" --out "$T/evalgood2"
+expect_ok help "$SWQ_BIN" --help
+expect_ok train-help "$SWQ_BIN" train --help
+grep -q -- "--resume" "$T/stdout" && ok || not_ok "train --help lacks --resume"
 
-echo "test_cli_errors: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+summary test_cli_errors

@@ -8,12 +8,10 @@
 #include <sys/stat.h>
 #include <zstd.h>
 #include <cjson/cJSON.h>
+#include "check.h"
 #include "data/squad.h"
 #include "data/tokenizer.h"
 #include "data/examples.h"
-
-static int passed, failed;
-#define CHECK(cond, ...) do { if (cond) passed++; else { failed++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static char tmpdir[64];
 static char *tpath(const char *name) {             // path in the scratch dir (static ring)
@@ -464,7 +462,7 @@ static void test_examples(void) {
 
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/swq_test_data.XXXXXX");
-    if (!mkdtemp(tmpdir)) { printf("cannot create a scratch directory\n0 passed, 1 failed\n"); return 1; }
+    if (!mkdtemp(tmpdir)) { CHECK(0, "cannot create a scratch directory"); return check_summary("test_data"); }
     test_synth();
     test_loader();
     test_dev_set();
@@ -472,6 +470,5 @@ int main(void) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", tmpdir);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary("test_data");
 }

@@ -2,13 +2,7 @@
 # Data-parallel training: 2 MPI ranks give the same parameters after k steps as 1 rank with the
 # same global batch (fp32 summation-order tolerance); a different run does not (control);
 # ranks with different configs are refused at start-up by rank 0, all exiting non-zero.
-set -u
-SWQ_BIN=${SWQ_BIN:-$PWD/build/swq}
-export OPENBLAS_NUM_THREADS=1
-MPIRUN=(mpirun --oversubscribe); [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-[ -x "$SWQ_BIN" ] || fail "SWQ_BIN=$SWQ_BIN is not an executable"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CFG=configs/sweep_tiny_base.cfg
 SET=(--set train.steps=5 --set train.batch_size=6)
 

@@ -1,22 +1,7 @@
 #!/usr/bin/env bash
 # A rank killed (SIGKILL) mid-training makes the whole job exit non-zero within a bound (no
 # hang), and --resume continues from the last checkpoint, losing at most one interval.
-set -u
-SWQ_BIN=${SWQ_BIN:-$PWD/build/swq}
-export OPENBLAS_NUM_THREADS=1
-MPIRUN=(mpirun --oversubscribe); [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-[ -x "$SWQ_BIN" ] || fail "SWQ_BIN=$SWQ_BIN is not an executable"
-T=$(mktemp -d)
-MP=
-cleanup() { [ -n "$MP" ] && kill -9 "$MP" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-rank_pid() {   # pid of rank $2 among the children of mpirun $1
-    for p in $(pgrep -P "$1"); do
-        tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return 0; }
-    done
-    return 1
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CFG=configs/sweep_tiny_base.cfg
 EVERY=10
 "${MPIRUN[@]}" -np 2 "$SWQ_BIN" train -c $CFG --set train.steps=100000 --set train.ckpt_every=$EVERY --set train.log_every=0 \

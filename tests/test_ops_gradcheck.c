@@ -5,6 +5,7 @@
 // overwrite; NULL outputs must be skipped. Also: forward values against direct
 // computations, xent_kl losses and teacher statistics by hand, one AdamW step by
 // hand, and the small utility ops.
+#include "check.h"
 #include "model/backend.h"
 
 #include <math.h>
@@ -13,30 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            n_pass++;                                                      \
-        } else {                                                           \
-            n_fail++;                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                    \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-        }                                                                  \
-    } while (0)
-
 // ---------------------------------------------------------------- helpers
 
 static uint64_t rng_state = 0x1234abcd5678ef01ULL;
-static double urand(void) {   // splitmix64 -> [0, 1)
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (z >> 11) * (1.0 / 9007199254740992.0);
-}
+static double urand(void) { return check_urand(&rng_state); }
 
 // host arrays live until exit
 static void *host_blocks[512];
@@ -785,6 +766,5 @@ int main(void) {
     swq_backend_destroy(be64);
     swq_backend_destroy(be32);
     for (int i = 0; i < n_host_blocks; i++) free(host_blocks[i]);
-    printf("test_ops_gradcheck: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary("test_ops_gradcheck");
 }

@@ -2,6 +2,7 @@
 // CPU backend, float and double: level count, symmetry, idempotence, per-row
 // scales, max preserved, zero rows, error bound, round-half-away-from-zero, and
 // bits >= 32 as an exact copy (also in place).
+#include "check.h"
 #include "model/backend.h"
 
 #include <math.h>
@@ -10,28 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            n_pass++;                                                      \
-        } else {                                                           \
-            n_fail++;                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                    \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-        }                                                                  \
-    } while (0)
-
 static uint64_t rng_state = 0x5eed1234abcdULL;
-static double urand(void) {   // splitmix64 -> [0, 1)
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (z >> 11) * (1.0 / 9007199254740992.0);
-}
+static double urand(void) { return check_urand(&rng_state); }
 
 // CPU backend memory is host memory: read/write elements in the backend's own precision.
 static double get(const swq_backend *be, const void *p, size_t i) {
@@ -233,6 +214,5 @@ int main(void) {
         test_hand(be);
         swq_backend_destroy(be);
     }
-    printf("test_quantizer: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary("test_quantizer");
 }

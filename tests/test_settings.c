@@ -1,22 +1,11 @@
 // Settings: quickstart values, defaults, every error message (file, line, key), --set
 // overrides, each quant syntax, precision ordering, and the resolved-text round trip.
+#include "check.h"
 #include "launch/settings.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int n_pass, n_fail;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (cond) n_pass++;                                                       \
-        else {                                                                    \
-            n_fail++;                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, "\n");                                                \
-        }                                                                         \
-    } while (0)
 
 #define FIX "tests/fixtures/configs/"
 
@@ -443,6 +432,5 @@ int main(void) {
         if (rc == 0) settings_free(&s);
     }
 
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return check_summary("test_settings");
 }

@@ -4,12 +4,9 @@
 # 2 tasks) and the job-array variant with its collate step, wait with a bound, check both
 # collated tables equal the one from mpirun, stop the daemons this test started.
 # Installs slurm-wlm/munge when missing, as root, in CI (CI=true) or with SWQ_TEST_SLURM=1.
-set -u
-SWQ_BIN=${SWQ_BIN:-$PWD/build/swq}
-export OPENBLAS_NUM_THREADS=1
-MPIRUN=(mpirun --oversubscribe); [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
-fail() { echo "FAIL: $*" >&2; [ -n "${T:-}" ] && for f in "$T"/*.log "$T"/slurm-*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 20 "$f"; }; done >&2; exit 1; }
-[ -x "$SWQ_BIN" ] || fail "SWQ_BIN=$SWQ_BIN is not an executable"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# on failure, also show the tail of every daemon log and job output
+fail() { echo "FAIL: $*" >&2; for f in "$T"/*.log "$T"/slurm-*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 20 "$f"; }; done >&2; exit 1; }
 SWQ_BIN=$(readlink -f "$SWQ_BIN")
 REPO=$PWD
 if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
@@ -23,26 +20,22 @@ if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
 fi
 [ "$(id -u)" = 0 ] || { echo "SKIP test_slurm: needs root to run slurmd"; [ "${CI:-}" = true ] && exit 1; exit 0; }
 
-T=$(mktemp -d /tmp/swq-slurm.XXXXXX)
-chmod 755 "$T"
-STARTED_MUNGE=0
-cleanup() {
+chmod 755 "$T"   # slurmd reads and writes here
+# a munged of our own (own key, socket, pid and log in $T), so that other munge users or a
+# second run of this test on the same machine cannot interfere
+test_cleanup() {   # before lib.sh removes $T
     [ -f "$T/slurmd.pid" ] && kill "$(cat "$T/slurmd.pid")" 2>/dev/null
     [ -f "$T/slurmctld.pid" ] && kill "$(cat "$T/slurmctld.pid")" 2>/dev/null
-    [ $STARTED_MUNGE = 1 ] && [ -f /var/run/munge/munged.pid ] && kill "$(cat /var/run/munge/munged.pid)" 2>/dev/null
+    [ -f "$T/munged.pid" ] && kill "$(cat "$T/munged.pid")" 2>/dev/null
     sleep 0.5
-    rm -rf "$T"
 }
-trap cleanup EXIT
-
-# munge: reuse a running munged, else start one (with a key if there is none)
-if ! { [ -f /var/run/munge/munged.pid ] && kill -0 "$(cat /var/run/munge/munged.pid)" 2>/dev/null; }; then
-    mkdir -p /etc/munge /var/run/munge /var/log/munge /var/lib/munge
-    chmod 700 /etc/munge
-    [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 2>/dev/null; chmod 400 /etc/munge/munge.key; }
-    munged --force > "$T/munged.log" 2>&1 || fail "munged did not start"
-    STARTED_MUNGE=1
-fi
+mkdir -p "$T/munge"
+chmod 700 "$T/munge"
+dd if=/dev/urandom of="$T/munge/munge.key" bs=1024 count=1 2>/dev/null
+chmod 400 "$T/munge/munge.key"
+MUNGE_SOCKET=$T/munge/munge.socket
+munged --force --key-file="$T/munge/munge.key" --socket="$MUNGE_SOCKET" --pid-file="$T/munged.pid" \
+    --log-file="$T/munged.log" --seed-file="$T/munge/seed" > "$T/munged.out" 2>&1 || fail "munged did not start"
 
 HOST=$(hostname -s)
 PORT=$((20000 + ($$ % 4000) * 2))
@@ -56,6 +49,7 @@ SlurmUser=root
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
 AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
 StateSaveLocation=$T/state
 SlurmdSpoolDir=$T/spool
 SlurmctldPidFile=$T/slurmctld.pid
@@ -81,15 +75,15 @@ sinfo -h -o %t | grep -qE '^(idle|mix)' || fail "node not idle after 20 s: $(sin
 SW=configs/sweep_tiny.cfg
 "${MPIRUN[@]}" -np 2 "$SWQ_BIN" sweep -c $SW --out "$T/mpi" > "$T/mpirun.log" 2>&1 || fail "mpirun sweep failed"
 
-wait_job() {   # job id, bound (s): 0 when it completed
-    local s=
-    for _ in $(seq $(($2 * 5))); do
-        s=$(scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
+wait_job() {   # job id, bound in seconds of wall time: 0 when it completed
+    local s= end=$((SECONDS + $2))
+    while [ $SECONDS -lt $end ]; do
+        s=$(timeout 10 scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
         case "$s" in COMPLETED) return 0 ;; FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) echo "job $1: $s" >&2; return 1 ;; esac
         sleep 0.2
     done
     echo "job $1 still $s after $2 s" >&2
-    scancel "$1" 2>/dev/null
+    timeout 10 scancel "$1" 2>/dev/null
     return 1
 }
 export SWQ_BIN

@@ -3,13 +3,7 @@
 # skips journaled cells and rebuilds the same table; failing cells are recorded and marked;
 # bad sweep files, an oversized grid and a foreign journal are refused by rank 0 before any
 # work, every rank exiting non-zero; slices + --collate give the same table.
-set -u
-SWQ_BIN=${SWQ_BIN:-$PWD/build/swq}
-export OPENBLAS_NUM_THREADS=1
-MPIRUN=(mpirun --oversubscribe); [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-[ -x "$SWQ_BIN" ] || fail "SWQ_BIN=$SWQ_BIN is not an executable"
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SW=configs/sweep_tiny.cfg
 
 "$SWQ_BIN" sweep -c $SW --out "$T/one" > "$T/one.log" 2>&1 || { cat "$T/one.log"; fail "1-rank sweep failed"; }

@@ -2,22 +2,7 @@
 # A worker killed (SIGKILL) mid-sweep: the job ends non-zero within a bound, the journal keeps
 # the finished cells, no orphan cell process survives, and a re-launch finishes the sweep with
 # the same table as an uninterrupted run.
-set -u
-SWQ_BIN=${SWQ_BIN:-$PWD/build/swq}
-export OPENBLAS_NUM_THREADS=1
-MPIRUN=(mpirun --oversubscribe); [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
-fail() { echo "FAIL: $*" >&2; exit 1; }
-[ -x "$SWQ_BIN" ] || fail "SWQ_BIN=$SWQ_BIN is not an executable"
-T=$(mktemp -d)
-MP=
-cleanup() { [ -n "$MP" ] && kill -9 "$MP" 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-rank_pid() {
-    for p in $(pgrep -P "$1"); do
-        tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && { echo "$p"; return 0; }
-    done
-    return 1
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cat > "$T/sw.cfg" <<CFG
 base = "configs/sweep_tiny_base.cfg";
 sets = [ "train.steps=60" ];
