@@ -111,8 +111,8 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
     }
     swq_backend *be = NULL;
     run_data d;
-    if (run_data_load(s, out_dir, &d, err, errlen)) { run_data_free(&d); model_ckpt_free(&ck); return -1; }
-    if (!(be = run_backend(s, err, errlen))) { run_data_free(&d); model_ckpt_free(&ck); return -1; }
+    if (!(be = run_backend(s, err, errlen))) { model_ckpt_free(&ck); return -1; }   // before any output
+    if (run_data_load(s, out_dir, &d, err, errlen)) goto out_data;
     if (swq_mkdir_p(out_dir, err, errlen)) goto out_data;
     gpt2_shape shape = { s->n_layer, s->n_head, s->n_embd, s->n_ctx, s->vocab_size ? s->vocab_size : d.tok->vocab_size };
     if (shape.vocab_size < d.tok->vocab_size) {
@@ -165,7 +165,7 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
         logf = fopen(logpath, start == 0 ? "w" : "a");
         if (!logf) { snprintf(err, errlen, "%s: cannot write", logpath); goto out_opt; }
         if (start == 0) {
-            fprintf(logf, "step,loss,lr,grad_norm,tokens_per_s");
+            fprintf(logf, "step,loss,lr,grad_norm,tokens_per_s,allreduce_ms");
             for (int k = 0; k < K; k++) fprintf(logf, ",ce_%s,kl_%s", s->qs->cfg[k].name, s->qs->cfg[k].name);
             fprintf(logf, "\n");
         }
@@ -184,7 +184,7 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
     for (step = start; step < end; ) {
         uint64_t pos = (uint64_t)step * G;
         for (int i = lo; i < hi; i++) idx[i - lo] = stream_at(&ds, pos + i);
-        double count = batch_build(&bb, be, &d, 0, idx, hi - lo);
+        double count = batch_build(&bb, be, &d, 0, idx, hi - lo), ar_ms = 0;
         double tokens = (double)bb.b.B * bb.b.T;
         double red[2] = { count, tokens };
         if (world > 1 && dist->allreduce_f64(dist, red, 2)) { snprintf(err, errlen, "rank %d: all-reduce failed", rank); goto out_loop; }
@@ -192,7 +192,11 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
         cdt_losses L;
         cdt_step_grads(&cs, &bb.b, s->beta, single, &L);
         if (world > 1) {
+            // the losses were downloaded, so the backend is idle: time the reduction alone
+            double ta = now_s();
             if (dist->allreduce_grads(dist, be, swq_at(be, m.grads, goff), gn)) { snprintf(err, errlen, "rank %d: gradient all-reduce failed", rank); goto out_loop; }
+            be->synchronize(be);
+            ar_ms = 1e3 * (now_s() - ta);
             // losses for the log, and whether any rank was signalled: all ranks stop together
             double lv[130];
             for (int k = 0; k < K; k++) { lv[2 * k] = L.ce[k]; lv[2 * k + 1] = L.kl[k]; }
@@ -215,7 +219,7 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
             goto out_loop;
         }
         if (root) {
-            fprintf(logf, "%d,%.9g,%.9g,%.9g,%.1f", step, L.loss, lr, gnorm, red[1] / dt);
+            fprintf(logf, "%d,%.9g,%.9g,%.9g,%.1f,%.3f", step, L.loss, lr, gnorm, red[1] / dt, ar_ms);
             for (int k = 0; k < K; k++) fprintf(logf, ",%.9g,%.9g", L.ce[k], L.kl[k]);
             fprintf(logf, "\n");
             fflush(logf);
@@ -228,7 +232,9 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
                     if (single >= 0 && k != single) continue;
                     printf(" %s %.3f", s->qs->cfg[k].name, L.ce[k]);
                 }
-                printf(" | lr %.2e | %.0f tok/s | ETA %s\n", lr, tok_acc / (steps_acc * ema_step), eta);
+                printf(" | lr %.2e | %.0f tok/s", lr, tok_acc / (steps_acc * ema_step));
+                if (world > 1) printf(" | all-reduce %.1f ms", ar_ms);
+                printf(" | ETA %s\n", eta);
                 fflush(stdout);
                 tok_acc = 0; steps_acc = 0;
             }

@@ -41,6 +41,10 @@ expect_fail not-json "text.json" "$T/o8" "$SWQ_BIN" train -c $TINY --set "data.t
 expect_fail missing-data "missing.json" "$T/o8" "$SWQ_BIN" train -c $TINY --set "data.train_file=\"$T/missing.json\"" --out "$T/o8"
 expect_fail unknown-option "--bogus" "" "$SWQ_BIN" train -c $TINY --bogus
 expect_fail unknown-command "frobnicate" "" "$SWQ_BIN" frobnicate
+# no GPU here: with the CUDA backend built, "no CUDA device"; without it, "built without"
+if ! command -v nvidia-smi > /dev/null || ! nvidia-smi > /dev/null 2>&1; then
+    expect_fail cuda-without-gpu "cuda" "$T/o9" "$SWQ_BIN" train -c $TINY --set 'run.device="cuda"' --out "$T/o9"
+fi
 
 # a real checkpoint to damage
 expect_ok train-tiny "$SWQ_BIN" train -c $TINY --out "$T/run"
