@@ -38,6 +38,7 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
 static void cu_free(swq_backend *be, void *p) {
     if (!p) return;
     cuda_ctx *c = CTX(be);
+    cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
     for (int i = c->n_allocs - 1; i >= 0; i--)
         if (c->allocs[i].p == p) {
             c->mem_cur -= c->allocs[i].bytes;
@@ -57,6 +58,7 @@ static void cu_free(swq_backend *be, void *p) {
 }
 static void cu_upload(swq_backend *be, void *dst, const float *src, size_t n) {
     if (!n) return;
+    cu_bf16_invalidate(be, dst, n * sizeof(float));
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, STREAM(be)));
     CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
 }
@@ -67,6 +69,7 @@ static void cu_download(swq_backend *be, float *dst, const void *src, size_t n) 
 }
 static void cu_upload_i32(swq_backend *be, int *dst, const int *src, size_t n) {
     if (!n) return;
+    cu_bf16_invalidate(be, dst, n * sizeof(int));
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int), cudaMemcpyHostToDevice, STREAM(be)));
     CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
 }
@@ -76,23 +79,73 @@ static void cu_download_f64(swq_backend *be, double *dst, const double *src, siz
     CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
 }
 static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
+    if (!bytes) return;
+    cu_bf16_invalidate(be, dst, bytes);
+    CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
 }
 static void cu_copy(swq_backend *be, void *dst, const void *src, size_t n) {
-    if (n && dst != src)
-        CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, STREAM(be)));
+    if (!n || dst == src) return;
+    cu_bf16_invalidate(be, dst, n * sizeof(float));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, STREAM(be)));
 }
 static void cu_synchronize(swq_backend *be) { CUDA_CHECK(cudaStreamSynchronize(STREAM(be))); }
 
 // ---- GEMM ----
+// src 16-byte aligned (vec): four floats a load.
 __global__ void float_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __float2bfloat16_rn(src[i]);
 }
+__global__ void float4_to_bf16_kernel(__nv_bfloat162 *dst, const float4 *src, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+        float4 v = src[i];
+        dst[2 * i] = __floats2bfloat162_rn(v.x, v.y);
+        dst[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
+    }
+}
+static void convert_bf16(cudaStream_t s, __nv_bfloat16 *dst, const float *src, size_t n) {
+    size_t n4 = ((uintptr_t)src % 16 == 0) ? n / 4 : 0;
+    if (n4) {
+        float4_to_bf16_kernel<<<grid_for(n4, 256), 256, 0, s>>>((__nv_bfloat162 *)dst, (const float4 *)src, n4);
+        CUDA_LAUNCH_CHECK();
+    }
+    if (n > 4 * n4) {
+        float_to_bf16_kernel<<<grid_for(n - 4 * n4, 256), 256, 0, s>>>(dst + 4 * n4, src + 4 * n4, n - 4 * n4);
+        CUDA_LAUNCH_CHECK();
+    }
+}
 
-// bf16 copy of the n floats at src in workspace slot (0 = A, 1 = B); a frozen buffer's
-// copy is made once and kept.
-static const __nv_bfloat16 *bf16_copy(swq_backend *be, int slot, const float *src, size_t n) {
+static void bfc_drop(cuda_ctx *c, int i) {
+    struct cu_bf16_entry *e = &c->bfc[i];
+    CUDA_CHECK(cudaFreeAsync(e->bf, c->stream));
+    c->bfc_bytes -= e->n * sizeof(__nv_bfloat16);
+    c->mem_cur -= e->n * sizeof(__nv_bfloat16);
+    c->bfc[i] = c->bfc[--c->n_bfc];
+}
+
+void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
+    cuda_ctx *c = CTX(be);
+    if (!c->n_bfc || !p) return;
+    const char *lo = (const char *)p, *hi = lo + bytes;
+    if (!bytes)
+        for (int i = 0; i < c->n_allocs; i++) {
+            const char *a = (const char *)c->allocs[i].p;
+            if (lo >= a && lo < a + c->allocs[i].bytes) {
+                lo = a;
+                hi = a + c->allocs[i].bytes;
+                break;
+            }
+        }
+    if (hi == lo) hi = lo + 1;   // not one of ours: at least the element at p
+    for (int i = c->n_bfc - 1; i >= 0; i--) {
+        const char *s = (const char *)c->bfc[i].src, *e = s + c->bfc[i].n * sizeof(float);
+        if (s < hi && lo < e) bfc_drop(c, i);
+    }
+}
+
+// bf16 copy of the n floats at src: the kept copy of a frozen buffer, a live copy that contains
+// [src, src + n), or a new one.
+static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n) {
     cuda_ctx *c = CTX(be);
     for (int i = 0; i < c->n_frozen; i++) {
         struct cu_alloc_rec *r = &c->frozen[i];
@@ -107,36 +160,82 @@ static const __nv_bfloat16 *bf16_copy(swq_backend *be, int slot, const float *sr
             }
             c->mem_cur += m * sizeof(__nv_bfloat16);
             if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-            float_to_bf16_kernel<<<grid_for(m, 256), 256, 0, c->stream>>>((__nv_bfloat16 *)r->bf16, src, m);
-            CUDA_LAUNCH_CHECK();
+            convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, src, m);
         }
         return (const __nv_bfloat16 *)r->bf16;
     }
-    if (n > c->bf16_cap[slot]) {
-        if (c->bf16_ws[slot]) {
-            CUDA_CHECK(cudaFree(c->bf16_ws[slot]));
-            c->mem_cur -= c->bf16_cap[slot] * sizeof(__nv_bfloat16);
+    unsigned long long now = ++c->bfc_clock;
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (src >= e->src && src + n <= e->src + e->n) {
+            e->used = now;
+            return (const __nv_bfloat16 *)e->bf + (src - e->src);
         }
-        cudaError_t e = cudaMalloc(&c->bf16_ws[slot], n * sizeof(__nv_bfloat16));
-        if (e != cudaSuccess) {
-            fprintf(stderr, "bf16 GEMM operand workspace: cudaMalloc of %zu bytes failed: %s\n",
-                    n * sizeof(__nv_bfloat16), cudaGetErrorString(e));
+    }
+    size_t bytes = n * sizeof(__nv_bfloat16);
+    while (c->bfc_bytes + bytes > c->bfc_limit) {   // evict the least recently used
+        int v = -1;
+        for (int i = 0; i < c->n_bfc; i++)
+            if (c->bfc[i].used < c->bfc_pin && (v < 0 || c->bfc[i].used < c->bfc[v].used)) v = i;
+        if (v < 0) break;
+        bfc_drop(c, v);
+    }
+    if (c->n_bfc == c->cap_bfc) {
+        int nc = c->cap_bfc ? 2 * c->cap_bfc : 256;
+        void *p = realloc(c->bfc, (size_t)nc * sizeof(*c->bfc));
+        if (!p) {
+            fprintf(stderr, "cuda backend: out of host memory (bf16 copy table)\n");
             exit(1);
         }
-        c->bf16_cap[slot] = n;
-        c->mem_cur += n * sizeof(__nv_bfloat16);
-        if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+        c->bfc = (struct cu_bf16_entry *)p;
+        c->cap_bfc = nc;
     }
-    __nv_bfloat16 *dst = (__nv_bfloat16 *)c->bf16_ws[slot];
-    float_to_bf16_kernel<<<grid_for(n, 256), 256, 0, c->stream>>>(dst, src, n);
-    CUDA_LAUNCH_CHECK();
-    return dst;
+    void *bf = NULL;
+    cudaError_t e = cudaMallocAsync(&bf, bytes, c->stream);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "bf16 GEMM operand copy: cudaMallocAsync of %zu bytes failed: %s\n", bytes,
+                cudaGetErrorString(e));
+        exit(1);
+    }
+    c->bfc[c->n_bfc++] = {src, n, bf, now};
+    c->bfc_bytes += bytes;
+    c->mem_cur += bytes;
+    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    convert_bf16(c->stream, (__nv_bfloat16 *)bf, src, n);
+    return (const __nv_bfloat16 *)bf;
+}
+
+void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || !n) return;
+    c->bfc_pin = c->bfc_clock + 1;
+    (void)bf16_of(be, p, n);
 }
 
 // Elements spanned by a stored (column-major) operand of rows x cols with leading dimension
 // ld, batch matrices `stride` apart.
 static size_t span(int rows, int cols, int ld, long long stride, int batch) {
     return (size_t)(batch - 1) * (size_t)stride + (size_t)(cols - 1) * ld + rows;
+}
+
+static void prof_begin(cuda_ctx *c) {
+    if (c->prof) CUDA_CHECK(cudaEventRecord(c->ev[0], c->stream));
+}
+static void prof_mid(cuda_ctx *c) {
+    if (c->prof) CUDA_CHECK(cudaEventRecord(c->ev[1], c->stream));
+}
+static void prof_end(cuda_ctx *c, int cls, double flop) {
+    if (!c->prof) return;
+    CUDA_CHECK(cudaEventRecord(c->ev[2], c->stream));
+    CUDA_CHECK(cudaEventSynchronize(c->ev[2]));
+    float t0 = 0, t1 = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&t0, c->ev[0], c->ev[1]));
+    CUDA_CHECK(cudaEventElapsedTime(&t1, c->ev[1], c->ev[2]));
+    c->prof_ms[0] += t0;
+    c->prof_calls[0] += c->precision == CU_BF16;
+    c->prof_ms[cls] += t1;
+    c->prof_calls[cls]++;
+    c->prof_flop[cls - 1] += flop;
 }
 
 void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -150,13 +249,15 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
     }
     const void *a = A, *b = B;
     cudaDataType_t ab_type = CUDA_R_32F;
-    if (c->prof) CUDA_CHECK(cudaEventRecord(c->ev[0], c->stream));
+    prof_begin(c);
     if (c->precision == CU_BF16) {   // bf16 operands, fp32 accumulation and output
-        a = bf16_copy(be, 0, A, span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, sA, batch));
-        b = bf16_copy(be, 1, B, span(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, sB, batch));
+        cu_bf16_invalidate(be, C, span(m, n, ldc, sC, batch) * sizeof(float));
+        c->bfc_pin = c->bfc_clock + 1;
+        a = bf16_of(be, A, span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, sA, batch));
+        b = bf16_of(be, B, span(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, sB, batch));
         ab_type = CUDA_R_16BF;
     }
-    if (c->prof) CUDA_CHECK(cudaEventRecord(c->ev[1], c->stream));
+    prof_mid(c);
     if (batch == 1)
         CUBLAS_CHECK(cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, a, ab_type, lda, b, ab_type, ldb, &beta, C,
                                   CUDA_R_32F, ldc, c->compute, CUBLAS_GEMM_DEFAULT));
@@ -164,20 +265,189 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, a, ab_type, lda, sA, b, ab_type,
                                                 ldb, sB, &beta, C, CUDA_R_32F, ldc, sC, batch, c->compute,
                                                 CUBLAS_GEMM_DEFAULT));
-    if (c->prof) {
-        CUDA_CHECK(cudaEventRecord(c->ev[2], c->stream));
-        CUDA_CHECK(cudaEventSynchronize(c->ev[2]));
-        float t0 = 0, t1 = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&t0, c->ev[0], c->ev[1]));
-        CUDA_CHECK(cudaEventElapsedTime(&t1, c->ev[1], c->ev[2]));
-        int cls = batch > 1 ? 2 : (m <= 32 || n <= 32 || k <= 32) ? 1 : 3;
-        c->prof_ms[0] += t0;
-        c->prof_calls[0] += c->precision == CU_BF16;
-        c->prof_ms[cls] += t1;
-        c->prof_calls[cls]++;
-        c->prof_flop[cls - 1] += 2.0 * m * n * (double)k * batch;
+    prof_end(c, batch > 1 ? 2 : (m <= 32 || n <= 32 || k <= 32) ? 1 : 3, 2.0 * m * n * (double)k * batch);
+}
+
+// ptrs[0..cnt) = A matrices, [cnt..2cnt) = B, [2cnt..3cnt) = C; offsets in bytes.
+__global__ void bh_ptrs_kernel(void **ptrs, const char *a, const char *b, char *cm, long long sbA, long long shA,
+                               long long sbB, long long shB, long long sbC, long long shC, int nb, int nh) {
+    int cnt = nb * nh;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cnt; i += gridDim.x * blockDim.x) {
+        long long bi = i / nh, hi = i % nh;
+        ptrs[i] = (void *)(a + bi * sbA + hi * shA);
+        ptrs[cnt + i] = (void *)(b + bi * sbB + hi * shB);
+        ptrs[2 * cnt + i] = (void *)(cm + bi * sbC + hi * shC);
     }
 }
+
+void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                const float *A, int lda, long long sbA, long long shA, const float *B, int ldb, long long sbB,
+                long long shB, float beta, float *C, int ldc, long long sbC, long long shC, int nb, int nh) {
+    cuda_ctx *c = CTX(be);
+    int cnt = nb * nh;
+    if (m <= 0 || n <= 0 || cnt <= 0) return;
+    if (k <= 0) {
+        fprintf(stderr, "%s:%d: cu_gemm_bh with k = %d\n", __FILE__, __LINE__, k);
+        exit(1);
+    }
+    const void *a = A, *b = B;
+    cudaDataType_t ab_type = CUDA_R_32F;
+    size_t es = sizeof(float);
+    prof_begin(c);
+    if (c->precision == CU_BF16) {
+        size_t sc = (size_t)(nb - 1) * sbC + (size_t)(nh - 1) * shC + span(m, n, ldc, 0, 1);
+        cu_bf16_invalidate(be, C, sc * sizeof(float));
+        c->bfc_pin = c->bfc_clock + 1;
+        size_t sa = (size_t)(nb - 1) * sbA + (size_t)(nh - 1) * shA +
+                    span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0, 1);
+        size_t sb = (size_t)(nb - 1) * sbB + (size_t)(nh - 1) * shB +
+                    span(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 0, 1);
+        a = bf16_of(be, A, sa);
+        b = bf16_of(be, B, sb);
+        ab_type = CUDA_R_16BF;
+        es = sizeof(__nv_bfloat16);
+    }
+    if ((size_t)3 * cnt > c->ptrs_cap) {
+        if (c->ptrs) {
+            CUDA_CHECK(cudaFree(c->ptrs));   // synchronizes: no GEMM still reads the old arrays
+            c->mem_cur -= c->ptrs_cap * sizeof(void *);
+        }
+        c->ptrs_cap = (size_t)3 * cnt;
+        cudaError_t e = cudaMalloc(&c->ptrs, c->ptrs_cap * sizeof(void *));
+        if (e != cudaSuccess) {
+            fprintf(stderr, "batched GEMM pointer arrays: cudaMalloc of %zu bytes failed: %s\n",
+                    c->ptrs_cap * sizeof(void *), cudaGetErrorString(e));
+            exit(1);
+        }
+        c->mem_cur += c->ptrs_cap * sizeof(void *);
+        if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    }
+    bh_ptrs_kernel<<<(cnt + 255) / 256, 256, 0, c->stream>>>(c->ptrs, (const char *)a, (const char *)b, (char *)C,
+                                                              sbA * (long long)es, shA * (long long)es,
+                                                              sbB * (long long)es, shB * (long long)es,
+                                                              sbC * (long long)sizeof(float),
+                                                              shC * (long long)sizeof(float), nb, nh);
+    CUDA_LAUNCH_CHECK();
+    prof_mid(c);
+    CUBLAS_CHECK(cublasGemmBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, (const void *const *)c->ptrs, ab_type, lda,
+                                     (const void *const *)(c->ptrs + cnt), ab_type, ldb, &beta, c->ptrs + 2 * cnt,
+                                     CUDA_R_32F, ldc, cnt, c->compute, CUBLAS_GEMM_DEFAULT));
+    prof_end(c, 2, 2.0 * m * n * (double)k * cnt);
+}
+
+// ---- the op table: every op first drops the bf16 copies its outputs overlap ----
+#define INV(p, bytes) cu_bf16_invalidate(be, (p), (bytes))
+#define F4 sizeof(float)
+static void w_add(swq_backend *be, void *out, const void *a, const void *b, size_t n) {
+    INV(out, n * F4);
+    cu_add(be, out, a, b, n);
+}
+static void w_accumulate(swq_backend *be, void *dst, const void *src, size_t n) {
+    INV(dst, n * F4);
+    cu_accumulate(be, dst, src, n);
+}
+static void w_scale(swq_backend *be, void *x, double s, size_t n) {
+    INV(x, n * F4);
+    cu_scale(be, x, s, n);
+}
+static void w_sumsq(swq_backend *be, double *acc, const void *x, size_t n) {
+    INV(acc, sizeof(double));
+    cu_sumsq(be, acc, x, n);
+}
+static void w_encoder_fwd(swq_backend *be, void *out, const int *tok, const void *wte, const void *wpe, int B, int T,
+                          int C) {
+    INV(out, (size_t)B * T * C * F4);
+    cu_encoder_fwd(be, out, tok, wte, wpe, B, T, C);
+}
+static void w_encoder_bwd(swq_backend *be, void *dwte, void *dwpe, const void *dout, const int *tok, int B, int T,
+                          int C) {
+    INV(dwte, 0);
+    INV(dwpe, (size_t)T * C * F4);
+    cu_encoder_bwd(be, dwte, dwpe, dout, tok, B, T, C);
+}
+static void w_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
+                            const void *b, int N, int C) {
+    INV(out, (size_t)N * C * F4);
+    INV(mean, (size_t)N * F4);
+    INV(rstd, (size_t)N * F4);
+    cu_layernorm_fwd(be, out, mean, rstd, inp, w, b, N, C);
+}
+static void w_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const void *dout, const void *inp,
+                            const void *w, const void *mean, const void *rstd, int N, int C) {
+    INV(dinp, (size_t)N * C * F4);
+    INV(dw, (size_t)C * F4);
+    INV(db, (size_t)C * F4);
+    cu_layernorm_bwd(be, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+static void w_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int cols, int bits) {
+    INV(out, (size_t)rows * cols * F4);
+    cu_quantize_rows(be, out, in, rows, cols, bits);
+}
+static void w_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int IC,
+                         int OC, double scale, int accumulate) {
+    INV(out, (size_t)N * OC * F4);
+    cu_matmul_fwd(be, out, inp, w, bias, N, IC, OC, scale, accumulate);
+}
+static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
+                         const void *w, int N, int IC, int OC, double scale) {
+    INV(dinp, (size_t)N * IC * F4);
+    INV(dw, (size_t)OC * IC * F4);
+    INV(dbias, (size_t)OC * F4);
+    cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, IC, OC, scale);
+}
+static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
+    INV(out, (size_t)B * T * C * F4);
+    INV(att, (size_t)B * NH * T * T * F4);
+    cu_attention_fwd(be, out, att, qkv, B, T, C, NH);
+}
+static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
+                            const void *att, int B, int T, int C, int NH) {
+    INV(dqkv, (size_t)B * T * 3 * C * F4);
+    INV(scratch, (size_t)B * NH * T * T * F4);
+    cu_attention_bwd(be, dqkv, scratch, dout, qkv, att, B, T, C, NH);
+}
+static void w_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
+    INV(out, n * F4);
+    cu_gelu_fwd(be, out, inp, n);
+}
+static void w_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
+    INV(dinp, n * F4);
+    cu_gelu_bwd(be, dinp, inp, dout, n);
+}
+static void w_gather_rows(swq_backend *be, void *out, const void *in, const int *idx, int P, int C) {
+    INV(out, (size_t)P * C * F4);
+    cu_gather_rows(be, out, in, idx, P, C);
+}
+static void w_scatter_add_rows(swq_backend *be, void *dst, const void *src, const int *idx, int P, int C) {
+    INV(dst, 0);
+    cu_scatter_add_rows(be, dst, src, idx, P, C);
+}
+static void w_get_column(swq_backend *be, void *out, const void *in, int N, int K, int c) {
+    INV(out, (size_t)N * F4);
+    cu_get_column(be, out, in, N, K, c);
+}
+static void w_add_to_column(swq_backend *be, void *dst, const void *src, int N, int K, int c) {
+    INV(dst, (size_t)N * K * F4);
+    cu_add_to_column(be, dst, src, N, K, c);
+}
+static void w_xent_kl(swq_backend *be, void *logits, const int *target, const int *len, const void *tS,
+                      const void *tH, int n_teachers, double beta, void *nS, void *nH, double *acc, double weight,
+                      double grad_scale, int grad, int P, int V) {
+    INV(logits, (size_t)P * V * F4);
+    INV(nS, (size_t)P * V * F4);
+    INV(nH, (size_t)P * F4);
+    INV(acc, 2 * sizeof(double));
+    cu_xent_kl(be, logits, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P, V);
+}
+static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n, double lr, double b1,
+                    double b2, double eps, double wd, int t, double grad_scale) {
+    INV(param, n * F4);
+    INV(m, n * F4);
+    INV(v, n * F4);
+    cu_adamw(be, param, grad, m, v, n, lr, b1, b2, eps, wd, t, grad_scale);
+}
+#undef INV
+#undef F4
 
 // ---- construction ----
 swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *err, size_t errlen) {
@@ -225,6 +495,17 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->precision = prec;
     c->sm_count = prop.multiProcessorCount;
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    {   // bf16 operand copies: stream-ordered allocations from a pool that keeps its memory
+        size_t fb = 0, tb = 0;
+        CUDA_CHECK(cudaMemGetInfo(&fb, &tb));
+        c->bfc_limit = tb / 8 < ((size_t)4 << 30) ? tb / 8 : ((size_t)4 << 30);
+        const char *lim = getenv("SWQ_CUDA_BF16_CACHE_MB");
+        if (lim && *lim) c->bfc_limit = (size_t)strtoull(lim, NULL, 10) << 20;
+        cudaMemPool_t pool;
+        CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_ordinal));
+        uint64_t thr = UINT64_MAX;
+        CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &thr));
+    }
     CUBLAS_CHECK(cublasCreate(&c->cublas));
     CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
     // The compute type alone picks fp32 / tf32 / bf16 tensor-core math.
@@ -250,28 +531,28 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->copy = cu_copy;
     be->synchronize = cu_synchronize;
     be->destroy = swq_backend_cuda_destroy;
-    be->add = cu_add;
-    be->accumulate = cu_accumulate;
-    be->scale = cu_scale;
-    be->sumsq = cu_sumsq;
-    be->encoder_fwd = cu_encoder_fwd;
-    be->encoder_bwd = cu_encoder_bwd;
-    be->layernorm_fwd = cu_layernorm_fwd;
-    be->layernorm_bwd = cu_layernorm_bwd;
-    be->quantize_rows = cu_quantize_rows;
-    be->matmul_fwd = cu_matmul_fwd;
-    be->matmul_bwd = cu_matmul_bwd;
-    be->attention_fwd = cu_attention_fwd;
-    be->attention_bwd = cu_attention_bwd;
-    be->gelu_fwd = cu_gelu_fwd;
-    be->gelu_bwd = cu_gelu_bwd;
-    be->gather_rows = cu_gather_rows;
-    be->scatter_add_rows = cu_scatter_add_rows;
-    be->get_column = cu_get_column;
-    be->add_to_column = cu_add_to_column;
-    be->xent_kl = cu_xent_kl;
+    be->add = w_add;
+    be->accumulate = w_accumulate;
+    be->scale = w_scale;
+    be->sumsq = w_sumsq;
+    be->encoder_fwd = w_encoder_fwd;
+    be->encoder_bwd = w_encoder_bwd;
+    be->layernorm_fwd = w_layernorm_fwd;
+    be->layernorm_bwd = w_layernorm_bwd;
+    be->quantize_rows = w_quantize_rows;
+    be->matmul_fwd = w_matmul_fwd;
+    be->matmul_bwd = w_matmul_bwd;
+    be->attention_fwd = w_attention_fwd;
+    be->attention_bwd = w_attention_bwd;
+    be->gelu_fwd = w_gelu_fwd;
+    be->gelu_bwd = w_gelu_bwd;
+    be->gather_rows = w_gather_rows;
+    be->scatter_add_rows = w_scatter_add_rows;
+    be->get_column = w_get_column;
+    be->add_to_column = w_add_to_column;
+    be->xent_kl = w_xent_kl;
     be->argmax_rows = cu_argmax_rows;
-    be->adamw = cu_adamw;
+    be->adamw = w_adamw;
     return be;
 }
 
@@ -387,8 +668,10 @@ void swq_backend_cuda_destroy(swq_backend *be) {
         free(c->allocs);
         free(c->frozen);
         if (c->argmax_dev) CUDA_CHECK(cudaFree(c->argmax_dev));
-        for (int i = 0; i < 2; i++)
-            if (c->bf16_ws[i]) CUDA_CHECK(cudaFree(c->bf16_ws[i]));
+        while (c->n_bfc) bfc_drop(c, c->n_bfc - 1);
+        free(c->bfc);
+        if (c->ptrs) CUDA_CHECK(cudaFree(c->ptrs));
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
         CUBLAS_CHECK(cublasDestroy(c->cublas));
         CUDA_CHECK(cudaStreamDestroy(c->stream));
         free(c);

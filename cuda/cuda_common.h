@@ -34,6 +34,7 @@
 enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
 struct cu_alloc_rec { void *p; size_t bytes; void *bf16; };   // bf16: kept copy of a frozen buffer
+struct cu_bf16_entry { const float *src; size_t n; void *bf; unsigned long long used; };
 
 typedef struct {
     int device;
@@ -44,8 +45,16 @@ typedef struct {
     cublasComputeType_t compute;   // for every GEMM
     int *argmax_dev;               // grown on demand
     size_t argmax_cap;
-    void *bf16_ws[2];              // bf16 copies of GEMM operands A, B (bf16 mode), grown on demand
-    size_t bf16_cap[2];            // elements
+    // bf16 mode: bf16 copies of GEMM operands, kept while their float source is unchanged.
+    // Every op invalidates the copies its outputs overlap (cu_bf16_invalidate), so a buffer is
+    // converted once per write however many GEMMs read it (forward activations are reused by
+    // the backward). Least recently used copies go beyond bfc_limit bytes.
+    struct cu_bf16_entry *bfc;
+    int n_bfc, cap_bfc;
+    size_t bfc_bytes, bfc_limit;
+    unsigned long long bfc_clock, bfc_pin;   // entries used at or after bfc_pin are not evicted
+    void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
+    size_t ptrs_cap;
     // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
     // under a "qcache." name are written once, then only read, so their bf16 copy is kept
     struct cu_alloc_rec *allocs, *frozen;
@@ -110,6 +119,17 @@ __device__ __forceinline__ float block_max(float v, float *sh) {
 void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
              float alpha, const float *A, int lda, long long sA, const float *B, int ldb,
              long long sB, float beta, float *C, int ldc, long long sC, int batch);
+
+// GEMM over nb x nh matrices, matrix (b, h) of X at X + b*sbX + h*shX (elements): one
+// pointer-array batched call (attention: every batch index and head at once).
+void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                const float *A, int lda, long long sbA, long long shA, const float *B, int ldb, long long sbB,
+                long long shB, float beta, float *C, int ldc, long long sbC, long long shC, int nb, int nh);
+// bf16 mode: convert the n floats at p now (kept until p is written), so GEMMs on sub-ranges of
+// p find them; a no-op in the other modes.
+void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n);
+// Drop the bf16 copies overlapping [p, p + bytes); bytes 0: the whole allocation holding p.
+void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes);
 
 // ---- ops (one .cu file each group) ----
 void cu_add(swq_backend *be, void *out, const void *a, const void *b, size_t n);

@@ -1,11 +1,13 @@
 // Causal multi-head attention with materialized probabilities (att[B,NH,T,T]).
-// Per batch b, one strided-batched GEMM over the NH heads (a head is a column slice of
-// qkv, stride hs); the scores are computed for the full T x T square and masked by the
-// softmax kernels (future positions: probability 0, gradient 0).
+// Each product is one pointer-array batched GEMM over all B*NH (batch, head) pairs (a head
+// is a column slice of qkv, hs wide); the scores are computed for the full T x T square and
+// masked by the softmax kernels (future positions: probability 0, gradient 0).
 //   scores[t1,t2] = q[t1] . k[t2] / sqrt(hs)      column-major (T,N): K^T x Q
 //   out[t1]       = sum_t2 att[t1,t2] v[t2]       (N,N): V^T x att^T
 // Backward: datt = dout . v  (T,N);  dv = att^T dout  (N,T);  dpre = att * (datt - sum att*datt);
 //   dq = dpre k / sqrt(hs)  (N,N);  dk = dpre^T q / sqrt(hs)  (N,T).
+// In bf16 mode qkv, att and dout are converted once (whole buffers) and the copies reused by
+// every GEMM that reads them, the backward's included.
 #include <math.h>
 #include "cuda/cuda_common.h"
 
@@ -47,17 +49,17 @@ void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
     if (B <= 0 || T <= 0) return;
     const int hs = C / NH, C3 = 3 * C;
     const float sc = (float)(1.0 / sqrt((double)hs));
-    const long long TT = (long long)T * T;
-    for (int b = 0; b < B; b++) {
-        const float *q = (const float *)qkv + (size_t)b * T * C3, *k = q + C, *v = q + 2 * C;
-        float *a = (float *)att + (size_t)b * NH * TT;
-        float *o = (float *)out + (size_t)b * T * C;
-        cu_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, sc, k, C3, hs, q, C3, hs, 0.0f, a, T, TT, NH);
-        int rows = NH * T;
-        causal_softmax_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(a, rows, T);
-        CUDA_LAUNCH_CHECK();
-        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, 1.0f, v, C3, hs, a, T, TT, 0.0f, o, C, hs, NH);
-    }
+    const long long TT = (long long)T * T, sQ = (long long)T * C3, sO = (long long)T * C;
+    const float *q = (const float *)qkv, *k = q + C, *v = q + 2 * C;
+    float *a = (float *)att, *o = (float *)out;
+    cu_bf16_prefetch(be, q, (size_t)B * T * C3);
+    cu_gemm_bh(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, sc, k, C3, sQ, hs, q, C3, sQ, hs, 0.0f, a, T, NH * TT, TT, B,
+               NH);
+    int rows = B * NH * T;
+    causal_softmax_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(a, rows, T);
+    CUDA_LAUNCH_CHECK();
+    cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, 1.0f, v, C3, sQ, hs, a, T, NH * TT, TT, 0.0f, o, C, sO, hs, B,
+               NH);
 }
 
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
@@ -65,22 +67,24 @@ void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
     if (B <= 0 || T <= 0) return;
     const int hs = C / NH, C3 = 3 * C;
     const float sc = (float)(1.0 / sqrt((double)hs));
-    const long long TT = (long long)T * T;
-    for (int b = 0; b < B; b++) {
-        const float *q = (const float *)qkv + (size_t)b * T * C3, *k = q + C, *v = q + 2 * C;
-        float *dq = (float *)dqkv + (size_t)b * T * C3, *dk = dq + C, *dv = dq + 2 * C;
-        const float *a = (const float *)att + (size_t)b * NH * TT;
-        float *d = (float *)scratch + (size_t)b * NH * TT;
-        const float *dO = (const float *)dout + (size_t)b * T * C;
-        // datt[t1,t2] = dout[t1] . v[t2]
-        cu_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, 1.0f, v, C3, hs, dO, C, hs, 0.0f, d, T, TT, NH);
-        // dv[t2] = sum_t1 att[t1,t2] dout[t1]
-        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, 1.0f, dO, C, hs, a, T, TT, 0.0f, dv, C3, hs, NH);
-        int rows = NH * T;
-        softmax_bwd_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(d, a, rows, T);
-        CUDA_LAUNCH_CHECK();
-        // dq[t1] = sc * sum_t2 dpre[t1,t2] k[t2];  dk[t2] = sc * sum_t1 dpre[t1,t2] q[t1]
-        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, sc, k, C3, hs, d, T, TT, 0.0f, dq, C3, hs, NH);
-        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, sc, q, C3, hs, d, T, TT, 0.0f, dk, C3, hs, NH);
-    }
+    const long long TT = (long long)T * T, sQ = (long long)T * C3, sO = (long long)T * C;
+    const float *q = (const float *)qkv, *k = q + C, *v = q + 2 * C;
+    float *dq = (float *)dqkv, *dk = dq + C, *dv = dq + 2 * C;
+    const float *a = (const float *)att, *dO = (const float *)dout;
+    float *d = (float *)scratch;
+    cu_bf16_prefetch(be, q, (size_t)B * T * C3);
+    // datt[t1,t2] = dout[t1] . v[t2]
+    cu_gemm_bh(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, 1.0f, v, C3, sQ, hs, dO, C, sO, hs, 0.0f, d, T, NH * TT, TT, B,
+               NH);
+    // dv[t2] = sum_t1 att[t1,t2] dout[t1]
+    cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, 1.0f, dO, C, sO, hs, a, T, NH * TT, TT, 0.0f, dv, C3, sQ, hs, B,
+               NH);
+    int rows = B * NH * T;
+    softmax_bwd_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(d, a, rows, T);
+    CUDA_LAUNCH_CHECK();
+    // dq[t1] = sc * sum_t2 dpre[t1,t2] k[t2];  dk[t2] = sc * sum_t1 dpre[t1,t2] q[t1]
+    cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, sc, k, C3, sQ, hs, d, T, NH * TT, TT, 0.0f, dq, C3, sQ, hs, B,
+               NH);
+    cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, sc, q, C3, sQ, hs, d, T, NH * TT, TT, 0.0f, dk, C3, sQ, hs, B,
+               NH);
 }

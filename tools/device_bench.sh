@@ -29,7 +29,7 @@ build_check() {
 
 check() {
     build_check || { echo "device_bench: cannot build cuda_step_check"; return 1; }
-    timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" ${CHECK_ARGS:---steps 20 --steps-124m 5 --bt-124m 1:64} \
+    timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" ${CHECK_ARGS:---steps 20 --steps-124m 8 --bt-124m 1:32} \
         2>&1 | tee "$LOG/step_check.log" | grep -E "^==|FAIL|worst|cuda_step_check|\(.*s\)"
 }
 
@@ -54,6 +54,9 @@ bench() {
         timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} --json 2>&1 | tee -a "$LOG/swq_bench.log" |
             grep '^{' >>"$J"
     done
+    # the bf16 operand copies off (limit 0: every operand converted for each GEMM, as before)
+    SWQ_CUDA_BF16_CACHE_MB=0 timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --steps ${BENCH_STEPS:-10} 2>&1 |
+        sed 's/^swq bench:/swq bench (SWQ_CUDA_BF16_CACHE_MB=0):/' >>"$LOG/swq_bench.log"
     grep -v '^{' "$LOG/swq_bench.log"
     # GEMM / conversion split (every GEMM synchronized: slower than the timed steps above)
     SWQ_CUDA_PROFILE=1 timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --warmup 1 --steps 3 2>&1 |
