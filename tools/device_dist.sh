@@ -3,9 +3,10 @@
 # .x2data/ carried (tokenizer, one pretraining part):
 #   1. NCCL data parallel is the same step as one GPU: tiny model, fp32, 1 vs 2 ranks, same
 #      global batch, parameters compared with swq ckpt-diff;
-#   2. data-parallel CDT throughput at 124M shapes (configs/dp_bench_124m.cfg), 1 and 2 GPUs
-#      at a fixed per-GPU batch, and the all-reduce time per step;
-#   3. sweep throughput (cells per hour) of configs/sweep_tiny.cfg on 1 and 2 GPU ranks.
+#   2. data-parallel CDT throughput at 124M shapes (configs/dp_bench_124m.cfg), 1, 2, 4, ...
+#      up to NGPU GPUs (default 2; NGPU=8 on an 8-GPU machine) at a fixed per-GPU batch, and
+#      the all-reduce time per step;
+#   3. sweep throughput (cells per hour) of configs/sweep_tiny.cfg on 1 and NGPU GPU ranks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source .devdeps/env.sh
@@ -14,7 +15,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABL
 LOG=${OUT:-/tmp}/dist
 mkdir -p "$LOG"
 B=build-x2
-MPI=(mpirun -np 2 --oversubscribe -x NCCL_NVLS_ENABLE -x OPENBLAS_NUM_THREADS -x LD_LIBRARY_PATH)
+NGPU=${NGPU:-2}
+MPIX=(--oversubscribe -x NCCL_NVLS_ENABLE -x OPENBLAS_NUM_THREADS -x LD_LIBRARY_PATH)
+MPI=(mpirun -np 2 "${MPIX[@]}")
 nvidia-smi -L
 cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$LOG/cmake.log" 2>&1 &&
     cmake --build $B -j32 --target swq > "$LOG/build.log" 2>&1 || { tail -30 "$LOG/cmake.log" "$LOG/build.log"; exit 1; }
@@ -29,28 +32,36 @@ $B/swq train "${T[@]}" --out $LOG/one > $LOG/one.log 2>&1 || tail -5 $LOG/one.lo
 $B/swq ckpt-diff $LOG/one $LOG/two --tol 1e-4 && echo "dp-check: OK" || echo "dp-check: FAILED"
 
 echo "== 2. data-parallel CDT throughput, GPT-2 124M shapes, bf16, 8 x 512 tokens per GPU"
-timeout 300 $B/swq train -c configs/dp_bench_124m.cfg "${sets[@]}" --set train.batch_size=8 --out $LOG/dp1 > $LOG/dp1.log 2>&1 || tail -20 $LOG/dp1.log
-timeout 300 "${MPI[@]}" $B/swq train -c configs/dp_bench_124m.cfg "${sets[@]}" --set train.batch_size=16 --out $LOG/dp2 > $LOG/dp2.log 2>&1 || tail -20 $LOG/dp2.log
-grep -E "^step" $LOG/dp1.log | tail -2; grep -E "^step" $LOG/dp2.log | tail -2
-python3 - "$LOG" <<'PY'
+runs=""
+for n in 1 2 4 8 16; do
+    [ $n -le $NGPU ] || break
+    timeout 300 mpirun -np $n "${MPIX[@]}" $B/swq train -c configs/dp_bench_124m.cfg "${sets[@]}" \
+        --set train.batch_size=$((8 * n)) --out $LOG/dp$n > $LOG/dp$n.log 2>&1 || tail -20 $LOG/dp$n.log
+    grep -E "^step" $LOG/dp$n.log | tail -1
+    runs="$runs $n"
+done
+python3 - "$LOG" $runs <<'PY'
 import csv, statistics, sys
-d = sys.argv[1]
-def stats(run):
-    rows = list(csv.DictReader(open(f"{d}/{run}/train_log.csv")))[5:]   # after warm-up
+d, ns = sys.argv[1], [int(x) for x in sys.argv[2:]]
+def stats(n):
+    rows = list(csv.DictReader(open(f"{d}/dp{n}/train_log.csv")))[5:]   # after warm-up
     return statistics.median(float(r["tokens_per_s"]) for r in rows), statistics.median(float(r["allreduce_ms"]) for r in rows)
-t1, _ = stats("dp1"); t2, ar = stats("dp2")
-print(f"| GPUs | tokens/s | scaling | all-reduce ms/step |\n|---|---:|---:|---:|\n| 1 | {t1:.0f} | 1.00x | - |\n| 2 | {t2:.0f} | {t2/t1:.2f}x | {ar:.2f} |")
+t1 = stats(1)[0]
+print("| GPUs | tokens/s | scaling | all-reduce ms/step |\n|---|---:|---:|---:|")
+for n in ns:
+    t, ar = stats(n)
+    print(f"| {n} | {t:.0f} | {t/t1:.2f}x | {ar:.2f} |")
 PY
 
 echo "== 3. sweep throughput on GPUs"
 sed 's/sets = \[ "train.steps=3" \];/sets = [ "train.steps=3", "run.device=\\"cuda\\"" ];/' configs/sweep_tiny.cfg > $LOG/sweep_gpu.cfg
 grep sets $LOG/sweep_gpu.cfg
-for n in 1 2; do
+for n in 1 $NGPU; do
     s=$(date +%s.%N)
     if [ $n = 1 ]; then $B/swq sweep -c $LOG/sweep_gpu.cfg --out $LOG/sw$n > $LOG/sw$n.log 2>&1
-    else "${MPI[@]}" $B/swq sweep -c $LOG/sweep_gpu.cfg --out $LOG/sw$n > $LOG/sw$n.log 2>&1; fi
+    else mpirun -np $NGPU "${MPIX[@]}" $B/swq sweep -c $LOG/sweep_gpu.cfg --out $LOG/sw$n > $LOG/sw$n.log 2>&1; fi
     e=$(date +%s.%N)
     cells=$(grep -c . $LOG/sw$n/table.csv)
     python3 -c "print('sweep ranks=$n: %d cells in %.1f s = %.0f cells/hour' % ($cells-1, $e-$s, ($cells-1)*3600/($e-$s)))"
 done
-tail -3 $LOG/sw2.log
+tail -3 $LOG/sw$NGPU.log
