@@ -143,6 +143,8 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     }
 }
 
+static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, unsigned long long now);
+
 // bf16 copy of the n floats at src: the kept copy of a frozen buffer, a live copy that contains
 // [src, src + n), or a new one.
 static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n) {
@@ -172,6 +174,14 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n)
             return (const __nv_bfloat16 *)e->bf + (src - e->src);
         }
     }
+    __nv_bfloat16 *bf = bfc_new(c, src, n, now);
+    convert_bf16(c->stream, bf, src, n);
+    return bf;
+}
+
+// A new copy table entry for [src, src + n) (contents left to the caller), evicting the least
+// recently used unpinned ones beyond the limit.
+static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, unsigned long long now) {
     size_t bytes = n * sizeof(__nv_bfloat16);
     while (c->bfc_bytes + bytes > c->bfc_limit) {   // evict the least recently used
         int v = -1;
@@ -201,8 +211,15 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n)
     c->bfc_bytes += bytes;
     c->mem_cur += bytes;
     if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-    convert_bf16(c->stream, (__nv_bfloat16 *)bf, src, n);
-    return (const __nv_bfloat16 *)bf;
+    return (__nv_bfloat16 *)bf;
+}
+
+void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || !n) return NULL;
+    cu_bf16_invalidate(be, src, n * sizeof(float));
+    c->bfc_pin = c->bfc_clock + 1;
+    return bfc_new(c, src, n, ++c->bfc_clock);
 }
 
 void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n) {
@@ -395,6 +412,23 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
     INV(dbias, (size_t)OC * F4);
     cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, IC, OC, scale);
 }
+static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
+                              const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+    INV(out, (size_t)N * OC * F4);
+    INV(u, (size_t)N * r * F4);
+    cu_lora_linear_fwd(be, out, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+}
+static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
+                              const void *dout, const void *inp, const void *u, const void *w, const void *A,
+                              const void *Bm, int N, int IC, int OC, int r, double s) {
+    INV(dinp, (size_t)N * IC * F4);
+    INV(dw, (size_t)OC * IC * F4);
+    INV(dbias, (size_t)OC * F4);
+    INV(dA, (size_t)r * IC * F4);
+    INV(dB, (size_t)OC * r * F4);
+    INV(du, (size_t)N * r * F4);
+    cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
+}
 static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     INV(out, (size_t)B * T * C * F4);
     INV(att, (size_t)B * NH * T * T * F4);
@@ -513,6 +547,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     // bf16 mode converts the operands itself (FAST_16BF on fp32 operands was seen to give
     // tf32-level errors on an H100, i.e. not bf16 math).
     c->compute = prec == CU_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const char *lm = getenv("SWQ_CUDA_LORA_MERGE");
+    c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
     const char *pe = getenv("SWQ_CUDA_PROFILE");
     c->prof = pe && *pe && strcmp(pe, "0");
     if (c->prof)
@@ -542,6 +578,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->quantize_rows = w_quantize_rows;
     be->matmul_fwd = w_matmul_fwd;
     be->matmul_bwd = w_matmul_bwd;
+    be->lora_linear_fwd = w_lora_linear_fwd;
+    be->lora_linear_bwd = w_lora_linear_bwd;
     be->attention_fwd = w_attention_fwd;
     be->attention_bwd = w_attention_bwd;
     be->gelu_fwd = w_gelu_fwd;
@@ -671,6 +709,7 @@ void swq_backend_cuda_destroy(swq_backend *be) {
         while (c->n_bfc) bfc_drop(c, c->n_bfc - 1);
         free(c->bfc);
         if (c->ptrs) CUDA_CHECK(cudaFree(c->ptrs));
+        if (c->lw) CUDA_CHECK(cudaFree(c->lw));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         CUBLAS_CHECK(cublasDestroy(c->cublas));
         CUDA_CHECK(cudaStreamDestroy(c->stream));

@@ -53,6 +53,9 @@ typedef struct {
     int n_bfc, cap_bfc;
     size_t bfc_bytes, bfc_limit;
     unsigned long long bfc_clock, bfc_pin;   // entries used at or after bfc_pin are not evicted
+    float *lw;                     // w + s Bm A of the LoRA linear in hand (lora_linear_*), grown on demand
+    size_t lw_cap;                 // floats
+    int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
     size_t ptrs_cap;
     // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
@@ -128,6 +131,9 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
 // bf16 mode: convert the n floats at p now (kept until p is written), so GEMMs on sub-ranges of
 // p find them; a no-op in the other modes.
 void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n);
+// bf16 mode: a fresh copy-table entry for the n floats at src, for the caller to fill with
+// their bf16 values on the stream (src must hold the same values in float too); NULL otherwise.
+void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
 // Drop the bf16 copies overlapping [p, p + bytes); bytes 0: the whole allocation holding p.
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes);
 
@@ -161,6 +167,12 @@ void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, c
                    int N, int IC, int OC, double scale, int accumulate);
 void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout,
                    const void *inp, const void *w, int N, int IC, int OC, double scale);
+
+void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
+                        const void *A, const void *Bm, int N, int IC, int OC, int r, double s);
+void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
+                        const void *dout, const void *inp, const void *u, const void *w, const void *A,
+                        const void *Bm, int N, int IC, int OC, int r, double s);
 
 void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,

@@ -72,6 +72,19 @@ struct swq_backend {
     void (*matmul_bwd)(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout,
                        const void *inp, const void *w, int N, int IC, int OC, double scale);
 
+    // ---- linear with a low-rank adapter (the switchable linear's three products) ----
+    // out[N,OC] = inp @ w^T + bias + s * u @ Bm^T, u[N,r] = inp @ A^T (=, saved for backward);
+    // A is [r,IC], Bm is [OC,r], bias may be NULL. A backend may form w + s Bm A first (same
+    // math, other rounding).
+    void (*lora_linear_fwd)(swq_backend *be, void *out, void *u, const void *inp, const void *w,
+                            const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
+                            double s);
+    // du[N,r] = s * dout @ Bm (=, scratch); dinp += dout @ w + du @ A; dA += du^T @ inp;
+    // dB += s * dout^T @ u; dw += dout^T @ inp; dbias += sum_rows dout   (dw, dbias may be NULL)
+    void (*lora_linear_bwd)(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
+                            const void *dout, const void *inp, const void *u, const void *w, const void *A,
+                            const void *Bm, int N, int IC, int OC, int r, double s);
+
     // ---- attention (causal, qkv packed [B,T,3C], heads of C/NH) ----
     // out[B,T,C] =; att[B,NH,T,T] = softmax probabilities (saved for backward)
     void (*attention_fwd)(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);

@@ -306,9 +306,7 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
 static void linear_fwd(gpt2 *m, int l, void *out, const void *x, int rows) {
     gpt2_linear *li = &m->lin[l];
     lin_ctx c = linear_prepare(m, l, x, rows, 1);
-    BE->matmul_fwd(BE, out, c.x, c.w, c.b, rows, li->IC, li->OC, 1.0, 0);
-    BE->matmul_fwd(BE, m->a.u[l], c.x, c.A, NULL, rows, li->IC, c.r, 1.0, 0);
-    BE->matmul_fwd(BE, out, m->a.u[l], c.Bm, NULL, rows, c.r, li->OC, c.s, 1);
+    BE->lora_linear_fwd(BE, out, m->a.u[l], c.x, c.w, c.b, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
 }
 
 // dx += dout @ (W + s B A) (straight through all quantizers); grads of W, b (if train_base) and A, B.
@@ -318,10 +316,8 @@ static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x
     size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
     void *dA = AT(m->grads, lo), *dB = AT(m->grads, lo + (size_t)c.r * li->IC);
     int tb = m->train_base;
-    BE->matmul_bwd(BE, dx, tb ? li->dw : NULL, tb ? li->db : NULL, dout, c.x, c.w, rows, li->IC, li->OC, 1.0);
-    BE->zero(BE, m->a.du, (size_t)rows * c.r * BE->real_size);
-    BE->matmul_bwd(BE, m->a.du, dB, NULL, dout, m->a.u[l], c.Bm, rows, c.r, li->OC, c.s);
-    BE->matmul_bwd(BE, dx, dA, NULL, m->a.du, c.x, c.A, rows, li->IC, c.r, 1.0);
+    BE->lora_linear_bwd(BE, dx, tb ? li->dw : NULL, tb ? li->db : NULL, dA, dB, m->a.du, dout, c.x, m->a.u[l], c.w,
+                        c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
 }
 
 #define PT(t) AT(m->params, m->tensor_off[t])

@@ -317,6 +317,115 @@ static void test_matmul(void) {
     }
 }
 
+// ---------------------------------------------------------------- linear with a LoRA adapter
+
+enum { LR = 2 };
+static const double lo_scale = 1.5;
+static struct { double *inp, *w, *bias, *A, *Bm, *R, *junk; } lo;   // junk: >= MN*MO values in [100, 200)
+
+static double lo_loss(swq_backend *be) {   // out is "=": prefilled with garbage
+    void *inp = dev(be, lo.inp, MN * MI), *w = dev(be, lo.w, MO * MI), *bias = dev(be, lo.bias, MO);
+    void *A = dev(be, lo.A, LR * MI), *Bm = dev(be, lo.Bm, MO * LR);
+    void *out = dev(be, lo.junk, MN * MO), *u = dev(be, lo.junk, MN * LR);
+    be->lora_linear_fwd(be, out, u, inp, w, bias, A, Bm, MN, MI, MO, LR, lo_scale);
+    double L = dot_dev(be, out, lo.R, MN * MO);
+    be->free(be, inp); be->free(be, w); be->free(be, bias); be->free(be, A); be->free(be, Bm);
+    be->free(be, out); be->free(be, u);
+    return L;
+}
+
+// all five gradients (inp, w, bias, A, Bm); the "+=" outputs prefilled, du with garbage
+static void lo_grad_all(swq_backend *be, double **g) {
+    void *inp = dev(be, lo.inp, MN * MI), *w = dev(be, lo.w, MO * MI), *bias = dev(be, lo.bias, MO);
+    void *A = dev(be, lo.A, LR * MI), *Bm = dev(be, lo.Bm, MO * LR), *R = dev(be, lo.R, MN * MO);
+    void *out = be->alloc(be, MN * MO * be->real_size, "out"), *u = be->alloc(be, MN * LR * be->real_size, "u");
+    be->lora_linear_fwd(be, out, u, inp, w, bias, A, Bm, MN, MI, MO, LR, lo_scale);
+    size_t len[5] = {MN * MI, MO * MI, MO, LR * MI, MO * LR};
+    double *g0[5];
+    void *d[5];
+    for (int k = 0; k < 5; k++) {
+        g0[k] = rvec(len[k], -1, 1);
+        d[k] = dev(be, g0[k], len[k]);
+    }
+    void *du = dev(be, lo.junk, MN * LR);
+    be->lora_linear_bwd(be, d[0], d[1], d[2], d[3], d[4], du, R, inp, u, w, A, Bm, MN, MI, MO, LR, lo_scale);
+    for (int k = 0; k < 5; k++) memcpy(g[k], minus(host_new(be, d[k], len[k]), g0[k], len[k]), len[k] * sizeof(double));
+    // du = s * dout @ Bm, overwritten
+    double e = 0.0, *hu = host_new(be, du, MN * LR);
+    for (int n = 0; n < MN; n++)
+        for (int j = 0; j < LR; j++) {
+            double x = 0.0;
+            for (int o = 0; o < MO; o++) x += lo.R[n * MO + o] * lo.Bm[o * LR + j];
+            e = fmax(e, fabs(hu[n * LR + j] - lo_scale * x));
+        }
+    CHECK(e < 1e-5, "%s lora_linear_bwd: du off by %g", be->name, e);
+    // dw and dbias NULL: the other gradients are unchanged
+    void *a = dev(be, g0[0], len[0]), *b3 = dev(be, g0[3], len[3]), *b4 = dev(be, g0[4], len[4]);
+    be->lora_linear_bwd(be, a, NULL, NULL, b3, b4, du, R, inp, u, w, A, Bm, MN, MI, MO, LR, lo_scale);
+    CHECK(same_dev(be, a, d[0], len[0]) && same_dev(be, b3, d[3], len[3]) && same_dev(be, b4, d[4], len[4]),
+          "%s lora_linear_bwd with NULL dw, dbias differs", be->name);
+    for (int k = 0; k < 5; k++) be->free(be, d[k]);
+    be->free(be, inp); be->free(be, w); be->free(be, bias); be->free(be, A); be->free(be, Bm); be->free(be, R);
+    be->free(be, out); be->free(be, u); be->free(be, du); be->free(be, a); be->free(be, b3); be->free(be, b4);
+}
+static void lo_grad_base(swq_backend *be, double **g) {
+    double *all[5];
+    for (int k = 0; k < 5; k++) all[k] = hvec(MO * MI > MN * MI ? MO * MI : MN * MI);
+    lo_grad_all(be, all);
+    memcpy(g[0], all[0], MN * MI * sizeof(double));
+    memcpy(g[1], all[1], MO * MI * sizeof(double));
+    memcpy(g[2], all[2], MO * sizeof(double));
+}
+static void lo_grad_adapter(swq_backend *be, double **g) {
+    double *all[5];
+    for (int k = 0; k < 5; k++) all[k] = hvec(MO * MI > MN * MI ? MO * MI : MN * MI);
+    lo_grad_all(be, all);
+    memcpy(g[0], all[3], LR * MI * sizeof(double));
+    memcpy(g[1], all[4], MO * LR * sizeof(double));
+}
+
+static void test_lora_linear(void) {
+    lo.inp = rvec(MN * MI, -1, 1);
+    lo.w = rvec(MO * MI, -1, 1);
+    lo.bias = rvec(MO, -1, 1);
+    lo.A = rvec(LR * MI, -1, 1);
+    lo.Bm = rvec(MO * LR, -1, 1);
+    lo.R = rvec(MN * MO, -1, 1);
+    lo.junk = rvec(MN * MO, 100, 200);
+    gradtest t1 = {"lora_linear", 3, {"inp", "w", "bias"}, {lo.inp, lo.w, lo.bias}, {MN * MI, MO * MI, MO},
+                   lo_loss, lo_grad_base};
+    gradcheck(&t1);
+    gradtest t2 = {"lora_linear", 2, {"A", "B"}, {lo.A, lo.Bm}, {LR * MI, MO * LR}, lo_loss, lo_grad_adapter};
+    gradcheck(&t2);
+    // forward values (out and the saved u) against direct loops
+    for (int r = 0; r < 2; r++) {
+        swq_backend *be = r ? be32 : be64;
+        double tol = r ? 1e-5 : 1e-13;
+        void *inp = dev(be, lo.inp, MN * MI), *w = dev(be, lo.w, MO * MI), *bias = dev(be, lo.bias, MO);
+        void *A = dev(be, lo.A, LR * MI), *Bm = dev(be, lo.Bm, MO * LR);
+        void *out = dev(be, lo.junk, MN * MO), *u = dev(be, lo.junk, MN * LR);
+        be->lora_linear_fwd(be, out, u, inp, w, bias, A, Bm, MN, MI, MO, LR, lo_scale);
+        double *ho = host_new(be, out, MN * MO), *hu = host_new(be, u, MN * LR), eo = 0.0, eu = 0.0;
+        for (int n = 0; n < MN; n++) {
+            double uu[LR];
+            for (int j = 0; j < LR; j++) {
+                uu[j] = 0.0;
+                for (int i = 0; i < MI; i++) uu[j] += lo.inp[n * MI + i] * lo.A[j * MI + i];
+                eu = fmax(eu, fabs(hu[n * LR + j] - uu[j]));
+            }
+            for (int o = 0; o < MO; o++) {
+                double x = lo.bias[o];
+                for (int i = 0; i < MI; i++) x += lo.inp[n * MI + i] * lo.w[o * MI + i];
+                for (int j = 0; j < LR; j++) x += lo_scale * uu[j] * lo.Bm[o * LR + j];
+                eo = fmax(eo, fabs(ho[n * MO + o] - x));
+            }
+        }
+        CHECK(eo < tol && eu < tol, "%s lora_linear_fwd: out off by %g, u by %g", be->name, eo, eu);
+        be->free(be, inp); be->free(be, w); be->free(be, bias); be->free(be, A); be->free(be, Bm);
+        be->free(be, out); be->free(be, u);
+    }
+}
+
 // ---------------------------------------------------------------- attention
 
 enum { AB = 2, AT = 4, AC = 6, AH = 2 };
@@ -755,6 +864,7 @@ int main(void) {
     test_encoder();
     test_layernorm();
     test_matmul();
+    test_lora_linear();
     test_attention();
     test_gelu();
     test_rows_columns();

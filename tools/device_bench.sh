@@ -43,19 +43,27 @@ sanitize() {
     return $rc
 }
 
+# BENCH_SET=lean: only the peer's settings, tf32, and the LoRA merge on at the headline ones
 bench() {
-    local args
-    for args in "--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384" "--precision tf32 --batch 2 --seq 384" \
-                "--precision bf16 --batch 2 --seq 384" "--precision fp32 --task qa --batch 4 --seq 384" \
+    local args runs
+    runs=("--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384" "--precision tf32 --batch 2 --seq 384")
+    [ "${BENCH_SET:-full}" = lean ] || runs+=("--precision bf16 --batch 2 --seq 384" "--precision fp32 --task qa --batch 4 --seq 384" \
                 "--precision bf16 --batch 8 --seq 512 --set bench.plain=1" \
                 "--precision bf16 --batch 8 --seq 512 --set quant.qcache=0" \
                 "--precision bf16 --batch 8 --seq 512 --set model.vocab_size=1024" \
-                "--precision bf16 --batch 64 --seq 64"; do
+                "--precision bf16 --batch 64 --seq 64")
+    for args in "${runs[@]}"; do
         timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} --json 2>&1 | tee -a "$LOG/swq_bench.log" |
             grep '^{' >>"$J"
     done
+    # the LoRA adapter merged into the weight (opt-in; default: the three products one by one)
+    for args in "--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384"; do
+        SWQ_CUDA_LORA_MERGE=1 timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} 2>&1 |
+            sed 's/^swq bench:/swq bench (SWQ_CUDA_LORA_MERGE=1):/' >>"$LOG/swq_bench.log"
+    done
     # the bf16 operand copies off (limit 0: every operand converted for each GEMM, as before)
-    SWQ_CUDA_BF16_CACHE_MB=0 timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --steps ${BENCH_STEPS:-10} 2>&1 |
+    [ "${BENCH_SET:-full}" = lean ] ||
+        SWQ_CUDA_BF16_CACHE_MB=0 timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --steps ${BENCH_STEPS:-10} 2>&1 |
         sed 's/^swq bench:/swq bench (SWQ_CUDA_BF16_CACHE_MB=0):/' >>"$LOG/swq_bench.log"
     grep -v '^{' "$LOG/swq_bench.log"
     # GEMM / conversion split (every GEMM synchronized: slower than the timed steps above)
