@@ -15,6 +15,7 @@
 #include "cuda/backend_cuda.h"
 #include "model/backend.h"
 #include "model/rng.h"
+#include "compare.h"
 
 static swq_backend *CPU, *GPU;
 static const char *PREC;   // precision of GPU
@@ -69,16 +70,6 @@ static void pb_sync_from_cpu(pbuf *b) {
     free(h);
 }
 
-static double rel_err(const float *g, const float *c, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(g[i]) || !isfinite(c[i])) return INFINITY;
-        double d = (double)g[i] - c[i];
-        num += d * d;
-        den += (double)c[i] * c[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 static double pb_err(const pbuf *b) {
     float *hc = hbuf(b->n), *hg = hbuf(b->n);
     CPU->download(CPU, hc, b->c, b->n);

@@ -34,6 +34,7 @@
 #include "model/optimizer.h"
 #include "model/qconfig.h"
 #include "model/rng.h"
+#include "compare.h"
 
 typedef struct {
     const char *name;
@@ -89,16 +90,6 @@ static qconfig_set *make_configs(int n_layer, int act_bits, const gpt2_shape *s)
     return qs;
 }
 
-static double rel_l2(const float *g, const float *c, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(g[i]) || !isfinite(c[i])) return INFINITY;
-        double d = (double)g[i] - c[i];
-        num += d * d;
-        den += (double)c[i] * c[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 static double rel_scalar(double g, double c) {
     if (!isfinite(g) || !isfinite(c)) return INFINITY;
     return fabs(g - c) / (fabs(c) > 1e-6 ? fabs(c) : 1e-6);
@@ -265,18 +256,18 @@ static int run_variant(const variant *v, const char *prec, int steps) {
                 size_t a = mc->n_base + mc->lora_off[(size_t)k * NL];
                 size_t b = k + 1 < qs->K ? mc->n_base + mc->lora_off[(size_t)(k + 1) * NL] : nt;
                 snprintf(what, sizeof(what), "step1 grad lora[%s]", qs->cfg[k].name);
-                report(what, rel_l2(hg + a, hc + a, b - a), gtol);
+                report(what, rel_err(hg + a, hc + a, b - a), gtol);
             }
             if (v->full) {
                 for (int t = 0; t < GPT2_NUM_TENSORS; t++) {
                     if (t == P_QAW || t == P_QAB) continue;
                     snprintf(what, sizeof(what), "step1 grad base tensor %d", t);
-                    report(what, rel_l2(hg + mc->tensor_off[t], hc + mc->tensor_off[t], mc->tensor_n[t]), gtol);
+                    report(what, rel_err(hg + mc->tensor_off[t], hc + mc->tensor_off[t], mc->tensor_n[t]), gtol);
                 }
             }
             if (v->task == TASK_QA) {
                 size_t o = mc->tensor_off[P_QAW], n = mc->tensor_n[P_QAW] + mc->tensor_n[P_QAB];
-                report("step1 grad qa head", rel_l2(hg + o, hc + o, n), gtol);
+                report("step1 grad qa head", rel_err(hg + o, hc + o, n), gtol);
             }
         }
         double lerr = rel_scalar(L[1].loss, L[0].loss);
@@ -290,12 +281,12 @@ static int run_variant(const variant *v, const char *prec, int steps) {
             report("step1 grad norm", rel_scalar(gn[1], gn[0]), gtol);
             sd[0].be->download(sd[0].be, hc, sd[0].m.params, nt);
             sd[1].be->download(sd[1].be, hg, sd[1].m.params, nt);
-            report("step1 trainable params", rel_l2(hg + toff, hc + toff, tn), gtol);
+            report("step1 trainable params", rel_err(hg + toff, hc + toff, tn), gtol);
             for (size_t i = 0; i < nt; i++) {   // updates
                 hc[i] -= p0[i];
                 hg[i] -= p0[i];
             }
-            printf("  %-34s %.3e  (information)\n", "step1 param update (AdamW)", rel_l2(hg, hc, nt));
+            printf("  %-34s %.3e  (information)\n", "step1 param update (AdamW)", rel_err(hg, hc, nt));
         }
         if (step == 1 || step == steps || step % 5 == 0)
             printf("  step %2d: loss cpu %.7f gpu %.7f  rel %.2e\n", step, L[0].loss, L[1].loss, lerr);
@@ -305,12 +296,12 @@ static int run_variant(const variant *v, const char *prec, int steps) {
     report(what, max_loss_err, tol);
     sd[0].be->download(sd[0].be, hc, sd[0].m.params, nt);
     sd[1].be->download(sd[1].be, hg, sd[1].m.params, nt);
-    printf("  %-34s %.3e  (information)\n", "trainable params after the steps", rel_l2(hg + toff, hc + toff, tn));
+    printf("  %-34s %.3e  (information)\n", "trainable params after the steps", rel_err(hg + toff, hc + toff, tn));
     for (size_t i = 0; i < nt; i++) {
         hc[i] -= p0[i];
         hg[i] -= p0[i];
     }
-    printf("  %-34s %.3e  (information)\n", "param change (AdamW updates)", rel_l2(hg, hc, nt));
+    printf("  %-34s %.3e  (information)\n", "param change (AdamW updates)", rel_err(hg, hc, nt));
     printf("  (%.1f s)\n", now_s() - t0);
     for (int i = 0; i < 2; i++) {
         side_batch_free(&sd[i]);
