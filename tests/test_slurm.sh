@@ -11,7 +11,9 @@ SWQ_BIN=$(readlink -f "$SWQ_BIN")
 REPO=$PWD
 if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
     if [ "$(id -u)" = 0 ] && { [ "${CI:-}" = true ] || [ "${SWQ_TEST_SLURM:-0}" = 1 ]; }; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge > /tmp/swq-slurm-apt.log 2>&1 ||
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge > /tmp/swq-slurm-apt.log 2>&1 ||
+          { apt-get update -qq >> /tmp/swq-slurm-apt.log 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge >> /tmp/swq-slurm-apt.log 2>&1; }; } ||
             fail "apt-get install slurm-wlm munge failed (see /tmp/swq-slurm-apt.log)"
     else
         echo "SKIP test_slurm: slurm-wlm/munge not installed (as root, CI=true or SWQ_TEST_SLURM=1 installs them)"
