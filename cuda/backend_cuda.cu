@@ -1,10 +1,94 @@
 // CUDA backend: device selection, memory ops, the cuBLAS GEMM helper and the op table.
 #include <string.h>
+#include <time.h>
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 #include "cuda/backend_cuda.h"
 
 static const char CUDA_NAME[] = "cuda";
+
+// ---- SWQ_CUDA_TIMELINE ----
+static double host_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+static void tl_add(cuda_ctx *c, const struct cu_tl_mark *m, double ms) {
+    for (int i = 0; i < c->tl_ns; i++) {
+        struct cu_tl_sum *e = &c->tl_s[i];
+        if (e->phase == m->phase && e->op == m->op && e->part == m->part) {
+            e->ms += ms;
+            e->n++;
+            return;
+        }
+    }
+    if (c->tl_ns == c->tl_cap_s) {
+        int nc = c->tl_cap_s ? 2 * c->tl_cap_s : 256;
+        void *p = realloc(c->tl_s, (size_t)nc * sizeof(*c->tl_s));
+        if (!p) {
+            fprintf(stderr, "cuda backend: out of host memory (timeline)\n");
+            exit(1);
+        }
+        c->tl_s = (struct cu_tl_sum *)p;
+        c->tl_cap_s = nc;
+    }
+    c->tl_s[c->tl_ns++] = {m->phase, m->op, m->part, ms, 1};
+}
+// Waits for the last mark and sums every interval but the last one's, which stays open.
+static void tl_flush(cuda_ctx *c) {
+    if (c->tl_n < 2) return;
+    CUDA_CHECK(cudaEventSynchronize(c->tl_m[c->tl_n - 1].ev));
+    for (int i = 0; i + 1 < c->tl_n; i++) {
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, c->tl_m[i].ev, c->tl_m[i + 1].ev));
+        tl_add(c, &c->tl_m[i], ms);
+    }
+    struct cu_tl_mark last = c->tl_m[c->tl_n - 1];
+    c->tl_m[c->tl_n - 1] = c->tl_m[0];
+    c->tl_m[0] = last;
+    c->tl_n = 1;
+}
+static void tl_record(cuda_ctx *c, const char *part) {
+    if (c->tl_n == c->tl_cap) tl_flush(c);   // only when a step has more marks than the pool
+    struct cu_tl_mark *m = &c->tl_m[c->tl_n++];
+    m->phase = c->tl_phase;
+    m->op = c->tl_op;
+    m->part = part;
+    CUDA_CHECK(cudaEventRecord(m->ev, c->stream));
+}
+void cu_tl_op(swq_backend *be, const char *phase, const char *op) {
+    cuda_ctx *c = CTX(be);
+    if (!c->tl) return;
+    c->tl_phase = phase;
+    c->tl_op = op;
+    tl_record(c, "outside GEMMs");
+}
+void cu_tl_part(swq_backend *be, const char *part) {
+    cuda_ctx *c = CTX(be);
+    if (c->tl) tl_record(c, part);
+}
+// After the stream was synchronized: the GPU idles from here until the host's next op.
+static void tl_synced(cuda_ctx *c) {
+    if (!c->tl || !c->tl_n) return;
+    c->tl_phase = "idle";
+    c->tl_op = "GPU idle: host work after a synchronization";
+    tl_record(c, "idle");
+    tl_flush(c);
+}
+// Every synchronization of the stream: host time spent before it (enqueueing, since the last
+// one ended) and waiting in it (SWQ_CUDA_TIMELINE=host: only this, no events).
+static void stream_sync(cuda_ctx *c) {
+    double t = c->ht ? host_now() : 0;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->ht) {
+        double u = host_now();
+        if (c->tl_host_t0 > 0) c->tl_host_busy += t - c->tl_host_t0;
+        c->tl_host_wait += u - t;
+        c->tl_host_t0 = u;
+    }
+    tl_synced(c);
+}
+#define TL(phase, op) cu_tl_op(be, (phase), (op))
 
 // ---- memory ----
 static void rec_push(struct cu_alloc_rec **v, int *n, int *cap, struct cu_alloc_rec r) {
@@ -59,36 +143,44 @@ static void cu_free(swq_backend *be, void *p) {
 static void cu_upload(swq_backend *be, void *dst, const float *src, size_t n) {
     if (!n) return;
     cu_bf16_invalidate(be, dst, n * sizeof(float));
+    TL("transfers", "upload");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, STREAM(be)));
-    CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
+    stream_sync(CTX(be));
 }
 static void cu_download(swq_backend *be, float *dst, const void *src, size_t n) {
     if (!n) return;
+    TL("transfers", "download");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, STREAM(be)));
-    CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
+    stream_sync(CTX(be));
 }
 static void cu_upload_i32(swq_backend *be, int *dst, const int *src, size_t n) {
     if (!n) return;
     cu_bf16_invalidate(be, dst, n * sizeof(int));
+    TL("transfers", "upload");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int), cudaMemcpyHostToDevice, STREAM(be)));
-    CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
+    stream_sync(CTX(be));
 }
 static void cu_download_f64(swq_backend *be, double *dst, const double *src, size_t n) {
     if (!n) return;
+    TL("transfers", "download (losses, norms)");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(double), cudaMemcpyDeviceToHost, STREAM(be)));
-    CUDA_CHECK(cudaStreamSynchronize(STREAM(be)));
+    stream_sync(CTX(be));
 }
 static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
     if (!bytes) return;
     cu_bf16_invalidate(be, dst, bytes);
+    TL("memsets and copies", bytes >= ((size_t)256 << 20) ? "zero >= 256 MiB (teacher sums, all grads)" : "zero < 256 MiB");
     CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
 }
 static void cu_copy(swq_backend *be, void *dst, const void *src, size_t n) {
     if (!n || dst == src) return;
     cu_bf16_invalidate(be, dst, n * sizeof(float));
+    TL("memsets and copies", "copy");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, STREAM(be)));
 }
-static void cu_synchronize(swq_backend *be) { CUDA_CHECK(cudaStreamSynchronize(STREAM(be))); }
+static void cu_synchronize(swq_backend *be) {
+    stream_sync(CTX(be));
+}
 
 // ---- GEMM ----
 // src 16-byte aligned (vec): four floats a load.
@@ -267,7 +359,11 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
     const void *a = A, *b = B;
     cudaDataType_t ab_type = CUDA_R_32F;
     prof_begin(c);
+    int cls = batch > 1 ? 2 : (m <= 32 || n <= 32 || k <= 32) ? 1 : 3;
+    static const char *const gemm_part[4] = {"", "GEMM, a dim <= 32 (LoRA, QA head)", "GEMM, strided batched",
+                                             "GEMM, other"};
     if (c->precision == CU_BF16) {   // bf16 operands, fp32 accumulation and output
+        cu_tl_part(be, "bf16 operand conversion");
         cu_bf16_invalidate(be, C, span(m, n, ldc, sC, batch) * sizeof(float));
         c->bfc_pin = c->bfc_clock + 1;
         a = bf16_of(be, A, span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, sA, batch));
@@ -275,6 +371,7 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
         ab_type = CUDA_R_16BF;
     }
     prof_mid(c);
+    cu_tl_part(be, gemm_part[cls]);
     if (batch == 1)
         CUBLAS_CHECK(cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, a, ab_type, lda, b, ab_type, ldb, &beta, C,
                                   CUDA_R_32F, ldc, c->compute, CUBLAS_GEMM_DEFAULT));
@@ -282,7 +379,8 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, a, ab_type, lda, sA, b, ab_type,
                                                 ldb, sB, &beta, C, CUDA_R_32F, ldc, sC, batch, c->compute,
                                                 CUBLAS_GEMM_DEFAULT));
-    prof_end(c, batch > 1 ? 2 : (m <= 32 || n <= 32 || k <= 32) ? 1 : 3, 2.0 * m * n * (double)k * batch);
+    cu_tl_part(be, "outside GEMMs");
+    prof_end(c, cls, 2.0 * m * n * (double)k * batch);
 }
 
 // ptrs[0..cnt) = A matrices, [cnt..2cnt) = B, [2cnt..3cnt) = C; offsets in bytes.
@@ -311,6 +409,7 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
     cudaDataType_t ab_type = CUDA_R_32F;
     size_t es = sizeof(float);
     prof_begin(c);
+    cu_tl_part(be, "bf16 operand conversion");
     if (c->precision == CU_BF16) {
         size_t sc = (size_t)(nb - 1) * sbC + (size_t)(nh - 1) * shC + span(m, n, ldc, 0, 1);
         cu_bf16_invalidate(be, C, sc * sizeof(float));
@@ -346,44 +445,68 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
                                                               shC * (long long)sizeof(float), nb, nh);
     CUDA_LAUNCH_CHECK();
     prof_mid(c);
+    cu_tl_part(be, "GEMM, attention (B*NH batched)");
     CUBLAS_CHECK(cublasGemmBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, (const void *const *)c->ptrs, ab_type, lda,
                                      (const void *const *)(c->ptrs + cnt), ab_type, ldb, &beta, c->ptrs + 2 * cnt,
                                      CUDA_R_32F, ldc, cnt, c->compute, CUBLAS_GEMM_DEFAULT));
+    cu_tl_part(be, "outside GEMMs");
     prof_end(c, 2, 2.0 * m * n * (double)k * cnt);
+}
+
+// The switchable linear's kind, from its shape (GPT-2: qkv 3C, proj C, fc 4C, fcproj C/4).
+static void lin_mark(swq_backend *be, int IC, int OC, int fwd) {
+    if (!CTX(be)->tl) return;
+    const char *k;
+    if (OC == 3 * IC) k = fwd ? "lora_linear_fwd qkv" : "lora_linear_bwd qkv";
+    else if (OC == IC) k = fwd ? "lora_linear_fwd attn proj" : "lora_linear_bwd attn proj";
+    else if (OC == 4 * IC) k = fwd ? "lora_linear_fwd mlp in" : "lora_linear_bwd mlp in";
+    else if (IC == 4 * OC) k = fwd ? "lora_linear_fwd mlp out" : "lora_linear_bwd mlp out";
+    else {
+        cu_tl_op(be, fwd ? "head: forward" : "head: backward", fwd ? "lora_linear_fwd head" : "lora_linear_bwd head");
+        return;
+    }
+    cu_tl_op(be, fwd ? "forward: body" : "backward: body", k);
 }
 
 // ---- the op table: every op first drops the bf16 copies its outputs overlap ----
 #define INV(p, bytes) cu_bf16_invalidate(be, (p), (bytes))
 #define F4 sizeof(float)
 static void w_add(swq_backend *be, void *out, const void *a, const void *b, size_t n) {
+    TL("forward: body", "add (residual)");
     INV(out, n * F4);
     cu_add(be, out, a, b, n);
 }
 static void w_accumulate(swq_backend *be, void *dst, const void *src, size_t n) {
+    TL("CDT teacher sums", "accumulate");
     INV(dst, n * F4);
     cu_accumulate(be, dst, src, n);
 }
 static void w_scale(swq_backend *be, void *x, double s, size_t n) {
+    TL("optimizer", "scale");
     INV(x, n * F4);
     cu_scale(be, x, s, n);
 }
 static void w_sumsq(swq_backend *be, double *acc, const void *x, size_t n) {
+    TL("optimizer", "sumsq (grad norm)");
     INV(acc, sizeof(double));
     cu_sumsq(be, acc, x, n);
 }
 static void w_encoder_fwd(swq_backend *be, void *out, const int *tok, const void *wte, const void *wpe, int B, int T,
                           int C) {
+    TL("forward: body", "encoder_fwd");
     INV(out, (size_t)B * T * C * F4);
     cu_encoder_fwd(be, out, tok, wte, wpe, B, T, C);
 }
 static void w_encoder_bwd(swq_backend *be, void *dwte, void *dwpe, const void *dout, const int *tok, int B, int T,
                           int C) {
+    TL("backward: body", "encoder_bwd");
     INV(dwte, 0);
     INV(dwpe, (size_t)T * C * F4);
     cu_encoder_bwd(be, dwte, dwpe, dout, tok, B, T, C);
 }
 static void w_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
                             const void *b, int N, int C) {
+    TL("forward: body", "layernorm_fwd");
     INV(out, (size_t)N * C * F4);
     INV(mean, (size_t)N * F4);
     INV(rstd, (size_t)N * F4);
@@ -391,22 +514,26 @@ static void w_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, 
 }
 static void w_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const void *dout, const void *inp,
                             const void *w, const void *mean, const void *rstd, int N, int C) {
+    TL("backward: body", "layernorm_bwd");
     INV(dinp, (size_t)N * C * F4);
     INV(dw, (size_t)C * F4);
     INV(db, (size_t)C * F4);
     cu_layernorm_bwd(be, dinp, dw, db, dout, inp, w, mean, rstd, N, C);
 }
 static void w_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int cols, int bits) {
+    TL("forward: body", "quantize_rows");
     INV(out, (size_t)rows * cols * F4);
     cu_quantize_rows(be, out, in, rows, cols, bits);
 }
 static void w_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int IC,
                          int OC, double scale, int accumulate) {
+    TL("head: forward", "matmul_fwd");
     INV(out, (size_t)N * OC * F4);
     cu_matmul_fwd(be, out, inp, w, bias, N, IC, OC, scale, accumulate);
 }
 static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
                          const void *w, int N, int IC, int OC, double scale) {
+    TL("head: backward", "matmul_bwd");
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
     INV(dbias, (size_t)OC * F4);
@@ -414,6 +541,7 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
 }
 static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                               const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+    lin_mark(be, IC, OC, 1);
     INV(out, (size_t)N * OC * F4);
     INV(u, (size_t)N * r * F4);
     cu_lora_linear_fwd(be, out, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
@@ -421,6 +549,7 @@ static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *i
 static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                               const void *dout, const void *inp, const void *u, const void *w, const void *A,
                               const void *Bm, int N, int IC, int OC, int r, double s) {
+    lin_mark(be, IC, OC, 0);
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
     INV(dbias, (size_t)OC * F4);
@@ -430,43 +559,52 @@ static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias
     cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
 }
 static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
+    TL("forward: body", "attention_fwd");
     INV(out, (size_t)B * T * C * F4);
     INV(att, (size_t)B * NH * T * T * F4);
     cu_attention_fwd(be, out, att, qkv, B, T, C, NH);
 }
 static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
                             const void *att, int B, int T, int C, int NH) {
+    TL("backward: body", "attention_bwd");
     INV(dqkv, (size_t)B * T * 3 * C * F4);
     INV(scratch, (size_t)B * NH * T * T * F4);
     cu_attention_bwd(be, dqkv, scratch, dout, qkv, att, B, T, C, NH);
 }
 static void w_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
+    TL("forward: body", "gelu_fwd");
     INV(out, n * F4);
     cu_gelu_fwd(be, out, inp, n);
 }
 static void w_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
+    TL("backward: body", "gelu_bwd");
     INV(dinp, n * F4);
     cu_gelu_bwd(be, dinp, inp, dout, n);
 }
 static void w_gather_rows(swq_backend *be, void *out, const void *in, const int *idx, int P, int C) {
+    TL("head: forward", "gather_rows");
     INV(out, (size_t)P * C * F4);
     cu_gather_rows(be, out, in, idx, P, C);
 }
 static void w_scatter_add_rows(swq_backend *be, void *dst, const void *src, const int *idx, int P, int C) {
+    TL("head: backward", "scatter_add_rows");
     INV(dst, 0);
     cu_scatter_add_rows(be, dst, src, idx, P, C);
 }
 static void w_get_column(swq_backend *be, void *out, const void *in, int N, int K, int c) {
+    TL("head: forward", "get_column");
     INV(out, (size_t)N * F4);
     cu_get_column(be, out, in, N, K, c);
 }
 static void w_add_to_column(swq_backend *be, void *dst, const void *src, int N, int K, int c) {
+    TL("head: backward", "add_to_column");
     INV(dst, (size_t)N * K * F4);
     cu_add_to_column(be, dst, src, N, K, c);
 }
 static void w_xent_kl(swq_backend *be, void *logits, const int *target, const int *len, const void *tS,
                       const void *tH, int n_teachers, double beta, void *nS, void *nH, double *acc, double weight,
                       double grad_scale, int grad, int P, int V) {
+    TL("head: xent_kl", "xent_kl");
     INV(logits, (size_t)P * V * F4);
     INV(nS, (size_t)P * V * F4);
     INV(nH, (size_t)P * F4);
@@ -475,6 +613,7 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
 }
 static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n, double lr, double b1,
                     double b2, double eps, double wd, int t, double grad_scale) {
+    TL("optimizer", "adamw");
     INV(param, n * F4);
     INV(m, n * F4);
     INV(v, n * F4);
@@ -553,6 +692,18 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->prof = pe && *pe && strcmp(pe, "0");
     if (c->prof)
         for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventCreate(&c->ev[i]));
+    const char *tle = getenv("SWQ_CUDA_TIMELINE");
+    c->tl = tle && *tle && strcmp(tle, "0") && strcmp(tle, "host");
+    c->ht = tle && *tle && strcmp(tle, "0");
+    if (c->tl) {
+        c->tl_cap = 1 << 16;
+        c->tl_m = (struct cu_tl_mark *)calloc((size_t)c->tl_cap, sizeof(*c->tl_m));
+        if (!c->tl_m) {
+            fprintf(stderr, "cuda backend: out of host memory (timeline)\n");
+            exit(1);
+        }
+        for (int i = 0; i < c->tl_cap; i++) CUDA_CHECK(cudaEventCreate(&c->tl_m[i].ev));
+    }
 
     be->name = CUDA_NAME;
     be->real_size = sizeof(float);
@@ -701,6 +852,11 @@ void swq_backend_cuda_destroy(swq_backend *be) {
             }
             for (int i = 0; i < 3; i++) CUDA_CHECK(cudaEventDestroy(c->ev[i]));
         }
+        if (c->tl) {
+            for (int i = 0; i < c->tl_cap; i++) CUDA_CHECK(cudaEventDestroy(c->tl_m[i].ev));
+            free(c->tl_m);
+            free(c->tl_s);
+        }
         for (int i = 0; i < c->n_frozen; i++)
             if (c->frozen[i].bf16) CUDA_CHECK(cudaFree(c->frozen[i].bf16));
         free(c->allocs);
@@ -716,4 +872,60 @@ void swq_backend_cuda_destroy(swq_backend *be) {
         free(c);
     }
     free(be);
+}
+
+// ---- SWQ_CUDA_TIMELINE report ----
+void swq_backend_cuda_timeline_reset(swq_backend *be) {
+    cuda_ctx *c = CTX(be);
+    if (!c->ht) return;
+    stream_sync(c);
+    c->tl_ns = 0;
+    c->tl_host_busy = c->tl_host_wait = 0;
+}
+
+struct tl_row { const char *a, *b; double ms; long n; };
+static int tl_row_cmp(const void *x, const void *y) {
+    double d = ((const struct tl_row *)y)->ms - ((const struct tl_row *)x)->ms;
+    return d > 0 ? 1 : d < 0 ? -1 : 0;
+}
+// Sums by key (a, b) (b may be NULL for all), largest first.
+static void tl_print(cuda_ctx *c, const char *title, int key, double steps, double total, int max_rows) {
+    struct tl_row *r = (struct tl_row *)calloc((size_t)c->tl_ns + 1, sizeof(*r));
+    if (!r) return;
+    int n = 0;
+    for (int i = 0; i < c->tl_ns; i++) {
+        const struct cu_tl_sum *e = &c->tl_s[i];
+        const char *a = key == 0 ? e->phase : key == 1 ? e->op : key == 2 ? e->part : e->op;
+        const char *b = key == 3 ? e->part : NULL;
+        int j = 0;
+        while (j < n && !(r[j].a == a && r[j].b == b)) j++;
+        if (j == n) r[n++] = {a, b, 0, 0};
+        r[j].ms += e->ms;
+        r[j].n += e->n;
+    }
+    qsort(r, (size_t)n, sizeof(*r), tl_row_cmp);
+    fprintf(stderr, "swq cuda timeline: by %s (ms per step, share, marks per step)\n", title);
+    for (int j = 0; j < n && j < max_rows; j++)
+        fprintf(stderr, "  %-48s %-36s %9.2f %5.1f%% %8.0f\n", r[j].a, r[j].b ? r[j].b : "", r[j].ms / steps,
+                100 * r[j].ms / total, r[j].n / steps);
+    free(r);
+}
+
+void swq_backend_cuda_timeline_report(swq_backend *be, int steps) {
+    cuda_ctx *c = CTX(be);
+    if (!c->ht || steps < 1) return;
+    stream_sync(c);
+    fprintf(stderr, "swq cuda timeline: host per step: %.2f ms enqueueing (from the end of one synchronization "
+                    "to the start of the next), %.2f ms waiting in synchronizations\n",
+            1e3 * c->tl_host_busy / steps, 1e3 * c->tl_host_wait / steps);
+    double total = 0;
+    for (int i = 0; i < c->tl_ns; i++) total += c->tl_s[i].ms;
+    if (!c->tl) return;
+    fprintf(stderr, "swq cuda timeline: %.2f ms of GPU time per step over %d steps (events between ops, none "
+                    "synchronized)\n", total / steps, steps);
+    if (total <= 0) return;
+    tl_print(c, "phase", 0, steps, total, 40);
+    tl_print(c, "op", 1, steps, total, 60);
+    tl_print(c, "part (GEMM class, bf16 operand conversion, outside GEMMs: the op's own kernels)", 2, steps, total, 40);
+    tl_print(c, "op and part", 3, steps, total, 60);
 }

@@ -26,6 +26,10 @@ void swq_backend_cuda_mem(swq_backend *be, size_t *cur, size_t *peak);
 // TFLOP/s, and a device-to-device copy in GB/s counting bytes read and written. -1 on failure.
 double swq_backend_cuda_gemm_tflops(swq_backend *be, int n, int reps);
 double swq_backend_cuda_copy_gbs(swq_backend *be, size_t bytes, int reps);
+// SWQ_CUDA_TIMELINE=1 (no-ops otherwise): clear the per-op GPU times gathered so far; print
+// them per step to stderr (by phase, op, GEMM class / conversion / other kernels).
+void swq_backend_cuda_timeline_reset(swq_backend *be);
+void swq_backend_cuda_timeline_report(swq_backend *be, int steps);
 // "NVIDIA H100 80GB HBM3" etc.
 void swq_backend_cuda_device_name(swq_backend *be, char *buf, size_t n);
 

@@ -35,6 +35,8 @@ enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
 struct cu_alloc_rec { void *p; size_t bytes; void *bf16; };   // bf16: kept copy of a frozen buffer
 struct cu_bf16_entry { const float *src; size_t n; void *bf; unsigned long long used; };
+struct cu_tl_mark { cudaEvent_t ev; const char *phase, *op, *part; };
+struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 
 typedef struct {
     int device;
@@ -69,6 +71,17 @@ typedef struct {
     cudaEvent_t ev[3];
     double prof_ms[4], prof_flop[3];   // [0] bf16 conversion, [1] GEMMs min(m,n,k) <= 32, [2] attention-batched, [3] other
     long prof_calls[4];
+    // SWQ_CUDA_TIMELINE=1: an event recorded on the stream at the start of every op (and around
+    // every GEMM and operand conversion), nothing synchronized; the intervals between consecutive
+    // events are read back when the stream is synchronized anyway (downloads) and summed per
+    // (phase, op, part), so the step runs as it does without them (see timeline_report)
+    int tl, ht;                    // events on; host timing of synchronizations on (=host: only that)
+    struct cu_tl_mark *tl_m;
+    int tl_n, tl_cap;
+    const char *tl_phase, *tl_op;
+    struct cu_tl_sum *tl_s;
+    int tl_ns, tl_cap_s;
+    double tl_host_busy, tl_host_wait, tl_host_t0;   // host seconds enqueueing / waiting in synchronizations
 } cuda_ctx;
 
 static inline cuda_ctx *CTX(swq_backend *be) { return (cuda_ctx *)be->ctx; }
@@ -137,6 +150,10 @@ void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
 // Drop the bf16 copies overlapping [p, p + bytes); bytes 0: the whole allocation holding p.
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes);
 
+// SWQ_CUDA_TIMELINE: mark the start of an op (phase and op name: string literals) or of a part
+// of the op in hand (a GEMM, an operand conversion, "outside GEMMs"); no-ops when off.
+void cu_tl_op(swq_backend *be, const char *phase, const char *op);
+void cu_tl_part(swq_backend *be, const char *part);
 // ---- ops (one .cu file each group) ----
 void cu_add(swq_backend *be, void *out, const void *a, const void *b, size_t n);
 void cu_accumulate(swq_backend *be, void *dst, const void *src, size_t n);

@@ -9,12 +9,14 @@
 // In bf16 mode qkv, att and dout are converted once (whole buffers) and the copies reused by
 // every GEMM that reads them, the backward's included.
 #include <math.h>
+#include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 
 #define WARPS 8
 
-// One warp per row of att (rows = B*NH*T, row t1 = row % T): in-place causal softmax.
-__global__ void causal_softmax_kernel(float *att, int rows, int T) {
+// One warp per row of att (rows = B*NH*T, row t1 = row % T): in-place causal softmax; ab (bf16
+// mode) gets the bf16 copy the next GEMM reads, so no separate conversion pass.
+__global__ void causal_softmax_kernel(float *att, __nv_bfloat16 *ab, int rows, int T) {
     int row = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     int t = row % T;
@@ -29,11 +31,16 @@ __global__ void causal_softmax_kernel(float *att, int rows, int T) {
         s += e;
     }
     float inv = 1.0f / warp_sum(s);
-    for (int j = lane; j < T; j += 32) a[j] = j <= t ? a[j] * inv : 0.0f;
+    __nv_bfloat16 *b = ab ? ab + (size_t)row * T : NULL;
+    for (int j = lane; j < T; j += 32) {
+        float p = j <= t ? a[j] * inv : 0.0f;
+        a[j] = p;
+        if (b) b[j] = __float2bfloat16_rn(p);
+    }
 }
 
 // In place on d (= datt on entry): d = att * (d - sum_j att*d), 0 above the diagonal.
-__global__ void softmax_bwd_kernel(float *d, const float *att, int rows, int T) {
+__global__ void softmax_bwd_kernel(float *d, __nv_bfloat16 *db, const float *att, int rows, int T) {
     int row = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     int t = row % T;
@@ -42,7 +49,12 @@ __global__ void softmax_bwd_kernel(float *d, const float *att, int rows, int T) 
     float s = 0.0f;
     for (int j = lane; j <= t; j += 32) s += a[j] * g[j];
     s = warp_sum(s);
-    for (int j = lane; j < T; j += 32) g[j] = j <= t ? a[j] * (g[j] - s) : 0.0f;
+    __nv_bfloat16 *b = db ? db + (size_t)row * T : NULL;
+    for (int j = lane; j < T; j += 32) {
+        float v = j <= t ? a[j] * (g[j] - s) : 0.0f;
+        g[j] = v;
+        if (b) b[j] = __float2bfloat16_rn(v);
+    }
 }
 
 void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
@@ -56,7 +68,8 @@ void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
     cu_gemm_bh(be, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, sc, k, C3, sQ, hs, q, C3, sQ, hs, 0.0f, a, T, NH * TT, TT, B,
                NH);
     int rows = B * NH * T;
-    causal_softmax_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(a, rows, T);
+    __nv_bfloat16 *ab = (__nv_bfloat16 *)cu_bf16_slot(be, a, (size_t)rows * T);
+    causal_softmax_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(a, ab, rows, T);
     CUDA_LAUNCH_CHECK();
     cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, 1.0f, v, C3, sQ, hs, a, T, NH * TT, TT, 0.0f, o, C, sO, hs, B,
                NH);
@@ -80,7 +93,8 @@ void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
     cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, 1.0f, dO, C, sO, hs, a, T, NH * TT, TT, 0.0f, dv, C3, sQ, hs, B,
                NH);
     int rows = B * NH * T;
-    softmax_bwd_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(d, a, rows, T);
+    __nv_bfloat16 *db = (__nv_bfloat16 *)cu_bf16_slot(be, d, (size_t)rows * T);
+    softmax_bwd_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(d, db, a, rows, T);
     CUDA_LAUNCH_CHECK();
     // dq[t1] = sc * sum_t2 dpre[t1,t2] k[t2];  dk[t2] = sc * sum_t1 dpre[t1,t2] q[t1]
     cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, sc, k, C3, sQ, hs, d, T, NH * TT, TT, 0.0f, dq, C3, sQ, hs, B,

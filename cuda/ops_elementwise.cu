@@ -1,5 +1,6 @@
 // Element-wise ops, GELU, AdamW, embeddings and row/column gather-scatter.
 #include <math.h>
+#include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 
 #define EW_BLOCK 256
@@ -52,14 +53,17 @@ void cu_sumsq(swq_backend *be, double *acc, const void *x, size_t n) {
 
 // ---- GELU (tanh approximation, as GPT-2) ----
 #define GELU_K 0.7978845608028654f   // sqrt(2/pi)
-__global__ void gelu_fwd_kernel(float *out, const float *inp, size_t n) {
+// ob (bf16 mode): the bf16 copy of the output, for the GEMM that reads it next.
+__global__ void gelu_fwd_kernel(float *out, __nv_bfloat16 *ob, const float *inp, size_t n) {
     GRID_STRIDE(i, n) {
         float x = inp[i];
         float cube = 0.044715f * x * x * x;
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + cube)));
+        float y = 0.5f * x * (1.0f + tanhf(GELU_K * (x + cube)));
+        out[i] = y;
+        if (ob) ob[i] = __float2bfloat16_rn(y);
     }
 }
-__global__ void gelu_bwd_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+__global__ void gelu_bwd_kernel(float *dinp, __nv_bfloat16 *ob, const float *inp, const float *dout, size_t n) {
     GRID_STRIDE(i, n) {
         float x = inp[i];
         float cube = 0.044715f * x * x * x;
@@ -67,17 +71,21 @@ __global__ void gelu_bwd_kernel(float *dinp, const float *inp, const float *dout
         float th = tanhf(arg);
         float sech2 = 1.0f - th * th;
         float g = 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += g * dout[i];
+        float y = dinp[i] + g * dout[i];
+        dinp[i] = y;
+        if (ob) ob[i] = __float2bfloat16_rn(y);
     }
 }
 void cu_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
     if (!n) return;
-    gelu_fwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, (const float *)inp, n);
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, n);
+    gelu_fwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, ob, (const float *)inp, n);
     CUDA_LAUNCH_CHECK();
 }
 void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
     if (!n) return;
-    gelu_bwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)dinp, (const float *)inp,
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)dinp, n);
+    gelu_bwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)dinp, ob, (const float *)inp,
                                                                        (const float *)dout, n);
     CUDA_LAUNCH_CHECK();
 }

@@ -1,11 +1,13 @@
 // LayerNorm forward/backward (eps 1e-5): one warp per row; dw/db by column sums.
+#include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 
 #define LN_EPS 1e-5f
 #define ROWS_PER_BLOCK 8   // warps per block
 
-__global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
-                                     const float *b, int N, int C) {
+// ob (bf16 mode): the bf16 copy of out, for the GEMM that reads it next.
+__global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, float *mean, float *rstd, const float *inp,
+                                     const float *w, const float *b, int N, int C) {
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *x = inp + (size_t)row * C;
@@ -19,7 +21,12 @@ __global__ void layernorm_fwd_kernel(float *out, float *mean, float *rstd, const
     }
     float r = rsqrtf(warp_sum(v) / C + LN_EPS);
     float *o = out + (size_t)row * C;
-    for (int i = lane; i < C; i += 32) o[i] = (x[i] - m) * r * w[i] + b[i];
+    __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
+    for (int i = lane; i < C; i += 32) {
+        float y = (x[i] - m) * r * w[i] + b[i];
+        o[i] = y;
+        if (obr) obr[i] = __float2bfloat16_rn(y);
+    }
     if (lane == 0) {   // NULL when not needed for backward
         if (mean) mean[row] = m;
         if (rstd) rstd[row] = r;
@@ -77,8 +84,9 @@ __global__ void layernorm_bwd_dwdb_kernel(float *dw, float *db, const float *dou
 void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
                       const void *b, int N, int C) {
     if (N <= 0) return;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)N * C);
     layernorm_fwd_kernel<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 32 * ROWS_PER_BLOCK, 0, STREAM(be)>>>(
-        (float *)out, (float *)mean, (float *)rstd, (const float *)inp, (const float *)w, (const float *)b, N, C);
+        (float *)out, ob, (float *)mean, (float *)rstd, (const float *)inp, (const float *)w, (const float *)b, N, C);
     CUDA_LAUNCH_CHECK();
 }
 

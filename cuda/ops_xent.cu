@@ -2,13 +2,14 @@
 // row: an online max/sum pass, then one pass writing the gradient and teacher stats),
 // and argmax per row.
 #include <math.h>
+#include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 
 #define XENT_BLOCK 512
 #define ARGMAX_BLOCK 256
 
 __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
-    float *logits, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
+    float *logits, __nv_bfloat16 *gb, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
     float *nS, float *nH, double *acc, double weight, float gscale, int grad, int V) {
     __shared__ float shf[32];
     __shared__ double shd[32];
@@ -18,7 +19,10 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
     if (n > V) n = V;
     if (n <= 0) {   // no valid column: no loss, no teacher mass, zero gradient
         if (grad)
-            for (int v = threadIdx.x; v < V; v += blockDim.x) z[v] = 0.0f;
+            for (int v = threadIdx.x; v < V; v += blockDim.x) {
+                z[v] = 0.0f;
+                if (gb) gb[(size_t)p * V + v] = __float2bfloat16_rn(0.0f);
+            }
         return;
     }
     const int tgt = target ? target[p] : -1;
@@ -70,10 +74,14 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
         if (grad) {
             float g = qcoef * q - (v == tgt ? 1.0f : 0.0f) - (ts ? beta * ts[v] : 0.0f);
             z[v] = gscale * g;
+            if (gb) gb[(size_t)p * V + v] = __float2bfloat16_rn(gscale * g);
         }
     }
     if (grad)
-        for (int v = n + threadIdx.x; v < V; v += blockDim.x) z[v] = 0.0f;
+        for (int v = n + threadIdx.x; v < V; v += blockDim.x) {
+            z[v] = 0.0f;
+            if (gb) gb[(size_t)p * V + v] = __float2bfloat16_rn(0.0f);
+        }
     if (nH) {
         qlogq = block_sum<double>(qlogq, shd);
         if (threadIdx.x == 0) nH[p] += (float)qlogq;
@@ -84,8 +92,10 @@ void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len
                 int n_teachers, double beta, void *nS, void *nH, double *acc, double weight, double grad_scale,
                 int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
+    // the gradient's bf16 copy (bf16 mode), read by the head's backward GEMMs
+    __nv_bfloat16 *gb = grad ? (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)logits, (size_t)P * V) : NULL;
     xent_kl_kernel<<<P, XENT_BLOCK, 0, STREAM(be)>>>(
-        (float *)logits, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
+        (float *)logits, gb, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
         (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad, V);
     CUDA_LAUNCH_CHECK();
 }

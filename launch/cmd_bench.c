@@ -29,7 +29,9 @@ static const char *BENCH_USAGE =
     "                       quant.act_bits, quant.configs (1..5, the first n), quant.qcache (0/1),\n"
     "                       train.finetune (lora|full), bench.plain=1 (one config, no\n"
     "                       quantization, full fine-tune: plain training)\n"
-    "  --json               also print one JSON line with the numbers\n";
+    "  --json               also print one JSON line with the numbers\n"
+    "Environment (cuda): SWQ_CUDA_TIMELINE=1 prints the GPU time between consecutive ops per step\n"
+    "(events, nothing synchronized), =host only the host's enqueue time against its waits.\n";
 
 static double now_s(void) {
     struct timespec ts;
@@ -217,13 +219,22 @@ int cmd_bench(int argc, char **argv) {
     cdt_losses L;
     double t0 = 0, loss0 = 0;
     for (int s = 0; s < o.warmup + o.steps; s++) {
-        if (s == o.warmup) { be->synchronize(be); t0 = now_s(); }
+        if (s == o.warmup) {
+            be->synchronize(be);
+#ifdef SWQ_HAVE_CUDA
+            if (cuda) swq_backend_cuda_timeline_reset(be);
+#endif
+            t0 = now_s();
+        }
         cdt_step_grads(&cs, &b, 1.0, -1, &L);
         optimizer_step(&opt, 2e-4);
         if (s == 0) loss0 = L.loss;
     }
     be->synchronize(be);
     double dt = (now_s() - t0) / o.steps;
+#ifdef SWQ_HAVE_CUDA
+    if (cuda) swq_backend_cuda_timeline_report(be, o.steps);
+#endif
     double flops = model_flops(&o, o.K);
     double tflops = flops / dt / 1e12, tok_s = N / dt;
     char dev[256] = "cpu";

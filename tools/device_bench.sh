@@ -69,6 +69,12 @@ bench() {
     # GEMM / conversion split (every GEMM synchronized: slower than the timed steps above)
     SWQ_CUDA_PROFILE=1 timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --warmup 1 --steps 3 2>&1 |
         tee "$LOG/swq_profile.log"
+    # nothing synchronized: host enqueue time against its waits, then GPU time between consecutive ops (events)
+    for tl in host 1; do
+        SWQ_CUDA_TIMELINE=$tl timeout 120 "$B/swq" bench --precision bf16 --batch 8 --seq 512 --steps 5 \
+            >"$LOG/swq_timeline_$tl.log" 2>&1
+        head -n 1 "$LOG/swq_timeline_$tl.log"
+    done
 }
 
 want() { case " ${PEER_PARTS:-eager qa compile} " in *" $1 "*) return 0 ;; esac; return 1; }
