@@ -7,6 +7,11 @@
 #      up to NGPU GPUs (default 2; NGPU=8 on an 8-GPU machine) at a fixed per-GPU batch, and
 #      the all-reduce time per step;
 #   3. sweep throughput (cells per hour) of configs/sweep_tiny.cfg on 1 and NGPU GPU ranks.
+# Preparing .x2data here, once per checkout:
+#   mkdir -p .x2data/gpt2-tokenizer && cp ../shared/data/gpt2-tokenizer/{vocab.json,merges.txt} .x2data/gpt2-tokenizer/
+#   cp ../shared/data/pretrain/part-000.txt.zst .x2data/ && echo /.x2data/ >> .git/info/exclude
+#   ../shared/device/prepare.sh --blas          # .devdeps
+# then device run: `bash tools/device_dist.sh` (NGPU=8 on an 8-GPU kind), carry [".devdeps", ".x2data"].
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source .devdeps/env.sh
