@@ -16,7 +16,7 @@ static const char *SWEEP_USAGE =
     "  --out DIR           sweep directory (default: the file's out_dir, else runs/sweep-<name>);\n"
     "                      holds journal*.jsonl, cells/<id>/, table.md, table.csv, table.json\n"
     "  --force             run a grid larger than max_cells (default 256)\n"
-    "  --slice I/N         run only the cells with index %% N == I (a job-array task); its journal\n"
+    "  --slice I/N         run only the cells with index % N == I (a job-array task); its journal\n"
     "                      is journal.slice-I-of-N.jsonl\n"
     "  --collate           run nothing: build the tables from every journal in DIR\n"
     "  -h, --help          this help\n"
