@@ -51,6 +51,8 @@ expect_ok train-tiny "$SWQ_BIN" train -c $TINY --out "$T/run"
 ck=$(ls "$T"/run/checkpoints/step_*.swqc | tail -1)
 expect_ok eval-good "$SWQ_BIN" eval -c $TINY --checkpoint "$T/run" --out "$T/evalgood"
 [ -f "$T/evalgood/table.csv" ] && [ "$(wc -l <"$T/evalgood/table.csv")" -eq 3 ] && ok || not_ok "eval table"
+[ "$(grep -c '<circle class="config"' "$T/evalgood/pareto.svg" 2>/dev/null)" = 2 ] && ok || not_ok "pareto.svg with one point per config"
+[ -s "$T/evalgood/predictions/8-bit.json" ] && [ -s "$T/evalgood/predictions/4-bit.json" ] && ok || not_ok "predictions per config"
 size=$(stat -c %s "$ck")
 head -c $((size / 2)) "$ck" >"$T/trunc.swqc"
 expect_fail truncated-ckpt "trunc.swqc" "$T/e1" "$SWQ_BIN" eval -c $TINY --checkpoint "$T/trunc.swqc" --out "$T/e1"
