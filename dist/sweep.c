@@ -719,12 +719,65 @@ static void md_field(FILE *f, const char *s) {
     }
 }
 
+// Two-column sweeps (a 2-axis grid, or cells over two keys) as a heatmap of the first reported
+// config's EM (or loss where EM does not apply): rows = first column's values, columns =
+// the second's, in order of first appearance; failed or missing cells are grey.
+static int value_index(char **vals, int *nv, const char *v) {
+    for (int i = 0; i < *nv; i++) if (!strcmp(vals[i], v)) return i;
+    vals[*nv] = (char *)v;
+    return (*nv)++;
+}
+
+static char *heatmap_svg(const sweep_def *sw, const double *v, int is_em) {
+    int n = sw->ncells, nr = 0, nc = 0;
+    char **rv = calloc((size_t)(n > 0 ? n : 1), sizeof(char *)), **cv = calloc((size_t)(n > 0 ? n : 1), sizeof(char *));
+    int *ri = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1)), *ci = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        ri[i] = value_index(rv, &nr, sw->cells[i].shown[0]);
+        ci[i] = value_index(cv, &nc, sw->cells[i].shown[1]);
+        if (isfinite(v[i])) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i]; }
+    }
+    const int cw = 90, ch = 40, L = 120, Tp = 70;
+    int W = L + nc * cw + 20, H = Tp + nr * ch + 40;
+    char *buf = NULL; size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    fprintf(f, "<text x=\"10\" y=\"20\" font-size=\"13\">%s of %s (%s)</text>\n", is_em ? "EM (%)" : "loss", sw->report[0],
+            is_em ? "darker is better" : "darker is lower");
+    fprintf(f, "<text x=\"%d\" y=\"45\" text-anchor=\"middle\">%s</text>\n", L + nc * cw / 2, sw->col_name[1]);
+    fprintf(f, "<text x=\"10\" y=\"%d\">%s</text>\n", Tp - 8, sw->col_name[0]);
+    for (int c = 0; c < nc; c++) fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", L + c * cw + cw / 2, Tp - 8, cv[c]);
+    for (int r = 0; r < nr; r++) fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", L - 8, Tp + r * ch + ch / 2 + 4, rv[r]);
+    for (int i = 0; i < n; i++) {
+        int x = L + ci[i] * cw, y = Tp + ri[i] * ch;
+        char fill[16] = "#cccccc", label[32] = "-";
+        if (isfinite(v[i])) {
+            double t = hi > lo ? (v[i] - lo) / (hi - lo) : 1.0;
+            if (!is_em) t = 1.0 - t;   // lower loss is better: darker
+            int g = (int)(235 - 160 * t), b = (int)(245 - 60 * t);
+            snprintf(fill, sizeof(fill), "#%02x%02x%02x", g / 2, g, b);
+            snprintf(label, sizeof(label), is_em ? "%.1f" : "%.4f", v[i]);
+        }
+        fprintf(f, "<rect class=\"cell\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" stroke=\"white\"/>\n", x, y, cw, ch, fill);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x + cw / 2, y + ch / 2 + 4, label);
+    }
+    fprintf(f, "</svg>\n");
+    fclose(f);
+    free(rv); free(cv); free(ri); free(ci);
+    return buf;
+}
+
 int sweep_write_tables(const sweep_def *sw, const char *out, char *const *rows, char *err, size_t errlen) {
     static const char *MK[] = { "loss", "em", "f1", "size_mb" };
     static const char *MLABEL[] = { "Loss", "EM", "F1", "Size (MB)" };
     int n = sw->ncells, nok = 0, nfail = 0, nmiss = 0;
     cJSON **pj = calloc((size_t)n, sizeof(cJSON *));
+    double *hv = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));   // heatmap value per cell
+    int hv_em = 1;
     for (int i = 0; i < n; i++) {
+        hv[i] = NAN;
         pj[i] = rows[i] ? cJSON_Parse(rows[i]) : NULL;
         const cJSON *s = pj[i] ? cJSON_GetObjectItem(pj[i], "status") : NULL;
         if (!pj[i]) nmiss++;
@@ -786,6 +839,12 @@ int sweep_write_tables(const sweep_def *sw, const char *out, char *const *rows, 
             cJSON_AddStringToObject(vals, sw->col_name[k], sw->cells[i].shown[k]);
         }
         cJSON *mets = cJSON_AddObjectToObject(jo, "metrics");
+        if (ok && sw->nreport > 0) {
+            const cJSON *cfg0 = find_config(pj[i], sw->report[0]);
+            double em = num(cfg0, "em");
+            if (isfinite(em)) hv[i] = 100 * em;
+            else { hv[i] = num(cfg0, "loss"); hv_em = 0; }
+        }
         for (int r = 0; r < sw->nreport; r++) {
             const cJSON *cfg = ok ? find_config(pj[i], sw->report[r]) : NULL;
             cJSON *mo = cfg ? cJSON_AddObjectToObject(mets, sw->report[r]) : NULL;
@@ -821,7 +880,13 @@ int sweep_write_tables(const sweep_def *sw, const char *out, char *const *rows, 
     if (!rc) rc = swq_write_atomic(path, csv, strlen(csv), err, errlen);
     snprintf(path, sizeof(path), "%s/table.json", out);
     if (!rc) rc = swq_write_atomic(path, js, strlen(js), err, errlen);
-    free(md); free(csv); free(js);
+    if (!rc && sw->ncols == 2 && sw->nreport > 0) {
+        char *svg = heatmap_svg(sw, hv, hv_em);
+        snprintf(path, sizeof(path), "%s/heatmap.svg", out);
+        rc = swq_write_atomic(path, svg, strlen(svg), err, errlen);
+        free(svg);
+    }
+    free(md); free(csv); free(js); free(hv);
     return rc;
 }
 
