@@ -10,6 +10,7 @@ SW=configs/sweep_tiny.cfg
 "${MPIRUN[@]}" -np 2 "$SWQ_BIN" sweep -c $SW --out "$T/two" > "$T/two.log" 2>&1 || { cat "$T/two.log"; fail "2-rank sweep failed"; }
 cmp "$T/one/table.csv" "$T/two/table.csv" || fail "1-rank and 2-rank tables differ"
 cmp "$T/one/table.md" "$T/two/table.md" || fail "1-rank and 2-rank Markdown differ"
+[ "$(grep -c '<rect class="cell"' "$T/one/heatmap.svg" 2>/dev/null)" = 4 ] || fail "heatmap.svg without one rect per cell of the 2 x 2 grid"
 [ "$(grep -c '"status":"ok"' "$T/two/journal.jsonl")" = 4 ] || fail "journal does not hold 4 ok cells"
 grep -q '"rank":1' "$T/two/journal.jsonl" || fail "the worker (rank 1) ran no cell"
 grep -q '"rank":0' "$T/two/journal.jsonl" || fail "rank 0 did not work on a 4-cell queue"
