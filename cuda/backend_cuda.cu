@@ -140,31 +140,27 @@ static void cu_free(swq_backend *be, void *p) {
         }
     CUDA_CHECK(cudaFree(p));
 }
-static void cu_upload(swq_backend *be, void *dst, const float *src, size_t n) {
-    if (!n) return;
-    cu_bf16_invalidate(be, dst, n * sizeof(float));
+// Host <-> device transfers are synchronous for the caller (the host buffer is free to reuse).
+static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return;
+    cu_bf16_invalidate(be, dst, bytes);
     TL("transfers", "upload");
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, STREAM(be)));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, STREAM(be)));
     stream_sync(CTX(be));
 }
+static void d2h(swq_backend *be, void *dst, const void *src, size_t bytes, const char *what) {
+    if (!bytes) return;
+    TL("transfers", what);
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, STREAM(be)));
+    stream_sync(CTX(be));
+}
+static void cu_upload(swq_backend *be, void *dst, const float *src, size_t n) { h2d(be, dst, src, n * sizeof(float)); }
+static void cu_upload_i32(swq_backend *be, int *dst, const int *src, size_t n) { h2d(be, dst, src, n * sizeof(int)); }
 static void cu_download(swq_backend *be, float *dst, const void *src, size_t n) {
-    if (!n) return;
-    TL("transfers", "download");
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, STREAM(be)));
-    stream_sync(CTX(be));
-}
-static void cu_upload_i32(swq_backend *be, int *dst, const int *src, size_t n) {
-    if (!n) return;
-    cu_bf16_invalidate(be, dst, n * sizeof(int));
-    TL("transfers", "upload");
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(int), cudaMemcpyHostToDevice, STREAM(be)));
-    stream_sync(CTX(be));
+    d2h(be, dst, src, n * sizeof(float), "download");
 }
 static void cu_download_f64(swq_backend *be, double *dst, const double *src, size_t n) {
-    if (!n) return;
-    TL("transfers", "download (losses, norms)");
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(double), cudaMemcpyDeviceToHost, STREAM(be)));
-    stream_sync(CTX(be));
+    d2h(be, dst, src, n * sizeof(double), "download (losses, norms)");
 }
 static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
     if (!bytes) return;
