@@ -7,6 +7,19 @@
 
 static const char CUDA_NAME[] = "cuda";
 
+// Host-side tables grow by doubling; running out of host memory ends the program.
+static void *table_room(void *v, int n, int *cap, size_t elem, const char *what) {
+    if (n < *cap) return v;
+    int nc = *cap ? 2 * *cap : 256;
+    void *p = realloc(v, (size_t)nc * elem);
+    if (!p) {
+        fprintf(stderr, "cuda backend: out of host memory (%s)\n", what);
+        exit(1);
+    }
+    *cap = nc;
+    return p;
+}
+
 // ---- SWQ_CUDA_TIMELINE ----
 static double host_now(void) {
     struct timespec ts;
@@ -22,16 +35,7 @@ static void tl_add(cuda_ctx *c, const struct cu_tl_mark *m, double ms) {
             return;
         }
     }
-    if (c->tl_ns == c->tl_cap_s) {
-        int nc = c->tl_cap_s ? 2 * c->tl_cap_s : 256;
-        void *p = realloc(c->tl_s, (size_t)nc * sizeof(*c->tl_s));
-        if (!p) {
-            fprintf(stderr, "cuda backend: out of host memory (timeline)\n");
-            exit(1);
-        }
-        c->tl_s = (struct cu_tl_sum *)p;
-        c->tl_cap_s = nc;
-    }
+    c->tl_s = (struct cu_tl_sum *)table_room(c->tl_s, c->tl_ns, &c->tl_cap_s, sizeof(*c->tl_s), "timeline");
     c->tl_s[c->tl_ns++] = {m->phase, m->op, m->part, ms, 1};
 }
 // Waits for the last mark and sums every interval but the last one's, which stays open.
@@ -92,16 +96,7 @@ static void stream_sync(cuda_ctx *c) {
 
 // ---- memory ----
 static void rec_push(struct cu_alloc_rec **v, int *n, int *cap, struct cu_alloc_rec r) {
-    if (*n == *cap) {
-        int nc = *cap ? 2 * *cap : 256;
-        void *p = realloc(*v, (size_t)nc * sizeof(**v));
-        if (!p) {
-            fprintf(stderr, "cuda backend: out of host memory (allocation table)\n");
-            exit(1);
-        }
-        *v = (struct cu_alloc_rec *)p;
-        *cap = nc;
-    }
+    *v = (struct cu_alloc_rec *)table_room(*v, *n, cap, sizeof(**v), "allocation table");
     (*v)[(*n)++] = r;
 }
 static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
@@ -278,16 +273,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, unsigned 
         if (v < 0) break;
         bfc_drop(c, v);
     }
-    if (c->n_bfc == c->cap_bfc) {
-        int nc = c->cap_bfc ? 2 * c->cap_bfc : 256;
-        void *p = realloc(c->bfc, (size_t)nc * sizeof(*c->bfc));
-        if (!p) {
-            fprintf(stderr, "cuda backend: out of host memory (bf16 copy table)\n");
-            exit(1);
-        }
-        c->bfc = (struct cu_bf16_entry *)p;
-        c->cap_bfc = nc;
-    }
+    c->bfc = (struct cu_bf16_entry *)table_room(c->bfc, c->n_bfc, &c->cap_bfc, sizeof(*c->bfc), "bf16 copy table");
     void *bf = NULL;
     cudaError_t e = cudaMallocAsync(&bf, bytes, c->stream);
     if (e != cudaSuccess) {

@@ -368,20 +368,22 @@ static void lo_grad_all(swq_backend *be, double **g) {
     be->free(be, inp); be->free(be, w); be->free(be, bias); be->free(be, A); be->free(be, Bm); be->free(be, R);
     be->free(be, out); be->free(be, u); be->free(be, du); be->free(be, a); be->free(be, b3); be->free(be, b4);
 }
-static void lo_grad_base(swq_backend *be, double **g) {
+// Gradients of lora_linear picked out of lo_grad_all's five (dinp, dw, dbias, dA, dB).
+static void lo_grad_pick(swq_backend *be, double **g, const int *which, const size_t *n, int count) {
     double *all[5];
     for (int k = 0; k < 5; k++) all[k] = hvec(MO * MI > MN * MI ? MO * MI : MN * MI);
     lo_grad_all(be, all);
-    memcpy(g[0], all[0], MN * MI * sizeof(double));
-    memcpy(g[1], all[1], MO * MI * sizeof(double));
-    memcpy(g[2], all[2], MO * sizeof(double));
+    for (int i = 0; i < count; i++) memcpy(g[i], all[which[i]], n[i] * sizeof(double));
+}
+static void lo_grad_base(swq_backend *be, double **g) {
+    const int which[] = { 0, 1, 2 };
+    const size_t n[] = { MN * MI, MO * MI, MO };
+    lo_grad_pick(be, g, which, n, 3);
 }
 static void lo_grad_adapter(swq_backend *be, double **g) {
-    double *all[5];
-    for (int k = 0; k < 5; k++) all[k] = hvec(MO * MI > MN * MI ? MO * MI : MN * MI);
-    lo_grad_all(be, all);
-    memcpy(g[0], all[3], LR * MI * sizeof(double));
-    memcpy(g[1], all[4], MO * LR * sizeof(double));
+    const int which[] = { 3, 4 };
+    const size_t n[] = { LR * MI, MO * LR };
+    lo_grad_pick(be, g, which, n, 2);
 }
 
 static void test_lora_linear(void) {
