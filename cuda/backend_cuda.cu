@@ -20,6 +20,8 @@ static void *table_room(void *v, int n, int *cap, size_t elem, const char *what)
     return p;
 }
 
+static void graphs_clear(cuda_ctx *c);
+
 // ---- SWQ_CUDA_TIMELINE ----
 static double host_now(void) {
     struct timespec ts;
@@ -81,7 +83,13 @@ static void tl_synced(cuda_ctx *c) {
 }
 // Every synchronization of the stream: host time spent before it (enqueueing, since the last
 // one ended) and waiting in it (SWQ_CUDA_TIMELINE=host: only this, no events).
+static void not_capturing(cuda_ctx *c, const char *what) {
+    if (!c->capturing) return;
+    fprintf(stderr, "cuda backend: internal error: %s inside a recorded run (graph_begin/graph_end)\n", what);
+    exit(1);
+}
 static void stream_sync(cuda_ctx *c) {
+    not_capturing(c, "a synchronization");
     double t = c->ht ? host_now() : 0;
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     if (c->ht) {
@@ -117,6 +125,8 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
 static void cu_free(swq_backend *be, void *p) {
     if (!p) return;
     cuda_ctx *c = CTX(be);
+    not_capturing(c, "a free");
+    graphs_clear(c);                // a recording may use p
     cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
     for (int i = c->n_allocs - 1; i >= 0; i--)
         if (c->allocs[i].p == p) {
@@ -198,11 +208,16 @@ static void convert_bf16(cudaStream_t s, __nv_bfloat16 *dst, const float *src, s
     }
 }
 
-static void bfc_drop(cuda_ctx *c, int i) {
+// Frees slot i (rare: a source outgrew it, or beyond the limit); drops the recordings first if
+// one uses it.
+static void bfc_release(cuda_ctx *c, int i) {
+    not_capturing(c, "a bf16 copy slot freed");
     struct cu_bf16_entry *e = &c->bfc[i];
-    CUDA_CHECK(cudaFreeAsync(e->bf, c->stream));
-    c->bfc_bytes -= e->n * sizeof(__nv_bfloat16);
-    c->mem_cur -= e->n * sizeof(__nv_bfloat16);
+    if (e->in_graph) graphs_clear(c);
+    if (e->async) CUDA_CHECK(cudaFreeAsync(e->bf, c->stream));
+    else CUDA_CHECK(cudaFree(e->bf));
+    c->bfc_bytes -= e->cap * sizeof(__nv_bfloat16);
+    c->mem_cur -= e->cap * sizeof(__nv_bfloat16);
     c->bfc[i] = c->bfc[--c->n_bfc];
 }
 
@@ -220,21 +235,26 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
             }
         }
     if (hi == lo) hi = lo + 1;   // not one of ours: at least the element at p
-    for (int i = c->n_bfc - 1; i >= 0; i--) {
-        const char *s = (const char *)c->bfc[i].src, *e = s + c->bfc[i].n * sizeof(float);
-        if (s < hi && lo < e) bfc_drop(c, i);
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        const char *s = (const char *)e->src, *t = s + e->n * sizeof(float);
+        if (e->valid && s < hi && lo < t) e->valid = 0;
     }
 }
 
-static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, unsigned long long now);
+static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_src, int ld_bf,
+                              unsigned long long now);
 
-// bf16 copy of the n floats at src: the kept copy of a frozen buffer, a live copy that contains
-// [src, src + n), or a new one.
-static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n) {
+// bf16 copy of the n floats at src, read as a GEMM operand of `rows` contiguous elements per
+// column, *ld apart (ld NULL: not a GEMM operand): the kept copy of a frozen buffer, a valid copy
+// that contains [src, src + n) (a padded one if the operand's columns lie within its rows, *ld
+// then its row distance), or a fresh one.
+static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n, int *ld, int rows) {
     cuda_ctx *c = CTX(be);
     for (int i = 0; i < c->n_frozen; i++) {
         struct cu_alloc_rec *r = &c->frozen[i];
-        if (r->p != (const void *)src || n > r->bytes / sizeof(float)) continue;
+        const float *base = (const float *)r->p;
+        if (src < base || src + n > base + r->bytes / sizeof(float)) continue;
         if (!r->bf16) {
             size_t m = r->bytes / sizeof(float);
             cudaError_t e = cudaMalloc(&r->bf16, m * sizeof(__nv_bfloat16));
@@ -245,47 +265,176 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n)
             }
             c->mem_cur += m * sizeof(__nv_bfloat16);
             if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-            convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, src, m);
+            convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, base, m);
         }
-        return (const __nv_bfloat16 *)r->bf16;
+        return (const __nv_bfloat16 *)r->bf16 + (src - base);
     }
     unsigned long long now = ++c->bfc_clock;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
-        if (src >= e->src && src + n <= e->src + e->n) {
+        if (!e->valid || src < e->src || src + n > e->src + e->n) continue;
+        if (e->ld_bf) {
+            size_t off = (size_t)(src - e->src), row = off / e->ld_src, col = off % e->ld_src;
+            if (!ld || *ld != e->ld_src || col + rows > (size_t)e->ld_src) continue;
             e->used = now;
-            return (const __nv_bfloat16 *)e->bf + (src - e->src);
+            e->in_graph |= c->capturing;
+            *ld = e->ld_bf;
+            return (const __nv_bfloat16 *)e->bf + row * e->ld_bf + col;
         }
+        e->used = now;
+        e->in_graph |= c->capturing;
+        return (const __nv_bfloat16 *)e->bf + (src - e->src);
     }
-    __nv_bfloat16 *bf = bfc_new(c, src, n, now);
+    __nv_bfloat16 *bf = bfc_new(c, src, n, 0, 0, now);
     convert_bf16(c->stream, bf, src, n);
     return bf;
 }
 
-// A new copy table entry for [src, src + n) (contents left to the caller), evicting the least
-// recently used unpinned ones beyond the limit.
-static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, unsigned long long now) {
-    size_t bytes = n * sizeof(__nv_bfloat16);
-    while (c->bfc_bytes + bytes > c->bfc_limit) {   // evict the least recently used
-        int v = -1;
-        for (int i = 0; i < c->n_bfc; i++)
-            if (c->bfc[i].used < c->bfc_pin && (v < 0 || c->bfc[i].used < c->bfc[v].used)) v = i;
-        if (v < 0) break;
-        bfc_drop(c, v);
+// A valid slot for [src, src + n) (contents left to the caller): the stale slot of the same
+// source if it is large enough, else a new one, evicting least recently used slots (stale ones
+// first) beyond the limit. While recording nothing is freed (the limit may be passed).
+static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_src, int ld_bf,
+                              unsigned long long now) {
+    size_t need = ld_bf ? n / ld_src * ld_bf : n;   // bf16 elements
+    size_t bytes = need * sizeof(__nv_bfloat16);
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (!e->valid && e->src == src && e->ld_bf == ld_bf && e->cap >= need) {
+            e->n = n;
+            e->ld_src = ld_src;
+            e->valid = 1;
+            e->used = now;
+            e->in_graph |= c->capturing;
+            return (__nv_bfloat16 *)e->bf;
+        }
+    }
+    if (!c->capturing) {
+        for (int i = c->n_bfc - 1; i >= 0; i--)
+            if (!c->bfc[i].valid && c->bfc[i].src == src) bfc_release(c, i);
+        while (c->bfc_bytes + bytes > c->bfc_limit) {
+            int v = -1;
+            for (int i = 0; i < c->n_bfc; i++) {
+                struct cu_bf16_entry *e = &c->bfc[i];
+                if (e->used >= c->bfc_pin) continue;
+                if (v < 0 || e->valid < c->bfc[v].valid || (e->valid == c->bfc[v].valid && e->used < c->bfc[v].used))
+                    v = i;
+            }
+            if (v < 0) break;
+            bfc_release(c, v);
+        }
     }
     c->bfc = (struct cu_bf16_entry *)table_room(c->bfc, c->n_bfc, &c->cap_bfc, sizeof(*c->bfc), "bf16 copy table");
     void *bf = NULL;
-    cudaError_t e = cudaMallocAsync(&bf, bytes, c->stream);
+    int async = !c->capturing;   // stream-ordered allocations would become the recording's own
+    cudaError_t e = async ? cudaMallocAsync(&bf, bytes, c->stream) : cudaMalloc(&bf, bytes);
     if (e != cudaSuccess) {
-        fprintf(stderr, "bf16 GEMM operand copy: cudaMallocAsync of %zu bytes failed: %s\n", bytes,
-                cudaGetErrorString(e));
+        fprintf(stderr, "bf16 GEMM operand copy: %s of %zu bytes failed: %s\n", async ? "cudaMallocAsync" : "cudaMalloc",
+                bytes, cudaGetErrorString(e));
         exit(1);
     }
-    c->bfc[c->n_bfc++] = {src, n, bf, now};
+    struct cu_bf16_entry ne;
+    memset(&ne, 0, sizeof(ne));
+    ne.src = src;
+    ne.n = n;
+    ne.cap = need;
+    ne.ld_src = ld_src;
+    ne.ld_bf = ld_bf;
+    ne.bf = bf;
+    ne.used = now;
+    ne.valid = 1;
+    ne.async = (unsigned char)async;
+    ne.in_graph = (unsigned char)c->capturing;
+    c->bfc[c->n_bfc++] = ne;
     c->bfc_bytes += bytes;
     c->mem_cur += bytes;
     if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
     return (__nv_bfloat16 *)bf;
+}
+
+// ---- CUDA graphs ----
+static void graphs_clear(cuda_ctx *c) {
+    c->graph_last_key = 0;
+    if (!c->n_graphs) return;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));   // no replay still running
+    for (int i = 0; i < c->n_graphs; i++) {
+        CUDA_CHECK(cudaGraphExecDestroy(c->graphs[i].exec));
+        free(c->graphs[i].snap);
+    }
+    c->n_graphs = 0;
+    for (int i = 0; i < c->n_bfc; i++) c->bfc[i].in_graph = 0;
+}
+
+void cu_before_free(swq_backend *be, const char *what) {
+    not_capturing(CTX(be), what);
+    graphs_clear(CTX(be));
+}
+
+static int cu_graph_begin(swq_backend *be, unsigned long long key) {
+    cuda_ctx *c = CTX(be);
+    not_capturing(c, "graph_begin");
+    if (!c->graphs_on) return 0;
+    for (int i = 0; i < c->n_graphs; i++) {
+        struct cu_graph *g = &c->graphs[i];
+        if (g->key != key) continue;
+        g->used = ++c->graph_clock;
+        // the copy table as the recording leaves it
+        for (int j = 0; j < c->n_bfc; j++) c->bfc[j].valid = 0;
+        for (int k = 0; k < g->n_snap; k++)
+            for (int j = 0; j < c->n_bfc; j++)
+                if (c->bfc[j].bf == g->snap[k].bf) {
+                    c->bfc[j].n = g->snap[k].n;
+                    c->bfc[j].ld_src = g->snap[k].ld_src;
+                    c->bfc[j].valid = 1;
+                    break;
+                }
+        CUDA_CHECK(cudaGraphLaunch(g->exec, c->stream));
+        c->n_graph_replays++;
+        return 1;
+    }
+    if (key != c->graph_last_key) {
+        c->graph_last_key = key;
+        return 0;
+    }
+    // the second run in a row with this key: record it (relying on no copy made before it)
+    for (int j = 0; j < c->n_bfc; j++) c->bfc[j].valid = 0;
+    CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeRelaxed));
+    c->capturing = 1;
+    c->capture_key = key;
+    return 0;
+}
+
+static void cu_graph_end(swq_backend *be) {
+    cuda_ctx *c = CTX(be);
+    if (!c->capturing) return;
+    cudaGraph_t graph = NULL;
+    CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
+    c->capturing = 0;
+    cudaGraphExec_t ex;
+    CUDA_CHECK(cudaGraphInstantiate(&ex, graph, 0));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    if (c->n_graphs == CU_MAX_GRAPHS) {   // drop the least recently replayed
+        int v = 0;
+        for (int i = 1; i < c->n_graphs; i++)
+            if (c->graphs[i].used < c->graphs[v].used) v = i;
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        CUDA_CHECK(cudaGraphExecDestroy(c->graphs[v].exec));
+        free(c->graphs[v].snap);
+        c->graphs[v] = c->graphs[--c->n_graphs];
+    }
+    struct cu_graph *g = &c->graphs[c->n_graphs++];
+    memset(g, 0, sizeof(*g));
+    g->key = c->capture_key;
+    g->used = ++c->graph_clock;
+    g->exec = ex;
+    g->snap = (struct cu_bf16_entry *)malloc(sizeof(*g->snap) * (c->n_bfc ? c->n_bfc : 1));
+    if (!g->snap) {
+        fprintf(stderr, "cuda backend: out of host memory (graph)\n");
+        exit(1);
+    }
+    for (int j = 0; j < c->n_bfc; j++)
+        if (c->bfc[j].valid) g->snap[g->n_snap++] = c->bfc[j];
+    CUDA_CHECK(cudaGraphLaunch(ex, c->stream));   // recording ran nothing
+    c->n_graph_captures++;
 }
 
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) {
@@ -293,14 +442,36 @@ void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) {
     if (c->precision != CU_BF16 || !n) return NULL;
     cu_bf16_invalidate(be, src, n * sizeof(float));
     c->bfc_pin = c->bfc_clock + 1;
-    return bfc_new(c, src, n, ++c->bfc_clock);
+    return bfc_new(c, src, n, 0, 0, ++c->bfc_clock);
+}
+
+void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
+    cuda_ctx *c = CTX(be);
+    size_t n = (size_t)rows * ld;
+    if (c->precision != CU_BF16 || !n) return NULL;
+    cu_bf16_invalidate(be, src, n * sizeof(float));
+    c->bfc_pin = c->bfc_clock + 1;
+    return bfc_new(c, src, n, ld, ld_bf, ++c->bfc_clock);
+}
+
+const void *cu_bf16_copy(swq_backend *be, const float *p, size_t n) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || !n) return NULL;
+    c->bfc_pin = c->bfc_clock + 1;
+    return bf16_of(be, p, n, NULL, 0);
+}
+
+int swq_backend_cuda_flash_attention(swq_backend *be, int C, int NH) { return cu_flash_attention(be, C, NH); }
+
+int cu_flash_attention(swq_backend *be, int C, int NH) {
+    return CTX(be)->precision == CU_BF16 && NH > 0 && C == 64 * NH && !CTX(be)->no_flash;
 }
 
 void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return;
     c->bfc_pin = c->bfc_clock + 1;
-    (void)bf16_of(be, p, n);
+    (void)bf16_of(be, p, n, NULL, 0);
 }
 
 // Elements spanned by a stored (column-major) operand of rows x cols with leading dimension
@@ -338,6 +509,31 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
         fprintf(stderr, "%s:%d: cu_gemm with k = %d\n", __FILE__, __LINE__, k);
         exit(1);
     }
+    if (batch == 1 && c->precision == CU_BF16) {
+        // cuBLAS runs a large dimension that is not a multiple of 64 (the LM head's V = 50257)
+        // 4-6x slower than the same GEMM one tile smaller: an aligned main part, then the rest
+        // (bf16 mode: fp32 and tf32 keep one GEMM, as measured against the CPU reference)
+        int q;
+        const cublasOperation_t N_ = CUBLAS_OP_N;
+        if (m >= 4096 && (q = m & ~63) != m) {
+            cu_gemm(be, ta, tb, q, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+            cu_gemm(be, ta, tb, m - q, n, k, alpha, ta == N_ ? A + q : A + (size_t)q * lda, lda, 0, B, ldb, 0, beta,
+                    C + q, ldc, 0, 1);
+            return;
+        }
+        if (n >= 4096 && (q = n & ~63) != n) {
+            cu_gemm(be, ta, tb, m, q, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+            cu_gemm(be, ta, tb, m, n - q, k, alpha, A, lda, 0, tb == N_ ? B + (size_t)q * ldb : B + q, ldb, 0, beta,
+                    C + (size_t)q * ldc, ldc, 0, 1);
+            return;
+        }
+        if (k >= 4096 && (q = k & ~63) != k) {
+            cu_gemm(be, ta, tb, m, n, q, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+            cu_gemm(be, ta, tb, m, n, k - q, alpha, ta == N_ ? A + (size_t)q * lda : A + q, lda, 0,
+                    tb == N_ ? B + q : B + (size_t)q * ldb, ldb, 0, 1.0f, C, ldc, 0, 1);
+            return;
+        }
+    }
     const void *a = A, *b = B;
     cudaDataType_t ab_type = CUDA_R_32F;
     prof_begin(c);
@@ -348,8 +544,11 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
         cu_tl_part(be, "bf16 operand conversion");
         cu_bf16_invalidate(be, C, span(m, n, ldc, sC, batch) * sizeof(float));
         c->bfc_pin = c->bfc_clock + 1;
-        a = bf16_of(be, A, span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, sA, batch));
-        b = bf16_of(be, B, span(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, sB, batch));
+        // a padded copy (batch 1 only) changes the leading dimension
+        int *la = batch == 1 ? &lda : NULL, *lb = batch == 1 ? &ldb : NULL;
+        int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
+        a = bf16_of(be, A, span(ra, ta == CUBLAS_OP_N ? k : m, lda, sA, batch), la, ra);
+        b = bf16_of(be, B, span(rb, tb == CUBLAS_OP_N ? n : k, ldb, sB, batch), lb, rb);
         ab_type = CUDA_R_16BF;
     }
     prof_mid(c);
@@ -400,12 +599,13 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
                     span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0, 1);
         size_t sb = (size_t)(nb - 1) * sbB + (size_t)(nh - 1) * shB +
                     span(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 0, 1);
-        a = bf16_of(be, A, sa);
-        b = bf16_of(be, B, sb);
+        a = bf16_of(be, A, sa, NULL, 0);
+        b = bf16_of(be, B, sb, NULL, 0);
         ab_type = CUDA_R_16BF;
         es = sizeof(__nv_bfloat16);
     }
     if ((size_t)3 * cnt > c->ptrs_cap) {
+        cu_before_free(be, "growing the batched GEMM pointer arrays");
         if (c->ptrs) {
             CUDA_CHECK(cudaFree(c->ptrs));   // synchronizes: no GEMM still reads the old arrays
             c->mem_cur -= c->ptrs_cap * sizeof(void *);
@@ -546,12 +746,12 @@ static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *q
     INV(att, (size_t)B * NH * T * T * F4);
     cu_attention_fwd(be, out, att, qkv, B, T, C, NH);
 }
-static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
+static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                             const void *att, int B, int T, int C, int NH) {
     TL("backward: body", "attention_bwd");
     INV(dqkv, (size_t)B * T * 3 * C * F4);
     INV(scratch, (size_t)B * NH * T * T * F4);
-    cu_attention_bwd(be, dqkv, scratch, dout, qkv, att, B, T, C, NH);
+    cu_attention_bwd(be, dqkv, scratch, dout, qkv, out, att, B, T, C, NH);
 }
 static void w_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
     TL("forward: body", "gelu_fwd");
@@ -663,11 +863,24 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     }
     CUBLAS_CHECK(cublasCreate(&c->cublas));
     CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
+    {   // 32 MiB, as cuBLAS recommends for Hopper
+        size_t ws = (size_t)32 << 20;
+        cudaError_t we = cudaMalloc(&c->cublas_ws, ws);
+        if (we != cudaSuccess) {
+            fprintf(stderr, "cuBLAS workspace: cudaMalloc of %zu bytes failed: %s\n", ws, cudaGetErrorString(we));
+            exit(1);
+        }
+        c->mem_cur += ws;
+        c->mem_peak = c->mem_cur;
+        CUBLAS_CHECK(cublasSetWorkspace(c->cublas, c->cublas_ws, ws));
+    }
     // The compute type alone picks fp32 / tf32 / bf16 tensor-core math.
     CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH));
     // bf16 mode converts the operands itself (FAST_16BF on fp32 operands was seen to give
     // tf32-level errors on an H100, i.e. not bf16 math).
     c->compute = prec == CU_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const char *fl = getenv("SWQ_CUDA_FLASH");
+    c->no_flash = fl && *fl && !strcmp(fl, "0");
     const char *lm = getenv("SWQ_CUDA_LORA_MERGE");
     c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
     const char *pe = getenv("SWQ_CUDA_PROFILE");
@@ -677,6 +890,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     const char *tle = getenv("SWQ_CUDA_TIMELINE");
     c->tl = tle && *tle && strcmp(tle, "0") && strcmp(tle, "host");
     c->ht = tle && *tle && strcmp(tle, "0");
+    const char *ge = getenv("SWQ_CUDA_GRAPHS");
+    c->graphs_on = !(ge && *ge && !strcmp(ge, "0")) && !c->prof && !c->ht;   // timing needs every op issued
     if (c->tl) {
         c->tl_cap = 1 << 16;
         c->tl_m = (struct cu_tl_mark *)calloc((size_t)c->tl_cap, sizeof(*c->tl_m));
@@ -700,6 +915,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->copy = cu_copy;
     be->synchronize = cu_synchronize;
     be->destroy = swq_backend_cuda_destroy;
+    be->graph_begin = cu_graph_begin;
+    be->graph_end = cu_graph_end;
     be->add = w_add;
     be->accumulate = w_accumulate;
     be->scale = w_scale;
@@ -734,6 +951,11 @@ void *swq_backend_cuda_stream(swq_backend *be) { return (void *)CTX(be)->stream;
 void swq_backend_cuda_mem(swq_backend *be, size_t *cur, size_t *peak) {
     if (cur) *cur = CTX(be)->mem_cur;
     if (peak) *peak = CTX(be)->mem_peak;
+}
+
+void swq_backend_cuda_graph_stats(swq_backend *be, long *captures, long *replays) {
+    if (captures) *captures = CTX(be)->n_graph_captures;
+    if (replays) *replays = CTX(be)->n_graph_replays;
 }
 
 void swq_backend_cuda_device_name(swq_backend *be, char *buf, size_t n) {
@@ -844,10 +1066,13 @@ void swq_backend_cuda_destroy(swq_backend *be) {
         free(c->allocs);
         free(c->frozen);
         if (c->argmax_dev) CUDA_CHECK(cudaFree(c->argmax_dev));
-        while (c->n_bfc) bfc_drop(c, c->n_bfc - 1);
+        graphs_clear(c);
+        while (c->n_bfc) bfc_release(c, c->n_bfc - 1);
+        if (c->cublas_ws) CUDA_CHECK(cudaFree(c->cublas_ws));
         free(c->bfc);
         if (c->ptrs) CUDA_CHECK(cudaFree(c->ptrs));
         if (c->lw) CUDA_CHECK(cudaFree(c->lw));
+        if (c->pad) CUDA_CHECK(cudaFree(c->pad));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         CUBLAS_CHECK(cublasDestroy(c->cublas));
         CUDA_CHECK(cudaStreamDestroy(c->stream));

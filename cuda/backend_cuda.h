@@ -30,6 +30,11 @@ double swq_backend_cuda_copy_gbs(swq_backend *be, size_t bytes, int reps);
 // them per step to stderr (by phase, op, GEMM class / conversion / other kernels).
 void swq_backend_cuda_timeline_reset(swq_backend *be);
 void swq_backend_cuda_timeline_report(swq_backend *be, int steps);
+// 1 if attention with this shape runs as fused (flash) kernels (bf16 mode, 64-wide heads):
+// att then holds per-row log-sum-exps for the backward, not probabilities.
+int swq_backend_cuda_flash_attention(swq_backend *be, int C, int NH);
+// CUDA graphs so far: runs recorded, runs replayed (SWQ_CUDA_GRAPHS=0 turns them off).
+void swq_backend_cuda_graph_stats(swq_backend *be, long *captures, long *replays);
 // "NVIDIA H100 80GB HBM3" etc.
 void swq_backend_cuda_device_name(swq_backend *be, char *buf, size_t n);
 

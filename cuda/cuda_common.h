@@ -34,7 +34,24 @@
 enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
 struct cu_alloc_rec { void *p; size_t bytes; void *bf16; };   // bf16: kept copy of a frozen buffer
-struct cu_bf16_entry { const float *src; size_t n; void *bf; unsigned long long used; };
+// A bf16 copy slot: kept across writes of its source (valid = holds the source's values), so
+// a recorded graph finds the same memory on every replay.
+struct cu_bf16_entry {
+    const float *src;
+    size_t n, cap;                 // floats copied ([src, src + n)), bf16 elements the slot holds
+    int ld_src, ld_bf;             // ld_bf > 0: rows of ld_src floats stored ld_bf apart (padded)
+    void *bf;
+    unsigned long long used;
+    unsigned char valid, async, in_graph;   // async: from cudaMallocAsync; in_graph: a recording uses it
+};
+// A recorded run of ops (graph_begin/graph_end) and the copy table as it left it.
+struct cu_graph {
+    unsigned long long key, used;
+    cudaGraphExec_t exec;
+    struct cu_bf16_entry *snap;
+    int n_snap;
+};
+#define CU_MAX_GRAPHS 8
 struct cu_tl_mark { cudaEvent_t ev; const char *phase, *op, *part; };
 struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 
@@ -53,11 +70,22 @@ typedef struct {
     // the backward). Least recently used copies go beyond bfc_limit bytes.
     struct cu_bf16_entry *bfc;
     int n_bfc, cap_bfc;
-    size_t bfc_bytes, bfc_limit;
+    size_t bfc_bytes, bfc_limit;   // bytes of all slots, valid or not
     unsigned long long bfc_clock, bfc_pin;   // entries used at or after bfc_pin are not evicted
     float *lw;                     // w + s Bm A of the LoRA linear in hand (lora_linear_*), grown on demand
     size_t lw_cap;                 // floats
+    int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
+    // CUDA graphs (SWQ_CUDA_GRAPHS, default on): a run the caller marks with graph_begin/end is
+    // recorded the second time in a row it comes with the same key, then replayed
+    int graphs_on, capturing;
+    unsigned long long graph_last_key, capture_key, graph_clock;
+    struct cu_graph graphs[CU_MAX_GRAPHS];
+    int n_graphs;
+    long n_graph_captures, n_graph_replays;
+    void *cublas_ws;               // cuBLAS workspace (set explicitly: graph capture allocates none)
+    float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
+    size_t pad_cap;                // floats
     void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
     size_t ptrs_cap;
     // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
@@ -144,11 +172,26 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
 // bf16 mode: convert the n floats at p now (kept until p is written), so GEMMs on sub-ranges of
 // p find them; a no-op in the other modes.
 void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n);
+// bf16 mode: the bf16 copy of the n floats at p (made now if there is none); NULL in the others.
+const void *cu_bf16_copy(swq_backend *be, const float *p, size_t n);
+// Whether attention runs as fused (flash) kernels for this head size: bf16 mode, hs = 64; att
+// then holds per-row log-sum-exps, not probabilities.
+int cu_flash_attention(swq_backend *be, int C, int NH);
 // bf16 mode: a fresh copy-table entry for the n floats at src, for the caller to fill with
 // their bf16 values on the stream (src must hold the same values in float too); NULL otherwise.
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
+// The same for rows x ld floats at src, stored with rows ld_bf apart (ld_bf >= ld, a multiple
+// of 8: 16-byte aligned rows for the GEMMs); the GEMMs that read src with leading dimension ld
+// use it with ld_bf.
+void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf);
+// A row length padded for aligned GEMM rows (a multiple of 64).
+static inline int cu_pad_ld(int n) { return (n + 63) & ~63; }
 // Drop the bf16 copies overlapping [p, p + bytes); bytes 0: the whole allocation holding p.
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes);
+
+// Before freeing device memory a recording may use: drops every recording (an internal error
+// while one is being made).
+void cu_before_free(swq_backend *be, const char *what);
 
 // SWQ_CUDA_TIMELINE: mark the start of an op (phase and op name: string literals) or of a part
 // of the op in hand (a GEMM, an operand conversion, "outside GEMMs"); no-ops when off.
@@ -192,7 +235,7 @@ void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void
                         const void *Bm, int N, int IC, int OC, int r, double s);
 
 void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
-void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
+void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                       const void *att, int B, int T, int C, int NH);
 
 void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len,

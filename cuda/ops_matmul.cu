@@ -105,6 +105,7 @@ static const float *lora_merge(swq_backend *be, const void *w, const void *A, co
     cuda_ctx *c = CTX(be);
     size_t n = (size_t)OC * IC;
     if (n > c->lw_cap) {
+        cu_before_free(be, "growing the merged LoRA weight scratch");
         if (c->lw) {
             cu_bf16_invalidate(be, c->lw, c->lw_cap * sizeof(float));
             CUDA_CHECK(cudaFree(c->lw));   // synchronizes: no GEMM still reads it
@@ -130,9 +131,96 @@ static const float *lora_merge(swq_backend *be, const void *w, const void *A, co
     return c->lw;
 }
 
+// out[p, v] = o[p, v] (rows ldp apart; o may be out, ldp = OC) + bias[v] + s * sum_j u[p, j] Bm[v, j],
+// r <= R (R a multiple of 4, <= LORA_UP_MAX_R): a thread per column v keeps its row of Bm in
+// registers over LORA_UP_ROWS rows p, whose u rows sit in shared memory (zero beyond r).
+#define LORA_UP_MAX_R 32
+#define LORA_UP_COLS 256
+#define LORA_UP_ROWS 32
+template <int R>
+__global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, const float *o, int ldp,
+                                                                    const float *bias, const float *u,
+                                                                    const float *Bm, int N, int OC, int r, float s) {
+    __shared__ float4 us[LORA_UP_ROWS][R / 4 > 0 ? R / 4 : 1];
+    int v = blockIdx.x * LORA_UP_COLS + threadIdx.x, p0 = blockIdx.y * LORA_UP_ROWS;
+    constexpr int RR = R > 0 ? R : 1;
+    float *uf = (float *)us;
+    for (int i = threadIdx.x; i < LORA_UP_ROWS * R; i += LORA_UP_COLS) {
+        int pr = i / RR, j = i % RR;
+        uf[i] = (j < r && p0 + pr < N) ? u[(size_t)(p0 + pr) * r + j] : 0.0f;
+    }
+    __syncthreads();
+    if (v >= OC) return;
+    float b[R > 0 ? R : 1];
+#pragma unroll
+    for (int j = 0; j < R; j++) b[j] = j < r ? Bm[(size_t)v * r + j] : 0.0f;
+    const float bv = bias ? bias[v] : 0.0f;
+    int p1 = min(N, p0 + LORA_UP_ROWS);
+    for (int p = p0; p < p1; p++) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < R / 4; j++) {
+            float4 q = us[p - p0][j];
+            acc += q.x * b[4 * j] + q.y * b[4 * j + 1] + q.z * b[4 * j + 2] + q.w * b[4 * j + 3];
+        }
+        float x = o[(size_t)p * ldp + v];
+        if (bias) x += bv;
+        out[(size_t)p * OC + v] = R ? x + s * acc : x;
+    }
+}
+
+static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, const float *bias, const float *u,
+                         const float *Bm, int N, int OC, int r, float s) {
+    dim3 grid((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS);
+    cudaStream_t st = STREAM(be);
+    if (r <= 0) lora_up_pack_kernel<0><<<grid, LORA_UP_COLS, 0, st>>>(out, o, ldp, bias, u, Bm, N, OC, r, s);
+    else if (r <= 8) lora_up_pack_kernel<8><<<grid, LORA_UP_COLS, 0, st>>>(out, o, ldp, bias, u, Bm, N, OC, r, s);
+    else if (r <= 16) lora_up_pack_kernel<16><<<grid, LORA_UP_COLS, 0, st>>>(out, o, ldp, bias, u, Bm, N, OC, r, s);
+    else lora_up_pack_kernel<32><<<grid, LORA_UP_COLS, 0, st>>>(out, o, ldp, bias, u, Bm, N, OC, r, s);
+    CUDA_LAUNCH_CHECK();
+}
+
+// The backend's scratch for a GEMM output with padded rows (at least n floats).
+static float *pad_scratch(swq_backend *be, size_t n) {
+    cuda_ctx *c = CTX(be);
+    if (n <= c->pad_cap) return c->pad;
+    cu_before_free(be, "growing the padded GEMM output scratch");
+    if (c->pad) {
+        CUDA_CHECK(cudaFree(c->pad));
+        c->mem_cur -= c->pad_cap * sizeof(float);
+    }
+    cudaError_t e = cudaMalloc(&c->pad, n * sizeof(float));
+    if (e != cudaSuccess) {
+        fprintf(stderr, "padded GEMM output scratch: cudaMalloc of %zu bytes failed: %s\n", n * sizeof(float),
+                cudaGetErrorString(e));
+        exit(1);
+    }
+    c->pad_cap = n;
+    c->mem_cur += n * sizeof(float);
+    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    return c->pad;
+}
+
 void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                         const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
     if (N <= 0 || OC <= 0) return;
+    cuda_ctx *c = CTX(be);
+    if (c->precision == CU_BF16 && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
+        // bf16: the base product (beta 0), then one pass adding the bias and the adapter's
+        // s u Bm^T (in fp32) in place, instead of a bias pass and two GEMMs reading and writing out.
+        // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the GEMM
+        // 6x: there the product goes to a scratch with padded rows, which the pass packs into out.
+        int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+        int ldo = pad ? cu_pad_ld(OC) : OC;
+        float *o = pad ? pad_scratch(be, (size_t)N * ldo) : (float *)out;
+        cu_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, 1.0f, (const float *)w, IC, 0, (const float *)inp, IC, 0,
+                0.0f, o, ldo, 0, 1);
+        if (r > 0) cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
+        if (pad || r > 0 || bias)
+            lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, (const float *)u, (const float *)Bm, N, OC, r,
+                         (float)s);
+        return;
+    }
     if (IC <= 0 || r <= 0 || !CTX(be)->lora_merge) {   // in the CPU reference's order
         cu_matmul_fwd(be, out, inp, w, bias, N, IC, OC, 1.0, 0);
         if (r <= 0) return;

@@ -31,7 +31,8 @@ static const char *BENCH_USAGE =
     "                       quantization, full fine-tune: plain training)\n"
     "  --json               also print one JSON line with the numbers\n"
     "Environment (cuda): SWQ_CUDA_TIMELINE=1 prints the GPU time between consecutive ops per step\n"
-    "(events, nothing synchronized), =host only the host's enqueue time against its waits.\n";
+    "(events, nothing synchronized), =host only the host's enqueue time against its waits (both turn\n"
+    "CUDA graphs off); SWQ_CUDA_GRAPHS=0 issues every op of every step (no recorded step replayed).\n";
 
 static double now_s(void) {
     struct timespec ts;
@@ -239,8 +240,10 @@ int cmd_bench(int argc, char **argv) {
     double tflops = flops / dt / 1e12, tok_s = N / dt;
     char dev[256] = "cpu";
     double peak_gib = -1, gemm = -1, bw = -1;
+    long g_rec = 0, g_rep = 0;
 #ifdef SWQ_HAVE_CUDA
     if (cuda) {
+        swq_backend_cuda_graph_stats(be, &g_rec, &g_rep);
         size_t peak;
         swq_backend_cuda_mem(be, NULL, &peak);
         peak_gib = peak / 1073741824.0;
@@ -256,13 +259,14 @@ int cmd_bench(int argc, char **argv) {
     printf("  step %.2f ms | %.0f tokens/s | model %.1f TFLOP/s", dt * 1e3, tok_s, tflops);
     if (gemm > 0) printf(" | MFU %.1f%% of %.0f TFLOP/s (measured bf16 GEMM 8192^3)", 100 * tflops / gemm, gemm);
     if (peak_gib >= 0) printf(" | peak %.2f GiB", peak_gib);
-    printf("\n  loss first step %.4f, last %.4f; copy bandwidth %.0f GB/s\n", loss0, L.loss, bw);
+    printf("\n  loss first step %.4f, last %.4f; copy bandwidth %.0f GB/s; CUDA graphs: %ld recorded, %ld "
+           "replayed of %d steps\n", loss0, L.loss, bw, g_rec, g_rep, o.warmup + o.steps);
     if (o.json)
         printf("{\"tool\": \"swq-bench\", \"task\": \"%s\", \"B\": %d, \"T\": %d, \"precision\": \"%s\", \"configs\": %d, \"vocab_size\": %d, "
                "\"n_layer\": %d, \"mode\": \"%s\", \"qcache\": %d, \"step_ms\": %.2f, \"tok_per_s\": %.0f, \"model_tflops\": %.1f, \"mfu\": %.4f, "
-               "\"gemm_tflops\": %.1f, \"copy_gbs\": %.0f, \"peak_mem_gib\": %.2f, \"device\": \"%s\"}\n",
+               "\"gemm_tflops\": %.1f, \"copy_gbs\": %.0f, \"peak_mem_gib\": %.2f, \"graph_replays\": %ld, \"device\": \"%s\"}\n",
                o.task == TASK_LM ? "lm" : "qa", o.B, o.T, o.precision, o.K, o.s.vocab_size, o.s.n_layer, mode, o.qcache && !o.full, dt * 1e3, tok_s, tflops,
-               gemm > 0 ? tflops / gemm : -1.0, gemm, bw, peak_gib, dev);
+               gemm > 0 ? tflops / gemm : -1.0, gemm, bw, peak_gib, g_rep, dev);
     be->free(be, b.tokens); be->free(be, b.rows); be->free(be, b.targets);
     be->free(be, b.start); be->free(be, b.end); be->free(be, b.len);
     optimizer_free(&opt);

@@ -34,6 +34,16 @@ struct swq_backend {
     void (*synchronize)(swq_backend *be);
     void (*destroy)(swq_backend *be);   // frees ctx and be (swq_backend_destroy calls it)
 
+    // ---- recorded op sequences (optional: NULL where a backend has none, as the CPU) ----
+    // For a run of ops fully determined by `key` (shapes, buffer addresses, scalar arguments,
+    // precision configs) with no transfer or synchronization inside: graph_begin returns 1 if
+    // the backend ran its recording of that run itself (the caller skips issuing the ops), or
+    // 0, and then the caller issues the ops and calls graph_end. A backend may record the run
+    // while the ops are issued (CUDA graphs, on the second run in a row with the same key) and
+    // replay it on later calls with that key; freeing any buffer drops every recording.
+    int (*graph_begin)(swq_backend *be, unsigned long long key);
+    void (*graph_end)(swq_backend *be);
+
     // ---- element-wise ----
     void (*add)(swq_backend *be, void *out, const void *a, const void *b, size_t n);   // out = a + b
     void (*accumulate)(swq_backend *be, void *dst, const void *src, size_t n);          // dst += src
@@ -86,11 +96,14 @@ struct swq_backend {
                             const void *Bm, int N, int IC, int OC, int r, double s);
 
     // ---- attention (causal, qkv packed [B,T,3C], heads of C/NH) ----
-    // out[B,T,C] =; att[B,NH,T,T] = softmax probabilities (saved for backward)
+    // out[B,T,C] =; att[B,NH,T,T]: what the backward needs (=): the softmax probabilities on the
+    // CPU; a backend that recomputes them (flash attention) may keep less there, e.g. per-row
+    // log-sum-exps, so only the backend that wrote att reads it
     void (*attention_fwd)(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
-    // dqkv = (overwritten); scratch is B*NH*T*T reals of workspace
+    // dqkv = (overwritten) from dout, the forward's qkv, out and att; scratch is B*NH*T*T reals
+    // of workspace
     void (*attention_bwd)(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
-                          const void *att, int B, int T, int C, int NH);
+                          const void *out, const void *att, int B, int T, int C, int NH);
 
     // ---- GELU (tanh approximation) ----
     void (*gelu_fwd)(swq_backend *be, void *out, const void *inp, size_t n);                    // =
@@ -116,7 +129,8 @@ struct swq_backend {
     //   if grad: z <- grad_scale * weight * ((c + beta*n_teachers) q - c onehot(target) - beta * tS),
     //   c = 1 where target >= 0 and 0 where not (the exact gradient of weight*(ce + beta*kl));
     //   otherwise z is left as is.
-    //   if nS: nS[p,:] += q, nH[p] += sum_v q log q   (this row becomes a teacher for later configs)
+    //   if nS: nS[p,:] += q, nH[p] += sum_v q log q   (this row becomes a teacher for later configs;
+    //   nS/nH may be tS/tH themselves: every use of a row's teacher terms comes before its update)
     void (*xent_kl)(swq_backend *be, void *logits, const int *target, const int *len,
                     const void *tS, const void *tH, int n_teachers, double beta,
                     void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,

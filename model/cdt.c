@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 
 static void ensure_teachers(cdt_state *st, int streams, int rows, int cols) {
     if (st->tS && streams <= st->streams && rows <= st->cap_rows && cols <= st->cap_cols) return;
@@ -29,6 +30,8 @@ void cdt_free(cdt_state *st) {
 }
 
 // The loss of the active config on the forward just done; gradient left in place if grad.
+// commit: 0 keep its rows to itself, 1 add them to the pending teachers (pS/pH), 2 straight to
+// the teachers (tS/tH).
 static void head_loss(cdt_state *st, const swq_batch *b, int n_teachers, double beta, int commit,
                       double *acc, int grad) {
     gpt2 *m = st->m;
@@ -36,7 +39,7 @@ static void head_loss(cdt_state *st, const swq_batch *b, int n_teachers, double 
     int R, V;
     if (m->task == TASK_LM) { R = b->P; V = m->s.vocab_size; } else { R = b->B; V = b->T; }
     const void *tS = n_teachers ? st->tS : NULL, *tH = n_teachers ? st->tH : NULL;
-    void *nS = commit ? st->pS : NULL, *nH = commit ? st->pH : NULL;
+    void *nS = commit == 2 ? st->tS : commit ? st->pS : NULL, *nH = commit == 2 ? st->tH : commit ? st->pH : NULL;
     if (m->task == TASK_LM) {
         be->xent_kl(be, m->a.logits, b->targets, NULL, tS, tH, n_teachers, beta, nS, nH, acc, b->weight, 1.0,
                     grad, R, V);
@@ -53,7 +56,44 @@ static void head_loss(cdt_state *st, const swq_batch *b, int n_teachers, double 
                     acc, 0.5 * b->weight, 1.0, grad, R, V);
 }
 
-void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, cdt_losses *out) {
+// FNV-1a over bytes.
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ULL;
+    return h;
+}
+
+// Everything the step's op sequence depends on besides buffer contents: a backend may replay
+// a recording of the sequence for a step with the same key.
+static uint64_t step_key(const cdt_state *st, const swq_batch *b, double beta, int single) {
+    const gpt2 *m = st->m;
+    const qconfig_set *qs = m->qs;
+    struct {
+        const void *p[12];
+        int i[12];
+        double d[2];
+    } k;
+    memset(&k, 0, sizeof(k));
+    const void *p[12] = { b->tokens, b->rows, b->targets, b->start, b->end, b->len, m->params, m->grads,
+                          st->tS, st->pS, st->acc, m->a.logits };
+    memcpy(k.p, p, sizeof(p));
+    int i[12] = { b->B, b->T, b->P, single, m->task, m->train_base, m->qcache, qs->K, qs->n_linear,
+                  m->a.B, m->a.T, m->a.P };
+    memcpy(k.i, i, sizeof(i));
+    k.d[0] = beta;
+    k.d[1] = b->weight;
+    uint64_t h = fnv(1469598103934665603ULL, &k, sizeof(k));
+    h = fnv(h, qs->order, sizeof(int) * qs->K);
+    for (int c = 0; c < qs->K; c++) {
+        h = fnv(h, qs->cfg[c].lin, sizeof(lin_bits) * qs->n_linear);
+        h = fnv(h, &qs->cfg[c].lora_rank, sizeof(int));
+        h = fnv(h, &qs->cfg[c].lora_alpha, sizeof(double));
+    }
+    return h;
+}
+
+// The step's ops from zeroed gradients to the last config's backward.
+static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single) {
     gpt2 *m = st->m;
     swq_backend *be = m->be;
     qconfig_set *qs = m->qs;
@@ -62,7 +102,6 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
     int R = m->task == TASK_LM ? b->P : b->B, V = m->task == TASK_LM ? m->s.vocab_size : b->T;
     be->zero(be, m->grads, m->n_total * be->real_size);
     be->zero(be, st->acc, sizeof(double) * 2 * K);
-    memset(out, 0, sizeof(*out));
     if (single >= 0) {
         m->active = single;
         gpt2_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
@@ -72,27 +111,56 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
         ensure_teachers(st, streams, R, V);
         size_t n = (size_t)streams * R * V, nh = (size_t)streams * R;
         be->zero(be, st->tS, n * be->real_size); be->zero(be, st->tH, nh * be->real_size);
-        be->zero(be, st->pS, n * be->real_size); be->zero(be, st->pH, nh * be->real_size);
         size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
         gpt2_linear_params_all(&m->s, lp);
-        int committed = 0, pending = 0;
+        int committed = 0, pending = 0, pending_clean = 0;
         for (int i = 0; i < K; i++) {
             int k = qs->order[i];
             m->active = k;
             gpt2_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
             int last = i == K - 1;
-            head_loss(st, b, committed, beta, !last, st->acc + 2 * k, 1);
+            // configs of equal precision do not teach each other: a precision level's rows join
+            // the teachers when the level ends. A level of one config adds them straight in (its
+            // own teacher terms are read first); a longer one gathers them in pS/pH until it ends.
+            int level_ends = !last && qconfig_score(qs, qs->order[i + 1], lp) < qconfig_score(qs, k, lp);
+            int direct = level_ends && pending == 0;
+            if (!last && !direct && !pending_clean) {
+                be->zero(be, st->pS, n * be->real_size); be->zero(be, st->pH, nh * be->real_size);
+                pending_clean = 1;
+            }
+            head_loss(st, b, committed, beta, last ? 0 : direct ? 2 : 1, st->acc + 2 * k, 1);
             gpt2_backward(m);
             pending++;
-            // configs of equal precision do not teach each other: commit a level when it ends
-            if (!last && qconfig_score(qs, qs->order[i + 1], lp) < qconfig_score(qs, k, lp)) {
-                be->accumulate(be, st->tS, st->pS, n);
-                be->accumulate(be, st->tH, st->pH, nh);
-                be->zero(be, st->pS, n * be->real_size); be->zero(be, st->pH, nh * be->real_size);
+            if (level_ends) {
+                if (!direct) {
+                    be->accumulate(be, st->tS, st->pS, n);
+                    be->accumulate(be, st->tH, st->pH, nh);
+                    pending_clean = 0;
+                }
                 committed += pending; pending = 0;
             }
         }
         free(lp);
+    }
+}
+
+void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, cdt_losses *out) {
+    gpt2 *m = st->m;
+    swq_backend *be = m->be;
+    int K = m->qs->K;
+    memset(out, 0, sizeof(*out));
+    // buffers sized first, so a recorded step allocates nothing
+    if (single < 0)
+        ensure_teachers(st, m->task == TASK_LM ? 1 : 2, m->task == TASK_LM ? b->P : b->B,
+                        m->task == TASK_LM ? m->s.vocab_size : b->T);
+    gpt2_reserve(m, b->B, b->T, b->P);
+    if (be->graph_begin && be->graph_begin(be, step_key(st, b, beta, single))) {
+        // replayed: the host-side state the ops would have left
+        gpt2_note_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
+        m->active = single >= 0 ? single : m->qs->order[K - 1];
+    } else {
+        step_ops(st, b, beta, single);
+        if (be->graph_end) be->graph_end(be);
     }
     double acc[128];
     be->download_f64(be, acc, st->acc, 2 * K);

@@ -177,6 +177,13 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
 #undef AL
 }
 
+void gpt2_reserve(gpt2 *m, int B, int T, int P) { acts_ensure(m, B, T, P); }
+
+void gpt2_note_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P) {
+    m->a.tokens = tokens; m->a.rows = rows;
+    m->B = B; m->T = T; m->P = P;
+}
+
 void gpt2_invalidate_qcache(gpt2 *m) {
     if (!m->qc_w) return;
     size_t n = (size_t)m->qs->K * m->qs->n_linear;
@@ -326,7 +333,7 @@ static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x
 void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P) {
     acts_ensure(m, B, T, P);
     gpt2_acts *a = &m->a;
-    a->tokens = tokens; a->rows = rows;
+    gpt2_note_forward(m, tokens, B, T, rows, P);
     int C = m->s.n_embd, NH = m->s.n_head, L = m->s.n_layer, V = m->s.vocab_size, N = B * T;
     size_t C_ = C;
     int head = m->qs->n_linear - 1;
@@ -361,7 +368,6 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
         BE->get_column(BE, a->qa_start, a->qa_out, N, 2, 0);
         BE->get_column(BE, a->qa_end, a->qa_out, N, 2, 1);
     }
-    m->B = B; m->T = T; m->P = P;
 }
 
 void gpt2_backward(gpt2 *m) {
@@ -399,7 +405,7 @@ void gpt2_backward(gpt2 *m) {
         // res2 = res_in + attproj(attention(qkv(ln1(res_in))))
         BE->zero(BE, a->dln, (size_t)N * C * rs);
         linear_bwd(m, 4 * l + LIN_ATTN_PROJ, a->dln, a->dres, a->atty[l], N);
-        BE->attention_bwd(BE, a->dqkv, a->datt_scratch, a->dln, a->qkv[l], a->att[l], B, T, C, NH);
+        BE->attention_bwd(BE, a->dqkv, a->datt_scratch, a->dln, a->qkv[l], a->atty[l], a->att[l], B, T, C, NH);
         BE->zero(BE, a->dln, (size_t)N * C * rs);
         linear_bwd(m, 4 * l + LIN_QKV, a->dln, a->dqkv, a->ln1[l], N);
         BE->layernorm_bwd(BE, a->dres, tb ? AT(GT(P_LN1W), l * C_) : NULL, tb ? AT(GT(P_LN1B), l * C_) : NULL,

@@ -71,6 +71,11 @@ void gpt2_linear_params_all(const gpt2_shape *s, size_t *out);   // [4L+1]
 // Forward on tokens [B,T] (backend int buffer). TASK_LM: logits for the P rows listed in
 // rows (indices into B*T) -> a.logits [P,V]. TASK_QA: a.qa_start/a.qa_end [B,T].
 void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P);
+// Activation buffers for batches up to B x T with P head rows (gpt2_forward does this too).
+void gpt2_reserve(gpt2 *m, int B, int T, int P);
+// The host-side record of a forward on these inputs (what gpt2_backward reads), for callers
+// that had the backend replay a recorded forward instead of calling gpt2_forward.
+void gpt2_note_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P);
 // Backward from the gradient left in a.logits (LM) or a.qa_start/a.qa_end (QA);
 // accumulates into m->grads (base weights only if train_base; LoRA of the active config).
 void gpt2_backward(gpt2 *m);

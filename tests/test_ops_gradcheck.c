@@ -451,7 +451,7 @@ static void at_grad(swq_backend *be, double **g) {
     // dqkv is overwritten and scratch is workspace: fill both with garbage
     void *dqkv = dev(be, rvec(AB * AT * 3 * AC, 50, 60), AB * AT * 3 * AC);
     void *scratch = dev(be, rvec(AB * AH * AT * AT, -70, 70), AB * AH * AT * AT);
-    be->attention_bwd(be, dqkv, scratch, R, qkv, att, AB, AT, AC, AH);
+    be->attention_bwd(be, dqkv, scratch, R, qkv, out, att, AB, AT, AC, AH);
     host(be, g[0], dqkv, AB * AT * 3 * AC);
     // saved probabilities: causal rows summing to one
     double *a = host_new(be, att, AB * AH * AT * AT), err = 0.0;
@@ -759,6 +759,27 @@ static void xent_by_hand(swq_backend *be) {
     be->free(be, nS); be->free(be, nH); be->free(be, acc); be->free(be, z);
 }
 
+// nS/nH may be tS/tH (CDT adds a one-config precision level straight into the teachers): the
+// same gradient and losses as with separate buffers, and the teachers end as tS + q, tH + sum q log q.
+static void xent_alias(swq_backend *be) {
+    double *acc = be->alloc(be, 4 * sizeof(double), "acc");
+    be->zero(be, acc, 4 * sizeof(double));
+    void *z1 = dev(be, xk.z, XP * XV), *tS1 = dev(be, xk.tS, XP * XV), *tH1 = dev(be, xk.tH, XP);
+    void *nS1 = dev(be, rvec(XP * XV, 0, 0), XP * XV), *nH1 = dev(be, rvec(XP, 0, 0), XP);
+    be->xent_kl(be, z1, xtarget, xlen, tS1, tH1, XNT, xbeta, nS1, nH1, acc, xweight, xgscale, 1, XP, XV);
+    void *z2 = dev(be, xk.z, XP * XV), *tS2 = dev(be, xk.tS, XP * XV), *tH2 = dev(be, xk.tH, XP);
+    be->xent_kl(be, z2, xtarget, xlen, tS2, tH2, XNT, xbeta, tS2, tH2, acc + 2, xweight, xgscale, 1, XP, XV);
+    CHECK(same_dev(be, z1, z2, XP * XV), "%s xent_kl with nS = tS: a different gradient", be->name);
+    CHECK(acc[0] == acc[2] && acc[1] == acc[3], "%s xent_kl with nS = tS: losses (%.17g, %.17g) against (%.17g, %.17g)",
+          be->name, acc[2], acc[3], acc[0], acc[1]);
+    be->accumulate(be, tS1, nS1, XP * XV);
+    be->accumulate(be, tH1, nH1, XP);
+    CHECK(same_dev(be, tS1, tS2, XP * XV) && same_dev(be, tH1, tH2, XP),
+          "%s xent_kl with nS = tS: the teachers are not tS + q, tH + sum q log q", be->name);
+    void *all[] = {z1, tS1, tH1, nS1, nH1, z2, tS2, tH2, acc};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) be->free(be, all[i]);
+}
+
 static void test_xent_kl(void) {
     xk.z = rvec(XP * XV, -3, 3);
     for (int j = 0; j < XNT; j++) xk.tz[j] = rvec(XP * XV, -3, 3);
@@ -783,6 +804,8 @@ static void test_xent_kl(void) {
     gradcheck(&t1);
     xent_by_hand(be64);
     xent_by_hand(be32);
+    xent_alias(be64);
+    xent_alias(be32);
 }
 
 // ---------------------------------------------------------------- AdamW

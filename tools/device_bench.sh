@@ -43,12 +43,12 @@ sanitize() {
     return $rc
 }
 
-# BENCH_SET=lean: only the peer's settings, tf32, and the LoRA merge on at the headline ones
+# BENCH_SET=lean: the peer's settings, tf32, plain training, and CUDA graphs off at the headline ones
 bench() {
     local args runs
-    runs=("--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384" "--precision tf32 --batch 2 --seq 384")
-    [ "${BENCH_SET:-full}" = lean ] || runs+=("--precision bf16 --batch 2 --seq 384" "--precision fp32 --task qa --batch 4 --seq 384" \
-                "--precision bf16 --batch 8 --seq 512 --set bench.plain=1" \
+    runs=("--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384" "--precision tf32 --batch 2 --seq 384"
+          "--precision fp32 --task qa --batch 4 --seq 384" "--precision bf16 --batch 8 --seq 512 --set bench.plain=1")
+    [ "${BENCH_SET:-full}" = lean ] || runs+=("--precision bf16 --batch 2 --seq 384" \
                 "--precision bf16 --batch 8 --seq 512 --set quant.qcache=0" \
                 "--precision bf16 --batch 8 --seq 512 --set model.vocab_size=1024" \
                 "--precision bf16 --batch 64 --seq 64")
@@ -56,6 +56,12 @@ bench() {
         timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} --json 2>&1 | tee -a "$LOG/swq_bench.log" |
             grep '^{' >>"$J"
     done
+    # every op of every step issued by the host (no CUDA graph replays)
+    for args in "--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384"; do
+        SWQ_CUDA_GRAPHS=0 timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} 2>&1 |
+            sed 's/^swq bench:/swq bench (SWQ_CUDA_GRAPHS=0):/' >>"$LOG/swq_bench.log"
+    done
+    [ "${BENCH_SET:-full}" = lean ] && { grep -v '^{' "$LOG/swq_bench.log"; return 0; }
     # the LoRA adapter merged into the weight (opt-in; default: the three products one by one)
     for args in "--precision bf16 --batch 8 --seq 512" "--precision fp32 --batch 2 --seq 384"; do
         SWQ_CUDA_LORA_MERGE=1 timeout 120 "$B/swq" bench $args --steps ${BENCH_STEPS:-10} 2>&1 |

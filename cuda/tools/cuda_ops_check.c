@@ -462,16 +462,24 @@ static void check_attention(int B, int T, int C, int NH) {
     CPU->attention_fwd(CPU, out.c, att.c, qkv.c, B, T, C, NH);
     GPU->attention_fwd(GPU, out.g, att.g, qkv.g, B, T, C, NH);
     report("attention_fwd out", w, pb_err(&out), K_GEMM2);
-    report("attention_fwd att", w, pb_err(&att), K_GEMM2);
-
-    pb_sync_from_cpu(&att);
-    pbuf dqkv = pb_new((size_t)B * T * 3 * C, "dqkv"), scratch = pb_new(natt, "scratch");
-    pb_rand(&out, 1);   // dout
+    // flash attention keeps per-row log-sum-exps in att: checked through the backward, which
+    // then starts from the GPU's own forward; otherwise from the CPU's probabilities
+    int flash = swq_backend_cuda_flash_attention(GPU, C, NH);
+    if (!flash) {
+        report("attention_fwd att", w, pb_err(&att), K_GEMM2);
+        pb_sync_from_cpu(&att);
+    }
+    pbuf dqkv = pb_new((size_t)B * T * 3 * C, "dqkv"), scratch = pb_new(natt, "scratch"),
+         dout = pb_new((size_t)B * T * C, "dout");
+    pb_rand(&dout, 1);
     pb_poison(&dqkv);
     pb_poison(&scratch);
-    CPU->attention_bwd(CPU, dqkv.c, scratch.c, out.c, qkv.c, att.c, B, T, C, NH);
-    GPU->attention_bwd(GPU, dqkv.g, scratch.g, out.g, qkv.g, att.g, B, T, C, NH);
-    report("attention_bwd dqkv", w, pb_err(&dqkv), K_GEMM2);
+    CPU->attention_bwd(CPU, dqkv.c, scratch.c, dout.c, qkv.c, out.c, att.c, B, T, C, NH);
+    GPU->attention_bwd(GPU, dqkv.g, scratch.g, dout.g, qkv.g, out.g, att.g, B, T, C, NH);
+    char v[128];
+    snprintf(v, sizeof v, "%s%s", w, flash ? " (flash)" : "");
+    report("attention_bwd dqkv", v, pb_err(&dqkv), K_GEMM2);
+    pb_free(&dout);
     pb_free(&qkv);
     pb_free(&out);
     pb_free(&att);
@@ -637,7 +645,7 @@ static void run_timing(void) {
     double fa = 4.0 * B * NH * (double)T * T * (C / NH);
     TIME_OP("attention_fwd", fa, 4.0 * (N * 4.0 * C + 2.0 * natt), GPU->attention_fwd(GPU, y, att, x, B, T, C, NH));
     TIME_OP("attention_bwd", 2 * fa, 4.0 * (N * 7.0 * C + 4.0 * natt),
-            GPU->attention_bwd(GPU, y, scr, x, x, att, B, T, C, NH));
+            GPU->attention_bwd(GPU, y, scr, x, x, x, att, B, T, C, NH));
     GPU->free(GPU, att);
     GPU->free(GPU, scr);
     int P = 2048;
@@ -680,12 +688,57 @@ static void run_timing(void) {
     GPU->free(GPU, db);
 }
 
+// The switchable linear's three products (the LM head's shape takes the padded-row path).
+static void check_lora_linear(int N, int IC, int OC, int r) {
+    char w[96];
+    snprintf(w, sizeof w, "N=%d IC=%d OC=%d r=%d", N, IC, OC, r);
+    double s = 2.0;
+    pbuf inp = pb_new((size_t)N * IC, "inp"), wt = pb_new((size_t)OC * IC, "w"), A = pb_new((size_t)r * IC, "A"),
+         Bm = pb_new((size_t)OC * r, "Bm"), out = pb_new((size_t)N * OC, "out"), u = pb_new((size_t)N * r, "u");
+    pb_rand(&inp, 1);
+    pb_rand(&wt, 0.1f);
+    pb_rand(&A, 0.1f);
+    pb_rand(&Bm, 0.1f);
+    pbuf bias = pb_new(OC, "bias");
+    pb_rand(&bias, 1);
+    for (int hb = 1; hb >= 0; hb--) {   // with a bias, then without (the forward the backward uses)
+        char v[128];
+        snprintf(v, sizeof v, "%s %s", w, hb ? "bias" : "nobias");
+        pb_poison(&out);
+        pb_poison(&u);
+        CPU->lora_linear_fwd(CPU, out.c, u.c, inp.c, wt.c, hb ? bias.c : NULL, A.c, Bm.c, N, IC, OC, r, s);
+        GPU->lora_linear_fwd(GPU, out.g, u.g, inp.g, wt.g, hb ? bias.g : NULL, A.g, Bm.g, N, IC, OC, r, s);
+        report("lora_linear_fwd out", v, pb_err(&out), K_GEMM2);
+        report("lora_linear_fwd u", v, pb_err(&u), K_GEMM);
+    }
+    pb_free(&bias);
+    pbuf dout = pb_new((size_t)N * OC, "dout"), dinp = pb_new((size_t)N * IC, "dinp"), dA = pb_new((size_t)r * IC, "dA"),
+         dB = pb_new((size_t)OC * r, "dB"), du = pb_new((size_t)N * r, "du");
+    pb_rand(&dout, 1);
+    pb_rand(&dinp, 1);
+    pb_rand(&dA, 1);
+    pb_rand(&dB, 1);
+    pb_poison(&du);
+    pb_sync_from_cpu(&u);
+    CPU->lora_linear_bwd(CPU, dinp.c, NULL, NULL, dA.c, dB.c, du.c, dout.c, inp.c, u.c, wt.c, A.c, Bm.c, N, IC, OC, r,
+                         s);
+    GPU->lora_linear_bwd(GPU, dinp.g, NULL, NULL, dA.g, dB.g, du.g, dout.g, inp.g, u.g, wt.g, A.g, Bm.g, N, IC, OC, r,
+                         s);
+    report("lora_linear_bwd dinp", w, pb_err(&dinp), K_GEMM2);
+    report("lora_linear_bwd dA", w, pb_err(&dA), K_GEMM2);
+    report("lora_linear_bwd dB", w, pb_err(&dB), K_GEMM);
+    report("lora_linear_bwd du", w, pb_err(&du), K_GEMM);
+    pbuf *all[] = {&inp, &wt, &A, &Bm, &out, &u, &dout, &dinp, &dA, &dB, &du};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
+}
+
 // ---------------------------------------------------------------- main
 
 static void run_gemm_checks(int small) {
     if (small) {
         check_matmul(32, 48, 40);
         check_matmul(33, 17, 29);
+        check_lora_linear(33, 17, 29, 4);
         check_attention(2, 16, 32, 2);
         check_attention(1, 13, 24, 3);
         return;
@@ -695,6 +748,9 @@ static void run_gemm_checks(int small) {
     check_matmul(2 * 384, 3072, 768);    // MLP out
     check_matmul(77, 101, 123);          // odd sizes
     check_matmul(2 * 64, 768, 50257);    // LM head
+    check_lora_linear(2 * 384, 768, 3072, 16);   // MLP in
+    check_lora_linear(2 * 64, 768, 50257, 8);    // LM head: padded rows, split GEMMs
+    check_lora_linear(4096, 768, 50257, 16);     // LM head at B=8 T=512
     check_attention(2, 64, 64, 4);
     check_attention(2, 384, 768, 12);
     check_attention(2, 77, 96, 3);

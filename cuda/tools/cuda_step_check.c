@@ -302,6 +302,11 @@ static int run_variant(const variant *v, const char *prec, int steps) {
         hg[i] -= p0[i];
     }
     printf("  %-34s %.3e  (information)\n", "param change (AdamW updates)", rel_err(hg, hc, nt));
+    if (!self_test) {
+        long rec = 0, rep = 0;
+        swq_backend_cuda_graph_stats(sd[1].be, &rec, &rep);
+        printf("  CUDA graphs: %ld recorded, %ld replayed of %d steps\n", rec, rep, steps);
+    }
     printf("  (%.1f s)\n", now_s() - t0);
     for (int i = 0; i < 2; i++) {
         side_batch_free(&sd[i]);
