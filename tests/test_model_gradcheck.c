@@ -328,6 +328,81 @@ static void cdt_by_hand(void) {
     cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
+// The recorded-run protocol (backend.h graph_begin/graph_end) as cdt_step_grads uses it: the
+// key repeats for a repeated step (other values in the same buffers) and changes with anything
+// the op sequence depends on; after a replay the host-side state and the losses are those the
+// issued ops would have left.
+static unsigned long long rec_keys[64];
+static int n_keys, n_ends, fake_replay;
+static int rec_begin(swq_backend *be, unsigned long long key) {
+    (void)be;
+    if (n_keys < 64) rec_keys[n_keys] = key;
+    n_keys++;
+    return fake_replay;
+}
+static void rec_end(swq_backend *be) { (void)be; n_ends++; }
+
+static void recorded_step(void) {
+    swq_backend *be = swq_backend_cpu(8);
+    be->graph_begin = rec_begin;
+    be->graph_end = rec_end;
+    qconfig_set *qs = make_configs(8, 0);
+    gpt2 m; char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2_create(&m, s, qs, be, err, sizeof err);
+    m.task = TASK_LM;
+    randomize(&m, 7);
+    host_batch hb; make_batch(&hb);
+    swq_batch b; upload_batch(be, &hb, &b);
+    cdt_state st; cdt_init(&st, &m);
+    cdt_losses L0, L1;
+    cdt_step_grads(&st, &b, 0.5, -1, &L0);
+    hb.tokens[0] = (hb.tokens[0] + 1) % V_;
+    be->upload_i32(be, b.tokens, hb.tokens, B_ * T_);
+    cdt_step_grads(&st, &b, 0.5, -1, &L1);
+    CHECK(n_keys == 2 && n_ends == 2, "%d graph_begin and %d graph_end calls for 2 steps", n_keys, n_ends);
+    CHECK(rec_keys[0] == rec_keys[1], "other token values in the same buffers changed the key");
+    CHECK(L0.loss != L1.loss, "test: the changed token did not change the loss");
+    unsigned long long k0 = rec_keys[0];
+    struct { const char *what; int n; } changes[8];
+    int nc = 0;
+#define KEY_CHANGES(label, change, undo)                                   \
+    do {                                                                  \
+        change;                                                           \
+        int before = n_keys;                                              \
+        cdt_step_grads(&st, &b, beta, single, &L1);                       \
+        changes[nc].what = label;                                         \
+        changes[nc++].n = n_keys > before && rec_keys[before] != k0;      \
+        undo;                                                             \
+    } while (0)
+    double beta = 0.5;
+    int single = -1;
+    KEY_CHANGES("beta", beta = 0.6, beta = 0.5);
+    KEY_CHANGES("a single config", single = 1, single = -1);
+    KEY_CHANGES("the batch weight", b.weight *= 2, b.weight /= 2);
+    KEY_CHANGES("the head rows P", b.P = 5, b.P = hb.P);
+    KEY_CHANGES("one linear's weight bits", qs->cfg[1].lin[3].w = 6, qs->cfg[1].lin[3].w = 5);
+    KEY_CHANGES("a LoRA alpha", qs->cfg[2].lora_alpha = 1.0, qs->cfg[2].lora_alpha = 8.0);
+    KEY_CHANGES("the task", m.task = TASK_QA, m.task = TASK_LM);
+#undef KEY_CHANGES
+    for (int i = 0; i < nc; i++) CHECK(changes[i].n, "changing %s kept the recorded-run key", changes[i].what);
+    // a replay: the backend runs the recording itself; cdt reads the losses it left and sets
+    // the host state the ops would have
+    cdt_losses L2, L3;
+    cdt_step_grads(&st, &b, 0.5, -1, &L2);
+    int ends = n_ends;
+    m.active = 0; m.B = m.T = m.P = 0;
+    fake_replay = 1;
+    cdt_step_grads(&st, &b, 0.5, -1, &L3);
+    fake_replay = 0;
+    CHECK(n_ends == ends, "graph_end called after a replay");
+    CHECK(L3.loss == L2.loss && L3.ce[1] == L2.ce[1] && L3.kl[2] == L2.kl[2], "losses after a replay %.17g vs %.17g",
+          L3.loss, L2.loss);
+    CHECK(m.active == qs->order[K_ - 1] && m.B == B_ && m.T == T_ && m.P == b.P && m.a.rows == b.rows,
+          "host state after a replay: active %d B %d T %d P %d", m.active, m.B, m.T, m.P);
+    cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
+}
+
 int main(void) {
     gradcheck(TASK_LM, 1, 32);
     gradcheck(TASK_LM, 1, 6);
@@ -338,5 +413,6 @@ int main(void) {
     cascade_and_float(TASK_LM, 1);
     cascade_and_float(TASK_QA, 0);
     cdt_by_hand();
+    recorded_step();
     return check_summary("test_model_gradcheck");
 }
