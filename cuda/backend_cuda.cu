@@ -100,7 +100,7 @@ static void stream_sync(cuda_ctx *c) {
     }
     tl_synced(c);
 }
-#define TL(phase, op) cu_tl_op(be, (phase), (op))
+#define TL(phase, op) (cu_zero_flush(be), cu_tl_op(be, (phase), (op)))
 
 // ---- memory ----
 static void rec_push(struct cu_alloc_rec **v, int *n, int *cap, struct cu_alloc_rec r) {
@@ -125,6 +125,7 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
 static void cu_free(swq_backend *be, void *p) {
     if (!p) return;
     cuda_ctx *c = CTX(be);
+    cu_zero_flush(be);
     not_capturing(c, "a free");
     graphs_clear(c);                // a recording may use p
     cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
@@ -147,6 +148,7 @@ static void cu_free(swq_backend *be, void *p) {
 }
 // Host <-> device transfers are synchronous for the caller (the host buffer is free to reuse).
 static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
+    cu_zero_flush(be);
     if (!bytes) return;
     cu_bf16_invalidate(be, dst, bytes);
     TL("transfers", "upload");
@@ -154,6 +156,7 @@ static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
     stream_sync(CTX(be));
 }
 static void d2h(swq_backend *be, void *dst, const void *src, size_t bytes, const char *what) {
+    cu_zero_flush(be);
     if (!bytes) return;
     TL("transfers", what);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, STREAM(be)));
@@ -167,19 +170,46 @@ static void cu_download(swq_backend *be, float *dst, const void *src, size_t n) 
 static void cu_download_f64(swq_backend *be, double *dst, const double *src, size_t n) {
     d2h(be, dst, src, n * sizeof(double), "download (losses, norms)");
 }
+void cu_zero_flush(swq_backend *be) {
+    cuda_ctx *c = CTX(be);
+    if (!c->zp) return;
+    void *p = c->zp;
+    c->zp = NULL;
+    CUDA_CHECK(cudaMemsetAsync(p, 0, c->zbytes, c->stream));
+}
+// Takes over the pending zero if it is exactly [p, p + bytes) (the caller's "+=" into p becomes
+// "="); otherwise issues it. 1 if taken. bf16 mode only: fp32 and tf32 keep the GEMMs (and their
+// rounding) that were measured against the CPU reference.
+static int zero_take(swq_backend *be, const void *p, size_t bytes) {
+    cuda_ctx *c = CTX(be);
+    if (c->zp && c->zp == p && c->zbytes == bytes && c->precision == CU_BF16) {
+        c->zp = NULL;
+        return 1;
+    }
+    cu_zero_flush(be);
+    return 0;
+}
+// Scratch zeroed before a "+=" op (the backward's dinp buffers) is left pending for that op.
 static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
     if (!bytes) return;
     cu_bf16_invalidate(be, dst, bytes);
-    TL("memsets and copies", bytes >= ((size_t)256 << 20) ? "zero >= 256 MiB (teacher sums, all grads)" : "zero < 256 MiB");
-    CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
+    int big = bytes >= ((size_t)256 << 20);
+    TL("memsets and copies", big ? "zero >= 256 MiB (teacher sums, all grads)" : "zero < 256 MiB");
+    if (big || CTX(be)->ht) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
+    else {
+        CTX(be)->zp = dst;
+        CTX(be)->zbytes = bytes;
+    }
 }
 static void cu_copy(swq_backend *be, void *dst, const void *src, size_t n) {
+    cu_zero_flush(be);
     if (!n || dst == src) return;
     cu_bf16_invalidate(be, dst, n * sizeof(float));
     TL("memsets and copies", "copy");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, STREAM(be)));
 }
 static void cu_synchronize(swq_backend *be) {
+    cu_zero_flush(be);
     stream_sync(CTX(be));
 }
 
@@ -371,6 +401,7 @@ void cu_before_free(swq_backend *be, const char *what) {
 
 static int cu_graph_begin(swq_backend *be, unsigned long long key) {
     cuda_ctx *c = CTX(be);
+    cu_zero_flush(be);
     not_capturing(c, "graph_begin");
     if (!c->graphs_on) return 0;
     for (int i = 0; i < c->n_graphs; i++) {
@@ -405,6 +436,7 @@ static int cu_graph_begin(swq_backend *be, unsigned long long key) {
 
 static void cu_graph_end(swq_backend *be) {
     cuda_ctx *c = CTX(be);
+    cu_zero_flush(be);
     if (!c->capturing) return;
     cudaGraph_t graph = NULL;
     CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
@@ -715,6 +747,7 @@ static void w_matmul_fwd(swq_backend *be, void *out, const void *inp, const void
 }
 static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
                          const void *w, int N, int IC, int OC, double scale) {
+    CTX(be)->dinp_fresh = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
     TL("head: backward", "matmul_bwd");
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
@@ -723,6 +756,7 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
 }
 static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                               const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+    cu_zero_flush(be);
     lin_mark(be, IC, OC, 1);
     INV(out, (size_t)N * OC * F4);
     INV(u, (size_t)N * r * F4);
@@ -731,6 +765,7 @@ static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *i
 static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                               const void *dout, const void *inp, const void *u, const void *w, const void *A,
                               const void *Bm, int N, int IC, int OC, int r, double s) {
+    CTX(be)->dinp_fresh = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
     lin_mark(be, IC, OC, 0);
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
@@ -759,9 +794,10 @@ static void w_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
     cu_gelu_fwd(be, out, inp, n);
 }
 static void w_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
+    int fresh = n && zero_take(be, dinp, n * F4);
     TL("backward: body", "gelu_bwd");
     INV(dinp, n * F4);
-    cu_gelu_bwd(be, dinp, inp, dout, n);
+    cu_gelu_bwd(be, dinp, inp, dout, n, fresh);
 }
 static void w_gather_rows(swq_backend *be, void *out, const void *in, const int *idx, int P, int C) {
     TL("head: forward", "gather_rows");
@@ -792,6 +828,10 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
     INV(nH, (size_t)P * F4);
     INV(acc, 2 * sizeof(double));
     cu_xent_kl(be, logits, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P, V);
+}
+static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
+    cu_zero_flush(be);
+    cu_argmax_rows(be, out_host, logits, P, V);
 }
 static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n, double lr, double b1,
                     double b2, double eps, double wd, int t, double grad_scale) {
@@ -939,14 +979,17 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->get_column = w_get_column;
     be->add_to_column = w_add_to_column;
     be->xent_kl = w_xent_kl;
-    be->argmax_rows = cu_argmax_rows;
+    be->argmax_rows = w_argmax_rows;
     be->adamw = w_adamw;
     return be;
 }
 
 int swq_backend_is_cuda(const swq_backend *be) { return be && be->name == CUDA_NAME; }
 
-void *swq_backend_cuda_stream(swq_backend *be) { return (void *)CTX(be)->stream; }
+void *swq_backend_cuda_stream(swq_backend *be) {
+    cu_zero_flush(be);   // the caller queues its own work (NCCL) after everything issued so far
+    return (void *)CTX(be)->stream;
+}
 
 void swq_backend_cuda_mem(swq_backend *be, size_t *cur, size_t *peak) {
     if (cur) *cur = CTX(be)->mem_cur;

@@ -84,6 +84,11 @@ typedef struct {
     int n_graphs;
     long n_graph_captures, n_graph_replays;
     void *cublas_ws;               // cuBLAS workspace (set explicitly: graph capture allocates none)
+    // the last `zero` of a scratch buffer, not yet issued: the next op either takes it over (a
+    // "+=" into exactly that buffer becomes "=": no memset, no read of zeros) or issues it first
+    void *zp;
+    size_t zbytes;
+    int dinp_fresh;                // matmul_bwd: dinp was zero (beta 0 for its GEMM)
     float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
     size_t pad_cap;                // floats
     void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
@@ -189,6 +194,8 @@ static inline int cu_pad_ld(int n) { return (n + 63) & ~63; }
 // Drop the bf16 copies overlapping [p, p + bytes); bytes 0: the whole allocation holding p.
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes);
 
+// Issue the pending zero (cu_zero defers one), before anything else reads or writes memory.
+void cu_zero_flush(swq_backend *be);
 // Before freeing device memory a recording may use: drops every recording (an internal error
 // while one is being made).
 void cu_before_free(swq_backend *be, const char *what);
@@ -203,7 +210,8 @@ void cu_accumulate(swq_backend *be, void *dst, const void *src, size_t n);
 void cu_scale(swq_backend *be, void *x, double s, size_t n);
 void cu_sumsq(swq_backend *be, double *acc, const void *x, size_t n);
 void cu_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n);
-void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n);
+// overwrite: dinp = (it was zero: the pending zero of cu_zero taken over) instead of +=
+void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n, int overwrite);
 void cu_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n,
               double lr, double b1, double b2, double eps, double wd, int t, double grad_scale);
 

@@ -63,7 +63,8 @@ __global__ void gelu_fwd_kernel(float *out, __nv_bfloat16 *ob, const float *inp,
         if (ob) ob[i] = __float2bfloat16_rn(y);
     }
 }
-__global__ void gelu_bwd_kernel(float *dinp, __nv_bfloat16 *ob, const float *inp, const float *dout, size_t n) {
+__global__ void gelu_bwd_kernel(float *dinp, __nv_bfloat16 *ob, const float *inp, const float *dout, size_t n,
+                                int overwrite) {
     GRID_STRIDE(i, n) {
         float x = inp[i];
         float cube = 0.044715f * x * x * x;
@@ -71,7 +72,7 @@ __global__ void gelu_bwd_kernel(float *dinp, __nv_bfloat16 *ob, const float *inp
         float th = tanhf(arg);
         float sech2 = 1.0f - th * th;
         float g = 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        float y = dinp[i] + g * dout[i];
+        float y = overwrite ? g * dout[i] : dinp[i] + g * dout[i];
         dinp[i] = y;
         if (ob) ob[i] = __float2bfloat16_rn(y);
     }
@@ -82,11 +83,11 @@ void cu_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
     gelu_fwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)out, ob, (const float *)inp, n);
     CUDA_LAUNCH_CHECK();
 }
-void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
+void cu_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n, int overwrite) {
     if (!n) return;
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)dinp, n);
     gelu_bwd_kernel<<<grid_for(n, EW_BLOCK), EW_BLOCK, 0, STREAM(be)>>>((float *)dinp, ob, (const float *)inp,
-                                                                       (const float *)dout, n);
+                                                                       (const float *)dout, n, overwrite);
     CUDA_LAUNCH_CHECK();
 }
 

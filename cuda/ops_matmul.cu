@@ -55,9 +55,11 @@ void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, c
 void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
                    const void *w, int N, int IC, int OC, double scale) {
     if (N <= 0 || OC <= 0) return;
+    float b0 = CTX(be)->dinp_fresh ? 0.0f : 1.0f;   // dinp known zero: write, do not read
+    CTX(be)->dinp_fresh = 0;
     if (dinp && IC > 0)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (float)scale, (const float *)w, IC, 0,
-                (const float *)dout, OC, 0, 1.0f, (float *)dinp, IC, 0, 1);
+                (const float *)dout, OC, 0, b0, (float *)dinp, IC, 0, 1);
     if (dw && IC > 0)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, (float)scale, (const float *)inp, IC, 0,
                 (const float *)dout, OC, 0, 1.0f, (float *)dw, IC, 0, 1);
