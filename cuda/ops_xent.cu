@@ -28,9 +28,9 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
     const int tgt = target ? target[p] : -1;
     const float *ts = tS ? tS + (size_t)p * V : NULL;
 
-    // pass 1: running max and sum of exp, plus sum ts*z and sum ts for the KL term
+    // pass 1: running max and sum of exp
     float m = -INFINITY;
-    double s = 0.0, tz = 0.0, tsum = 0.0;
+    double s = 0.0;
     for (int v = threadIdx.x; v < n; v += blockDim.x) {
         float x = z[v];
         if (x > m) {
@@ -39,37 +39,28 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
         } else if (x > -INFINITY) {
             s += (double)expf(x - m);
         }
-        if (ts) {
-            tz += (double)ts[v] * x;
-            tsum += (double)ts[v];
-        }
     }
     float zt = (tgt >= 0 && threadIdx.x == 0) ? z[tgt] : 0.0f;   // read before pass 2 overwrites it
     float M = block_max(m, shf);
     s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)M);
     double S = block_sum<double>(s, shd);
     const double lse = (double)M + log(S);
-    if (ts) {
-        tz = block_sum<double>(tz, shd);
-        tsum = block_sum<double>(tsum, shd);
-    }
-    if (threadIdx.x == 0 && acc) {
-        double ce = tgt >= 0 ? lse - (double)zt : 0.0;
-        double kl = tH ? (double)tH[p] : 0.0;
-        if (ts) kl -= tz - lse * tsum;
-        atomicAdd(&acc[0], ce * weight);
-        atomicAdd(&acc[1], kl * weight);
-    }
 
-    // pass 2: q, teacher statistics, gradient of weight * (ce + beta * kl): a row without a
-    // target has no CE term, so neither its onehot nor its q
+    // pass 2: q, teacher statistics, gradient of weight * (ce + beta * kl) (a row without a
+    // target has no CE term, so neither its onehot nor its q), and sum ts*z, sum ts for the KL
+    // term (here, not in pass 1: the teacher row is read once)
     const float qcoef = (tgt >= 0 ? 1.0f : 0.0f) + bnt;
-    double qlogq = 0.0;
+    double qlogq = 0.0, tz = 0.0, tsum = 0.0;
     float *ns = nS ? nS + (size_t)p * V : NULL;
     for (int v = threadIdx.x; v < n; v += blockDim.x) {
-        float logq = (float)((double)z[v] - lse);
+        float x = z[v];
+        float logq = (float)((double)x - lse);
         float q = expf(logq);
         float tv = ts ? ts[v] : 0.0f;   // before ns: it may be ts
+        if (ts) {
+            tz += (double)tv * x;
+            tsum += (double)tv;
+        }
         if (ns) ns[v] += q;
         if (q > 0.0f) qlogq += (double)q * logq;
         if (grad) {
@@ -83,9 +74,20 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
             z[v] = 0.0f;
             if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
         }
-    if (nH) {
-        qlogq = block_sum<double>(qlogq, shd);
-        if (threadIdx.x == 0) nH[p] += (float)qlogq;
+    if (ts) {
+        tz = block_sum<double>(tz, shd);
+        tsum = block_sum<double>(tsum, shd);
+    }
+    if (nH) qlogq = block_sum<double>(qlogq, shd);
+    if (threadIdx.x == 0) {
+        if (acc) {
+            double ce = tgt >= 0 ? lse - (double)zt : 0.0;
+            double kl = tH ? (double)tH[p] : 0.0;   // before nH: it may be tH
+            if (ts) kl -= tz - lse * tsum;
+            atomicAdd(&acc[0], ce * weight);
+            atomicAdd(&acc[1], kl * weight);
+        }
+        if (nH) nH[p] += (float)qlogq;
     }
 }
 
