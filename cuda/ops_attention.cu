@@ -86,9 +86,9 @@ __device__ __forceinline__ void fa_load_tile(__nv_bfloat16 *dst, const __nv_bflo
     }
 }
 
-// warp w: D[16 x 64] (fp32 smem, ld FA_LDF) = A[rows w*16.., 64] (bf16 row-major) x B, with B
+// warp w: D[16 x 64] (fp32 smem, ld FA_LDF) (+)= A[rows w*16.., 64] (bf16 row-major) x B, with B
 // given as 64 x 64 row-major (brow) or its transpose stored row-major (bcol: D = A B^T).
-template <bool TRANS_B>
+template <bool TRANS_B, bool ACC = false>
 __device__ __forceinline__ void fa_mm_rows(float *D, const __nv_bfloat16 *A, const __nv_bfloat16 *Bs) {
     int w = threadIdx.x / 32;
     fa_arow a[4];
@@ -97,7 +97,8 @@ __device__ __forceinline__ void fa_mm_rows(float *D, const __nv_bfloat16 *A, con
 #pragma unroll
     for (int n = 0; n < 4; n++) {
         fa_acc acc;
-        wmma::fill_fragment(acc, 0.0f);
+        if (ACC) wmma::load_matrix_sync(acc, D + (w * 16) * FA_LDF + n * 16, FA_LDF, wmma::mem_row_major);
+        else wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             if (TRANS_B) {
@@ -158,21 +159,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
         }
         __syncwarp();
         // O += P V (accumulators through smem: the rescale above needs them by row)
-        fa_arow a[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) wmma::load_matrix_sync(a[k], Ps + (w * 16) * FA_LDB + k * 16, FA_LDB);
-#pragma unroll
-        for (int n = 0; n < 4; n++) {
-            fa_acc acc;
-            wmma::load_matrix_sync(acc, Os + (w * 16) * FA_LDF + n * 16, FA_LDF, wmma::mem_row_major);
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                fa_brow bv;
-                wmma::load_matrix_sync(bv, Vs + (k * 16) * FA_LDB + n * 16, FA_LDB);
-                wmma::mma_sync(acc, a[k], bv, acc);
-            }
-            wmma::store_matrix_sync(Os + (w * 16) * FA_LDF + n * 16, acc, FA_LDF, wmma::mem_row_major);
-        }
+        fa_mm_rows<false, true>(Os, Ps, Vs);
         __syncwarp();
     }
     for (int r = 0; r < 16; r++) {

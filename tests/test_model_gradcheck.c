@@ -273,17 +273,25 @@ static void cascade_and_float(int task, int tie) {
     swq_backend_destroy(bd); swq_backend_destroy(bf);
 }
 
+// The tiny LM on be with random params, and its batch.
+static void tiny_lm(swq_backend *be, qconfig_set *qs, uint64_t seed, gpt2 *m, host_batch *hb, swq_batch *b) {
+    char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    CHECK(gpt2_create(m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
+    m->task = TASK_LM;
+    randomize(m, seed);
+    make_batch(hb);
+    upload_batch(be, hb, b);
+}
+
 // The CDT loss by hand: logits of each config downloaded, softmax/CE/KL computed here.
 static void cdt_by_hand(void) {
     swq_backend *be = swq_backend_cpu(8);
     qconfig_set *qs = make_configs(32, 0);
-    gpt2 m; char err[256];
-    gpt2_shape s = { L_, NH_, C_, T_, V_ };
-    gpt2_create(&m, s, qs, be, err, sizeof err);
-    m.task = TASK_LM;
-    randomize(&m, 99);
-    host_batch hb; make_batch(&hb);
-    swq_batch b; upload_batch(be, &hb, &b);
+    gpt2 m;
+    host_batch hb;
+    swq_batch b;
+    tiny_lm(be, qs, 99, &m, &hb, &b);
     int P = hb.P;
     double logp[K_][8][V_];
     for (int k = 0; k < K_; k++) {
@@ -347,13 +355,10 @@ static void recorded_step(void) {
     be->graph_begin = rec_begin;
     be->graph_end = rec_end;
     qconfig_set *qs = make_configs(8, 0);
-    gpt2 m; char err[256];
-    gpt2_shape s = { L_, NH_, C_, T_, V_ };
-    gpt2_create(&m, s, qs, be, err, sizeof err);
-    m.task = TASK_LM;
-    randomize(&m, 7);
-    host_batch hb; make_batch(&hb);
-    swq_batch b; upload_batch(be, &hb, &b);
+    gpt2 m;
+    host_batch hb;
+    swq_batch b;
+    tiny_lm(be, qs, 7, &m, &hb, &b);
     cdt_state st; cdt_init(&st, &m);
     cdt_losses L0, L1;
     cdt_step_grads(&st, &b, 0.5, -1, &L0);
