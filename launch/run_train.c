@@ -77,7 +77,8 @@ static int evaluate_and_report(settings *s, gpt2 *m, cdt_state *cs, const run_da
     snprintf(pdir, sizeof(pdir), "%s/predictions", out_dir);
     if (run_evaluate(s, m, cs, d, rows, pdir, err, errlen)) { free(rows); return -1; }
     run_print_table(stdout, title, rows, K);
-    printf("(evaluated %d questions per config in %.1fs)\n\n", rows[0].n_questions, now_s() - t0);
+    printf("(evaluated %d %s per config in %.1fs)\n\n", rows[0].n_questions, d->text ? "windows" : "questions",
+           now_s() - t0);
     // history: one JSON line per evaluation in evals.jsonl
     char path[4200];
     snprintf(path, sizeof(path), "%s/evals.jsonl", out_dir);
