@@ -27,19 +27,36 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
     }
     const int tgt = target ? target[p] : -1;
     const float *ts = tS ? tS + (size_t)p * V : NULL;
+    float *ns = nS ? nS + (size_t)p * V : NULL;
+    // float4 over the row from its first 16-byte boundary when the teacher rows share the
+    // logits row's alignment (rows of V floats start anywhere); scalars before and after
+    int h = (int)((16 - (uintptr_t)z % 16) % 16 / 4);
+    if ((ts && ((uintptr_t)ts - (uintptr_t)z) % 16) || (ns && ((uintptr_t)ns - (uintptr_t)z) % 16) || (uintptr_t)z % 4)
+        h = n;
+    if (h > n) h = n;
+    const int n4 = (n - h) / 4, t0 = h + 4 * n4;
+    const float4 *z4 = (const float4 *)(z + h);
 
     // pass 1: running max and sum of exp
     float m = -INFINITY;
     double s = 0.0;
-    for (int v = threadIdx.x; v < n; v += blockDim.x) {
-        float x = z[v];
+    auto upd = [&](float x) {
         if (x > m) {
             s = s * (double)expf(m - x) + 1.0;
             m = x;
         } else if (x > -INFINITY) {
             s += (double)expf(x - m);
         }
+    };
+    for (int v = threadIdx.x; v < h; v += blockDim.x) upd(z[v]);
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        float4 x = z4[i];
+        upd(x.x);
+        upd(x.y);
+        upd(x.z);
+        upd(x.w);
     }
+    for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) upd(z[v]);
     float zt = (tgt >= 0 && threadIdx.x == 0) ? z[tgt] : 0.0f;   // read before pass 2 overwrites it
     float M = block_max(m, shf);
     s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)M);
@@ -48,27 +65,49 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
 
     // pass 2: q, teacher statistics, gradient of weight * (ce + beta * kl) (a row without a
     // target has no CE term, so neither its onehot nor its q), and sum ts*z, sum ts for the KL
-    // term (here, not in pass 1: the teacher row is read once)
+    // term (here, not in pass 1: the teacher row is read once). The teacher value is read
+    // before ns is updated: ns may be ts.
     const float qcoef = (tgt >= 0 ? 1.0f : 0.0f) + bnt;
     double qlogq = 0.0, tz = 0.0, tsum = 0.0;
-    float *ns = nS ? nS + (size_t)p * V : NULL;
-    for (int v = threadIdx.x; v < n; v += blockDim.x) {
-        float x = z[v];
+    auto elem = [&](int v, float x, float tv, float &znew) -> float {   // returns q
         float logq = (float)((double)x - lse);
         float q = expf(logq);
-        float tv = ts ? ts[v] : 0.0f;   // before ns: it may be ts
         if (ts) {
             tz += (double)tv * x;
             tsum += (double)tv;
         }
-        if (ns) ns[v] += q;
         if (q > 0.0f) qlogq += (double)q * logq;
+        znew = x;
         if (grad) {
-            float g = qcoef * q - (v == tgt ? 1.0f : 0.0f) - beta * tv;
-            z[v] = gscale * g;
-            if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(gscale * g);
+            znew = gscale * (qcoef * q - (v == tgt ? 1.0f : 0.0f) - beta * tv);
+            if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(znew);
         }
+        return q;
+    };
+    auto one = [&](int v) {
+        float zn, q = elem(v, z[v], ts ? ts[v] : 0.0f, zn);
+        if (ns) ns[v] += q;
+        if (grad) z[v] = zn;
+    };
+    for (int v = threadIdx.x; v < h; v += blockDim.x) one(v);
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        const int v = h + 4 * i;
+        float4 x = z4[i], t = ts ? ((const float4 *)(ts + h))[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f), zn, q;
+        q.x = elem(v, x.x, t.x, zn.x);
+        q.y = elem(v + 1, x.y, t.y, zn.y);
+        q.z = elem(v + 2, x.z, t.z, zn.z);
+        q.w = elem(v + 3, x.w, t.w, zn.w);
+        if (ns) {
+            float4 *a = (float4 *)(ns + h) + i, u = *a;
+            u.x += q.x;
+            u.y += q.y;
+            u.z += q.z;
+            u.w += q.w;
+            *a = u;
+        }
+        if (grad) ((float4 *)(z + h))[i] = zn;
     }
+    for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) one(v);
     if (grad)
         for (int v = n + threadIdx.x; v < V; v += blockDim.x) {
             z[v] = 0.0f;
