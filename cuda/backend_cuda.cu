@@ -81,13 +81,14 @@ static void tl_synced(cuda_ctx *c) {
     tl_record(c, "idle");
     tl_flush(c);
 }
-// Every synchronization of the stream: host time spent before it (enqueueing, since the last
-// one ended) and waiting in it (SWQ_CUDA_TIMELINE=host: only this, no events).
+// What cannot be part of a CUDA graph recording.
 static void not_capturing(cuda_ctx *c, const char *what) {
     if (!c->capturing) return;
     fprintf(stderr, "cuda backend: internal error: %s inside a recorded run (graph_begin/graph_end)\n", what);
     exit(1);
 }
+// Every synchronization of the stream: host time spent before it (enqueueing, since the last
+// one ended) and waiting in it (SWQ_CUDA_TIMELINE=host: only this, no events).
 static void stream_sync(cuda_ctx *c) {
     not_capturing(c, "a synchronization");
     double t = c->ht ? host_now() : 0;

@@ -32,7 +32,8 @@ static const char *BENCH_USAGE =
     "  --json               also print one JSON line with the numbers\n"
     "Environment (cuda): SWQ_CUDA_TIMELINE=1 prints the GPU time between consecutive ops per step\n"
     "(events, nothing synchronized), =host only the host's enqueue time against its waits (both turn\n"
-    "CUDA graphs off); SWQ_CUDA_GRAPHS=0 issues every op of every step (no recorded step replayed).\n";
+    "CUDA graphs off); SWQ_CUDA_GRAPHS=0 issues every op of every step (no recorded step replayed);\n"
+    "SWQ_CUDA_FLASH=0 runs bf16 attention by batched GEMMs instead of the fused kernels.\n";
 
 static double now_s(void) {
     struct timespec ts;
