@@ -29,6 +29,15 @@ void cdt_free(cdt_state *st) {
     memset(st, 0, sizeof(*st));
 }
 
+// The head's loss rows: LM one stream of P rows over the vocabulary; span QA two streams
+// (start, end) of B rows over the T positions. streams may be NULL.
+static void loss_shape(const gpt2 *m, const swq_batch *b, int *streams, int *rows, int *cols) {
+    int lm = m->task == TASK_LM;
+    if (streams) *streams = lm ? 1 : 2;
+    *rows = lm ? b->P : b->B;
+    *cols = lm ? m->s.vocab_size : b->T;
+}
+
 // The loss of the active config on the forward just done; gradient left in place if grad.
 // commit: 0 keep its rows to itself, 1 add them to the pending teachers (pS/pH), 2 straight to
 // the teachers (tS/tH).
@@ -37,7 +46,7 @@ static void head_loss(cdt_state *st, const swq_batch *b, int n_teachers, double 
     gpt2 *m = st->m;
     swq_backend *be = m->be;
     int R, V;
-    if (m->task == TASK_LM) { R = b->P; V = m->s.vocab_size; } else { R = b->B; V = b->T; }
+    loss_shape(m, b, NULL, &R, &V);
     const void *tS = n_teachers ? st->tS : NULL, *tH = n_teachers ? st->tH : NULL;
     void *nS = commit == 2 ? st->tS : commit ? st->pS : NULL, *nH = commit == 2 ? st->tH : commit ? st->pH : NULL;
     if (m->task == TASK_LM) {
@@ -98,8 +107,8 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
     swq_backend *be = m->be;
     qconfig_set *qs = m->qs;
     int K = qs->K;
-    int streams = m->task == TASK_LM ? 1 : 2;
-    int R = m->task == TASK_LM ? b->P : b->B, V = m->task == TASK_LM ? m->s.vocab_size : b->T;
+    int streams, R, V;
+    loss_shape(m, b, &streams, &R, &V);
     be->zero(be, m->grads, m->n_total * be->real_size);
     be->zero(be, st->acc, sizeof(double) * 2 * K);
     if (single >= 0) {
@@ -107,8 +116,7 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
         gpt2_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
         head_loss(st, b, 0, 0.0, 0, st->acc + 2 * single, 1);
         gpt2_backward(m);
-    } else {
-        ensure_teachers(st, streams, R, V);
+    } else {   // the teacher buffers were sized by cdt_step_grads
         size_t n = (size_t)streams * R * V, nh = (size_t)streams * R;
         be->zero(be, st->tS, n * be->real_size); be->zero(be, st->tH, nh * be->real_size);
         size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
@@ -150,9 +158,11 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
     int K = m->qs->K;
     memset(out, 0, sizeof(*out));
     // buffers sized first, so a recorded step allocates nothing
-    if (single < 0)
-        ensure_teachers(st, m->task == TASK_LM ? 1 : 2, m->task == TASK_LM ? b->P : b->B,
-                        m->task == TASK_LM ? m->s.vocab_size : b->T);
+    if (single < 0) {
+        int streams, R, V;
+        loss_shape(m, b, &streams, &R, &V);
+        ensure_teachers(st, streams, R, V);
+    }
     gpt2_reserve(m, b->B, b->T, b->P);
     if (be->graph_begin && be->graph_begin(be, step_key(st, b, beta, single))) {
         // replayed: the host-side state the ops would have left
