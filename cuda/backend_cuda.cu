@@ -400,6 +400,30 @@ void cu_before_free(swq_backend *be, const char *what) {
     graphs_clear(CTX(be));
 }
 
+void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const char *what) {
+    if (bytes <= *cap && *p) return *p;
+    cuda_ctx *c = CTX(be);
+    char why[160];
+    snprintf(why, sizeof(why), "growing the %s", what);
+    cu_before_free(be, why);
+    if (*p) {
+        cu_bf16_invalidate(be, *p, *cap);
+        CUDA_CHECK(cudaFree(*p));   // synchronizes: nothing still reads it
+        c->mem_cur -= *cap;
+    }
+    *p = NULL;
+    *cap = 0;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        fprintf(stderr, "%s: cudaMalloc of %zu bytes failed: %s\n", what, bytes, cudaGetErrorString(e));
+        exit(1);
+    }
+    *cap = bytes;
+    c->mem_cur += bytes;
+    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    return *p;
+}
+
 static int cu_graph_begin(swq_backend *be, unsigned long long key) {
     cuda_ctx *c = CTX(be);
     cu_zero_flush(be);
@@ -470,21 +494,19 @@ static void cu_graph_end(swq_backend *be) {
     c->n_graph_captures++;
 }
 
-void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) {
+// n floats at src; rows of ld floats stored ld_bf apart when ld_bf > 0.
+static void *bf16_slot(swq_backend *be, const float *src, size_t n, int ld, int ld_bf) {
     cuda_ctx *c = CTX(be);
-    if (c->precision != CU_BF16 || !n) return NULL;
-    cu_bf16_invalidate(be, src, n * sizeof(float));
-    c->bfc_pin = c->bfc_clock + 1;
-    return bfc_new(c, src, n, 0, 0, ++c->bfc_clock);
-}
-
-void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
-    cuda_ctx *c = CTX(be);
-    size_t n = (size_t)rows * ld;
     if (c->precision != CU_BF16 || !n) return NULL;
     cu_bf16_invalidate(be, src, n * sizeof(float));
     c->bfc_pin = c->bfc_clock + 1;
     return bfc_new(c, src, n, ld, ld_bf, ++c->bfc_clock);
+}
+
+void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) { return bf16_slot(be, src, n, 0, 0); }
+
+void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
+    return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }
 
 const void *cu_bf16_copy(swq_backend *be, const float *p, size_t n) {
@@ -637,22 +659,7 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
         ab_type = CUDA_R_16BF;
         es = sizeof(__nv_bfloat16);
     }
-    if ((size_t)3 * cnt > c->ptrs_cap) {
-        cu_before_free(be, "growing the batched GEMM pointer arrays");
-        if (c->ptrs) {
-            CUDA_CHECK(cudaFree(c->ptrs));   // synchronizes: no GEMM still reads the old arrays
-            c->mem_cur -= c->ptrs_cap * sizeof(void *);
-        }
-        c->ptrs_cap = (size_t)3 * cnt;
-        cudaError_t e = cudaMalloc(&c->ptrs, c->ptrs_cap * sizeof(void *));
-        if (e != cudaSuccess) {
-            fprintf(stderr, "batched GEMM pointer arrays: cudaMalloc of %zu bytes failed: %s\n",
-                    c->ptrs_cap * sizeof(void *), cudaGetErrorString(e));
-            exit(1);
-        }
-        c->mem_cur += c->ptrs_cap * sizeof(void *);
-        if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-    }
+    cu_scratch(be, (void **)&c->ptrs, &c->ptrs_cap, (size_t)3 * cnt * sizeof(void *), "batched GEMM pointer arrays");
     bh_ptrs_kernel<<<(cnt + 255) / 256, 256, 0, c->stream>>>(c->ptrs, (const char *)a, (const char *)b, (char *)C,
                                                               sbA * (long long)es, shA * (long long)es,
                                                               sbB * (long long)es, shB * (long long)es,
@@ -748,12 +755,12 @@ static void w_matmul_fwd(swq_backend *be, void *out, const void *inp, const void
 }
 static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
                          const void *w, int N, int IC, int OC, double scale) {
-    CTX(be)->dinp_fresh = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
+    int dinp_zero = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
     TL("head: backward", "matmul_bwd");
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
     INV(dbias, (size_t)OC * F4);
-    cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, IC, OC, scale);
+    cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, IC, OC, scale, dinp_zero);
 }
 static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                               const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
@@ -766,7 +773,7 @@ static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *i
 static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                               const void *dout, const void *inp, const void *u, const void *w, const void *A,
                               const void *Bm, int N, int IC, int OC, int r, double s) {
-    CTX(be)->dinp_fresh = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
+    int dinp_zero = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
     lin_mark(be, IC, OC, 0);
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
@@ -774,7 +781,7 @@ static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias
     INV(dA, (size_t)r * IC * F4);
     INV(dB, (size_t)OC * r * F4);
     INV(du, (size_t)N * r * F4);
-    cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
+    cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, dinp_zero);
 }
 static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     TL("forward: body", "attention_fwd");
@@ -1036,25 +1043,15 @@ double swq_backend_cuda_gemm_tflops(swq_backend *be, int n, int reps) {
     float_to_bf16_kernel<<<grid_for(nn, 256), 256, 0, c->stream>>>((__nv_bfloat16 *)b, tmp, nn);
     CUDA_LAUNCH_CHECK();
     float one = 1.0f, zero = 0.0f;
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    for (int r = -2; r < reps; r++) {
-        if (r == 0) CUDA_CHECK(cudaEventRecord(e0, c->stream));
+    double ms = cu_time_ms(c->stream, 2, reps, [&] {
         CUBLAS_CHECK(cublasGemmEx(c->cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16BF, n, b,
                                   CUDA_R_16BF, n, &zero, d, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
-    CUDA_CHECK(cudaEventRecord(e1, c->stream));
-    CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
+    });
     CUDA_CHECK(cudaFree(tmp));
     CUDA_CHECK(cudaFree(a));
     CUDA_CHECK(cudaFree(b));
     CUDA_CHECK(cudaFree(d));
-    return 2.0 * n * (double)n * n * reps / (ms * 1e-3) / 1e12;
+    return 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
 }
 
 double swq_backend_cuda_copy_gbs(swq_backend *be, size_t bytes, int reps) {
@@ -1066,22 +1063,11 @@ double swq_backend_cuda_copy_gbs(swq_backend *be, size_t bytes, int reps) {
         return -1;
     }
     CUDA_CHECK(cudaMemsetAsync(a, 1, bytes, c->stream));
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    for (int r = -1; r < reps; r++) {
-        if (r == 0) CUDA_CHECK(cudaEventRecord(e0, c->stream));
-        CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, c->stream));
-    }
-    CUDA_CHECK(cudaEventRecord(e1, c->stream));
-    CUDA_CHECK(cudaEventSynchronize(e1));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
+    double ms = cu_time_ms(c->stream, 1, reps,
+                           [&] { CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, c->stream)); });
     CUDA_CHECK(cudaFree(a));
     CUDA_CHECK(cudaFree(b));
-    return 2.0 * bytes * reps / (ms * 1e-3) / 1e9;
+    return 2.0 * bytes / (ms * 1e-3) / 1e9;
 }
 
 void swq_backend_cuda_destroy(swq_backend *be) {

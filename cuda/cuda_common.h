@@ -63,7 +63,7 @@ typedef struct {
     cublasHandle_t cublas;
     cublasComputeType_t compute;   // for every GEMM
     int *argmax_dev;               // grown on demand
-    size_t argmax_cap;
+    size_t argmax_cap;             // bytes
     // bf16 mode: bf16 copies of GEMM operands, kept while their float source is unchanged.
     // Every op invalidates the copies its outputs overlap (cu_bf16_invalidate), so a buffer is
     // converted once per write however many GEMMs read it (forward activations are reused by
@@ -73,7 +73,7 @@ typedef struct {
     size_t bfc_bytes, bfc_limit;   // bytes of all slots, valid or not
     unsigned long long bfc_clock, bfc_pin;   // entries used at or after bfc_pin are not evicted
     float *lw;                     // w + s Bm A of the LoRA linear in hand (lora_linear_*), grown on demand
-    size_t lw_cap;                 // floats
+    size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     // CUDA graphs (SWQ_CUDA_GRAPHS, default on): a run the caller marks with graph_begin/end is
@@ -88,11 +88,10 @@ typedef struct {
     // "+=" into exactly that buffer becomes "=": no memset, no read of zeros) or issues it first
     void *zp;
     size_t zbytes;
-    int dinp_fresh;                // matmul_bwd: dinp was zero (beta 0 for its GEMM)
     float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
-    size_t pad_cap;                // floats
+    size_t pad_cap;                // bytes
     void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
-    size_t ptrs_cap;
+    size_t ptrs_cap;               // bytes
     // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
     // under a "qcache." name are written once, then only read, so their bf16 copy is kept
     struct cu_alloc_rec *allocs, *frozen;
@@ -119,6 +118,26 @@ typedef struct {
 
 static inline cuda_ctx *CTX(swq_backend *be) { return (cuda_ctx *)be->ctx; }
 static inline cudaStream_t STREAM(swq_backend *be) { return ((cuda_ctx *)be->ctx)->stream; }
+
+// Milliseconds per call of issue() on stream s: `warmup` untimed calls, then `reps` between two
+// events (what issue() queues must go to s).
+template <typename F>
+static inline double cu_time_ms(cudaStream_t s, int warmup, int reps, F issue) {
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    for (int r = -warmup; r < reps; r++) {
+        if (r == 0) CUDA_CHECK(cudaEventRecord(e0, s));
+        issue();
+    }
+    CUDA_CHECK(cudaEventRecord(e1, s));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    return ms / reps;
+}
 
 // Grid for a grid-stride loop over n elements (capped: the loop covers the rest).
 static inline unsigned grid_for(size_t n, int block) {
@@ -196,6 +215,10 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes);
 
 // Issue the pending zero (cu_zero defers one), before anything else reads or writes memory.
 void cu_zero_flush(swq_backend *be);
+// A backend-owned scratch *p of at least `bytes` (contents undefined), grown when too small:
+// the old one is freed (recordings dropped first), the new one counted in the memory figures.
+// Out of memory ends the program with one line naming `what`.
+void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const char *what);
 // Before freeing device memory a recording may use: drops every recording (an internal error
 // while one is being made).
 void cu_before_free(swq_backend *be, const char *what);
@@ -233,14 +256,15 @@ void cu_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int 
 
 void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias,
                    int N, int IC, int OC, double scale, int accumulate);
+// dinp_zero: dinp holds zeros (a pending zero taken over): its GEMM writes instead of adding.
 void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout,
-                   const void *inp, const void *w, int N, int IC, int OC, double scale);
+                   const void *inp, const void *w, int N, int IC, int OC, double scale, int dinp_zero);
 
 void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                         const void *A, const void *Bm, int N, int IC, int OC, int r, double s);
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,
-                        const void *Bm, int N, int IC, int OC, int r, double s);
+                        const void *Bm, int N, int IC, int OC, int r, double s, int dinp_zero);
 
 void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,

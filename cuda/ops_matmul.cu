@@ -53,10 +53,9 @@ void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, c
 }
 
 void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout, const void *inp,
-                   const void *w, int N, int IC, int OC, double scale) {
+                   const void *w, int N, int IC, int OC, double scale, int dinp_zero) {
     if (N <= 0 || OC <= 0) return;
-    float b0 = CTX(be)->dinp_fresh ? 0.0f : 1.0f;   // dinp known zero: write, do not read
-    CTX(be)->dinp_fresh = 0;
+    float b0 = dinp_zero ? 0.0f : 1.0f;   // dinp known zero: write, do not read
     if (dinp && IC > 0)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (float)scale, (const float *)w, IC, 0,
                 (const float *)dout, OC, 0, b0, (float *)dinp, IC, 0, 1);
@@ -106,23 +105,7 @@ static const float *lora_merge(swq_backend *be, const void *w, const void *A, co
                                double s) {
     cuda_ctx *c = CTX(be);
     size_t n = (size_t)OC * IC;
-    if (n > c->lw_cap) {
-        cu_before_free(be, "growing the merged LoRA weight scratch");
-        if (c->lw) {
-            cu_bf16_invalidate(be, c->lw, c->lw_cap * sizeof(float));
-            CUDA_CHECK(cudaFree(c->lw));   // synchronizes: no GEMM still reads it
-            c->mem_cur -= c->lw_cap * sizeof(float);
-        }
-        c->lw_cap = n;
-        cudaError_t e = cudaMalloc(&c->lw, n * sizeof(float));
-        if (e != cudaSuccess) {
-            fprintf(stderr, "merged LoRA weight scratch: cudaMalloc of %zu bytes failed: %s\n", n * sizeof(float),
-                    cudaGetErrorString(e));
-            exit(1);
-        }
-        c->mem_cur += n * sizeof(float);
-        if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-    }
+    cu_scratch(be, (void **)&c->lw, &c->lw_cap, n * sizeof(float), "merged LoRA weight scratch");
     __nv_bfloat16 *wb = (__nv_bfloat16 *)cu_bf16_slot(be, c->lw, n);
     if (!wb) cu_bf16_invalidate(be, c->lw, n * sizeof(float));
     int gx = (IC + 255) / 256;
@@ -182,27 +165,6 @@ static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, c
     CUDA_LAUNCH_CHECK();
 }
 
-// The backend's scratch for a GEMM output with padded rows (at least n floats).
-static float *pad_scratch(swq_backend *be, size_t n) {
-    cuda_ctx *c = CTX(be);
-    if (n <= c->pad_cap) return c->pad;
-    cu_before_free(be, "growing the padded GEMM output scratch");
-    if (c->pad) {
-        CUDA_CHECK(cudaFree(c->pad));
-        c->mem_cur -= c->pad_cap * sizeof(float);
-    }
-    cudaError_t e = cudaMalloc(&c->pad, n * sizeof(float));
-    if (e != cudaSuccess) {
-        fprintf(stderr, "padded GEMM output scratch: cudaMalloc of %zu bytes failed: %s\n", n * sizeof(float),
-                cudaGetErrorString(e));
-        exit(1);
-    }
-    c->pad_cap = n;
-    c->mem_cur += n * sizeof(float);
-    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-    return c->pad;
-}
-
 void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                         const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
     if (N <= 0 || OC <= 0) return;
@@ -214,7 +176,9 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
         // 6x: there the product goes to a scratch with padded rows, which the pass packs into out.
         int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
         int ldo = pad ? cu_pad_ld(OC) : OC;
-        float *o = pad ? pad_scratch(be, (size_t)N * ldo) : (float *)out;
+        float *o = pad ? (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
+                                             "padded GEMM output scratch")
+                       : (float *)out;
         cu_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, 1.0f, (const float *)w, IC, 0, (const float *)inp, IC, 0,
                 0.0f, o, ldo, 0, 1);
         if (r > 0) cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
@@ -237,11 +201,11 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
 
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,
-                        const void *Bm, int N, int IC, int OC, int r, double s) {
+                        const void *Bm, int N, int IC, int OC, int r, double s, int dinp_zero) {
     if (N <= 0 || OC <= 0) return;
     int merge = CTX(be)->lora_merge && IC > 0 && r > 0 && dinp;
     const void *wd = merge ? lora_merge(be, w, A, Bm, IC, OC, r, s) : w;
-    cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0);
+    cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0, dinp_zero);
     if (r <= 0) return;
     // du = s dout Bm (beta 0: overwritten), dB += s dout^T u, dA += du^T inp
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,

@@ -181,16 +181,7 @@ __global__ void argmax_rows_kernel(int *out, const float *logits, int V) {
 void cu_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
     if (P <= 0) return;
     cuda_ctx *c = CTX(be);
-    if ((size_t)P > c->argmax_cap) {
-        if (c->argmax_dev) CUDA_CHECK(cudaFree(c->argmax_dev));
-        c->argmax_cap = (size_t)P;
-        cudaError_t e = cudaMalloc(&c->argmax_dev, c->argmax_cap * sizeof(int));
-        if (e != cudaSuccess) {
-            fprintf(stderr, "argmax_rows output: cudaMalloc of %zu bytes failed: %s\n",
-                    c->argmax_cap * sizeof(int), cudaGetErrorString(e));
-            exit(1);
-        }
-    }
+    cu_scratch(be, (void **)&c->argmax_dev, &c->argmax_cap, (size_t)P * sizeof(int), "argmax_rows output");
     argmax_rows_kernel<<<P, ARGMAX_BLOCK, 0, c->stream>>>(c->argmax_dev, (const float *)logits, V);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaMemcpyAsync(out_host, c->argmax_dev, (size_t)P * sizeof(int), cudaMemcpyDeviceToHost, c->stream));
