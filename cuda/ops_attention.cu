@@ -9,12 +9,11 @@
 // In bf16 mode qkv, att and dout are converted once (whole buffers) and the copies reused by
 // every GEMM that reads them, the backward's included.
 // In bf16 mode with 64-wide heads the forward and backward are fused flash-attention kernels
-// instead (after FlashAttention-2): tiles of 64 queries x 64 keys on the tensor cores (WMMA,
-// bf16 operands, fp32 accumulation), the causal upper triangle skipped, the probabilities
-// recomputed in the backward from per-row log-sum-exps kept in att (no T x T buffer).
+// instead (after FlashAttention-2): tiles of 64 queries x 64 keys on the tensor cores (mma.sync,
+// bf16 operands, fp32 accumulation, register-resident), the causal upper triangle skipped, the
+// probabilities recomputed in the backward from per-row log-sum-exps kept in att (no T x T buffer).
 #include <math.h>
 #include <cuda_bf16.h>
-#include <mma.h>
 #include "cuda/cuda_common.h"
 
 #define WARPS 8
@@ -64,117 +63,218 @@ __global__ void softmax_bwd_kernel(float *d, __nv_bfloat16 *db, const float *att
 
 
 // ---------------------------------------------------------------- flash attention (bf16, hs 64)
+// FlashAttention-2's layout on mma.sync (m16n8k16, bf16 operands, fp32 accumulation): a block of
+// 4 warps owns 64 rows (forward: queries; backward: keys), each warp 16 of them, and keeps its
+// scores, probabilities and output accumulators in registers; shared memory holds only operand
+// tiles (64 x 64 bf16, rows padded to 72 so ldmatrix is free of bank conflicts), loaded with
+// cp.async one tile ahead. The S tile's accumulator layout is the next mma's A-operand layout,
+// so P never leaves registers. Scores are taken in the log2 domain (exp2).
 #define FA 64                 // head size, query tile, key tile
 #define FA_THREADS 128        // 4 warps, 16 rows each
 #define FA_LDB (FA + 8)       // padded smem rows (bf16 elements)
-#define FA_LDF (FA + 4)       // (floats)
-using namespace nvcuda;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa_arow;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> fa_acol;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa_brow;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fa_bcol;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> fa_acc;
+#define FA_TILE (FA * FA_LDB)
+#define FA_LOG2E 1.4426950408889634f
 
-// 64 rows x 64 bf16 of a head from rows r0.. (stride ld elements) into smem; rows >= T zero.
-__device__ __forceinline__ void fa_load_tile(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int r0, int T,
-                                             size_t ld) {
+__device__ __forceinline__ uint32_t fa_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void fa_ldsm(uint32_t r[4], const __nv_bfloat16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fa_smem_addr(p)));
+}
+__device__ __forceinline__ void fa_ldsm_t(uint32_t r[4], const __nv_bfloat16 *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fa_smem_addr(p)));
+}
+// c[16x8] += a[16x16] b[16x8]
+__device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+__device__ __forceinline__ void fa_cp16(__nv_bfloat16 *dst, const __nv_bfloat16 *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fa_smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void fa_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void fa_cp_wait() { asm volatile("cp.async.wait_group 0;\n" ::); }
+
+// 64 rows x 64 bf16 of a head from rows r0.. (stride ld elements) into smem, asynchronously;
+// rows >= T are zero-filled.
+__device__ __forceinline__ void fa_tile_async(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int r0, int T,
+                                              size_t ld) {
     for (int i = threadIdx.x; i < FA * FA / 8; i += FA_THREADS) {
-        int r = i / (FA / 8), c = (i % (FA / 8)) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < T) v = *(const uint4 *)(src + (size_t)(r0 + r) * ld + c);
-        *(uint4 *)(dst + r * FA_LDB + c) = v;
+        int r = i >> 3, c = (i & 7) * 8;
+        bool ok = r0 + r < T;
+        fa_cp16(dst + r * FA_LDB + c, src + (size_t)(ok ? r0 + r : 0) * ld + c, ok);
     }
 }
 
-// warp w: D[16 x 64] (fp32 smem, ld FA_LDF) (+)= A[rows w*16.., 64] (bf16 row-major) x B, with B
-// given as 64 x 64 row-major (brow) or its transpose stored row-major (bcol: D = A B^T).
-template <bool TRANS_B, bool ACC = false>
-__device__ __forceinline__ void fa_mm_rows(float *D, const __nv_bfloat16 *A, const __nv_bfloat16 *Bs) {
-    int w = threadIdx.x / 32;
-    fa_arow a[4];
+// Fragment addresses for ldmatrix.x4 of a 16 x 16 block at (row0, col0) of a padded tile:
+//  - A operand of rows row0.. (row-major in smem): fa_a_addr;
+//  - B operands of two n8 tiles whose n index runs along the smem rows (D = A X^T): fa_bt_addr;
+//  - B operands of two n8 tiles whose n index runs along the smem columns (D = A X, .trans): fa_bn_addr.
+__device__ __forceinline__ const __nv_bfloat16 *fa_a_addr(const __nv_bfloat16 *t, int row0, int col0) {
+    int lane = threadIdx.x & 31;
+    return t + (row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_LDB + col0 + (lane >> 4) * 8;
+}
+__device__ __forceinline__ const __nv_bfloat16 *fa_bt_addr(const __nv_bfloat16 *t, int n0, int k0) {
+    int lane = threadIdx.x & 31;
+    return t + (n0 + (lane & 7) + (lane >> 4) * 8) * FA_LDB + k0 + ((lane >> 3) & 1) * 8;
+}
+__device__ __forceinline__ const __nv_bfloat16 *fa_bn_addr(const __nv_bfloat16 *t, int k0, int n0) {
+    int lane = threadIdx.x & 31;
+    return t + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_LDB + n0 + (lane >> 4) * 8;
+}
+
+// acc[8][4] (16 rows x 64) += A-fragments a[4] (16 x 64, four k16 steps) times X^T (X: 64 rows
+// of the tile, row-major: D = A X^T) or X (D = A X).
+template <bool TRANS>
+__device__ __forceinline__ void fa_mm(float acc[8][4], const uint32_t a[4][4], const __nv_bfloat16 *X) {
 #pragma unroll
-    for (int k = 0; k < 4; k++) wmma::load_matrix_sync(a[k], A + (w * 16) * FA_LDB + k * 16, FA_LDB);
+    for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-    for (int n = 0; n < 4; n++) {
-        fa_acc acc;
-        if (ACC) wmma::load_matrix_sync(acc, D + (w * 16) * FA_LDF + n * 16, FA_LDF, wmma::mem_row_major);
-        else wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            if (TRANS_B) {
-                fa_bcol b;
-                wmma::load_matrix_sync(b, Bs + (n * 16) * FA_LDB + k * 16, FA_LDB);
-                wmma::mma_sync(acc, a[k], b, acc);
-            } else {
-                fa_brow b;
-                wmma::load_matrix_sync(b, Bs + (k * 16) * FA_LDB + n * 16, FA_LDB);
-                wmma::mma_sync(acc, a[k], b, acc);
-            }
+        for (int j = 0; j < 4; j++) {
+            uint32_t bf[4];
+            if (TRANS) fa_ldsm(bf, fa_bt_addr(X, j * 16, kk * 16));
+            else fa_ldsm_t(bf, fa_bn_addr(X, kk * 16, j * 16));
+            fa_mma(acc[2 * j], a[kk], bf[0], bf[1]);
+            fa_mma(acc[2 * j + 1], a[kk], bf[2], bf[3]);
         }
-        wmma::store_matrix_sync(D + (w * 16) * FA_LDF + n * 16, acc, FA_LDF, wmma::mem_row_major);
+}
+
+// A fragments of a warp's 16 rows x 64 columns from a tile in smem.
+__device__ __forceinline__ void fa_load_a(uint32_t a[4][4], const __nv_bfloat16 *t, int row0) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) fa_ldsm(a[kk], fa_a_addr(t, row0, kk * 16));
+}
+
+// An accumulator tile (16 x 64) as bf16 A fragments (columns become the k index).
+__device__ __forceinline__ void fa_acc_to_a(uint32_t a[4][4], const float c[8][4]) {
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        a[kk][0] = fa_pack(c[2 * kk][0], c[2 * kk][1]);
+        a[kk][1] = fa_pack(c[2 * kk][2], c[2 * kk][3]);
+        a[kk][2] = fa_pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+        a[kk][3] = fa_pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
     }
 }
 
-// grid (query tiles, B*NH). out/outb [B,T,C]; lse [B*NH, T].
+__device__ __forceinline__ void fa_atomic_add2(float *p, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd((float2 *)p, make_float2(a, b));
+#else
+    atomicAdd(p, a);
+    atomicAdd(p + 1, b);
+#endif
+}
+
+// grid (query tiles, last first: the causal work is largest there; B*NH). out/outb [B,T,C];
+// lse [B*NH, T] (natural log). Thread (lane) holds rows g = lane/4 and g + 8 of its warp's 16,
+// columns 2*(lane%4) + {0,1} of each n8 tile.
 __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_bfloat16 *outb, float *lse,
                                                                const __nv_bfloat16 *qkv, int T, int C, int NH,
                                                                float sc) {
     extern __shared__ __align__(16) unsigned char fa_smem[];
-    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem, *Ks = Qs + FA * FA_LDB, *Vs = Ks + FA * FA_LDB,
-                  *Ps = Vs + FA * FA_LDB;
-    float *Ss = (float *)(Ps + FA * FA_LDB), *Os = Ss + FA * FA_LDF;
-    const int qt = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH, q0 = qt * FA;
-    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem, *Ks = Qs + FA_TILE, *Vs = Ks + 2 * FA_TILE;
+    const int nT = (T + FA - 1) / FA, qt = nT - 1 - blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int q0 = qt * FA, w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const size_t C3 = 3 * (size_t)C;
+    const float sl2 = sc * FA_LOG2E;
     const __nv_bfloat16 *base = qkv + (size_t)b * T * C3 + h * FA;
-    fa_load_tile(Qs, base, q0, T, C3);
-    for (int i = threadIdx.x; i < FA * FA_LDF; i += FA_THREADS) Os[i] = 0.0f;
-    // running max and sum of the warp's 16 rows: lane r < 16 keeps row r's (a row is processed by
-    // the whole warp, lanes over columns: no shared-memory bank conflicts)
-    float m = -INFINITY, l = 0.0f;
+    fa_tile_async(Qs, base, q0, T, C3);
+    fa_tile_async(Ks, base + C, 0, T, C3);
+    fa_tile_async(Vs, base + 2 * C, 0, T, C3);
+    fa_cp_commit();
+    fa_cp_wait();
+    __syncthreads();
+    uint32_t qf[4][4];
+    fa_load_a(qf, Qs, w * 16);
+    float o[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const int r0 = q0 + w * 16 + g, r1 = r0 + 8;
     for (int kt = 0; kt <= qt; kt++) {
-        __syncthreads();   // the previous tile's K, V are no longer read
-        fa_load_tile(Ks, base + C, kt * FA, T, C3);
-        fa_load_tile(Vs, base + 2 * C, kt * FA, T, C3);
+        const __nv_bfloat16 *Kb = Ks + (kt & 1) * FA_TILE, *Vb = Vs + (kt & 1) * FA_TILE;
+        if (kt < qt) {   // the next tile's K, V into the other buffers (read last iteration, synced since)
+            fa_tile_async(Ks + ((kt + 1) & 1) * FA_TILE, base + C, (kt + 1) * FA, T, C3);
+            fa_tile_async(Vs + ((kt + 1) & 1) * FA_TILE, base + 2 * C, (kt + 1) * FA, T, C3);
+            fa_cp_commit();
+        }
+        float s[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        fa_mm<true>(s, qf, Kb);   // S = Q K^T
+        if (kt == qt)
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (kt * FA + n * 8 + 2 * tq + (e & 1) > (e < 2 ? r0 : r1)) s[n][e] = -INFINITY;
+        float x0 = m0, x1 = m1;   // new maxima, log2 units (finite: key kt*64 <= row)
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            x0 = fmaxf(x0, fmaxf(s[n][0], s[n][1]) * sl2);
+            x1 = fmaxf(x1, fmaxf(s[n][2], s[n][3]) * sl2);
+        }
+        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
+        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
+        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+        const float a0 = exp2f(m0 - x0), a1 = exp2f(m1 - x1);
+        m0 = x0;
+        m1 = x1;
+        l0 *= a0;
+        l1 *= a1;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            o[n][0] *= a0;
+            o[n][1] *= a0;
+            o[n][2] *= a1;
+            o[n][3] *= a1;
+            s[n][0] = exp2f(s[n][0] * sl2 - m0);
+            s[n][1] = exp2f(s[n][1] * sl2 - m0);
+            s[n][2] = exp2f(s[n][2] * sl2 - m1);
+            s[n][3] = exp2f(s[n][3] * sl2 - m1);
+            l0 += s[n][0] + s[n][1];   // this thread's columns; the row's 4 threads are summed at the end
+            l1 += s[n][2] + s[n][3];
+        }
+        uint32_t pf[4][4];
+        fa_acc_to_a(pf, s);
+        fa_mm<false>(o, pf, Vb);   // O += P V
+        if (kt < qt) fa_cp_wait();
         __syncthreads();
-        fa_mm_rows<true>(Ss, Qs, Ks);   // S = Q K^T
-        __syncwarp();
-        for (int r = 0; r < 16; r++) {
-            const int row = w * 16 + r, qi = q0 + row;
-            float *srow = Ss + row * FA_LDF, *orow = Os + row * FA_LDF;
-            float x0 = kt * FA + lane <= qi ? srow[lane] * sc : -INFINITY;
-            float x1 = kt * FA + lane + 32 <= qi ? srow[lane + 32] * sc : -INFINITY;
-            float mo = __shfl_sync(0xffffffffu, m, r), lo = __shfl_sync(0xffffffffu, l, r);
-            float mn = fmaxf(mo, warp_max(fmaxf(x0, x1)));   // finite: key kt*64 <= qi
-            float alpha = expf(mo - mn), p0 = expf(x0 - mn), p1 = expf(x1 - mn);
-            Ps[row * FA_LDB + lane] = __float2bfloat16_rn(p0);
-            Ps[row * FA_LDB + lane + 32] = __float2bfloat16_rn(p1);
-            orow[lane] *= alpha;
-            orow[lane + 32] *= alpha;
-            float sum = warp_sum(p0 + p1);
-            if (lane == r) {
-                l = lo * alpha + sum;
-                m = mn;
-            }
-        }
-        __syncwarp();
-        // O += P V (accumulators through smem: the rescale above needs them by row)
-        fa_mm_rows<false, true>(Os, Ps, Vs);
-        __syncwarp();
     }
-    for (int r = 0; r < 16; r++) {
-        const int row = w * 16 + r, qi = q0 + row;
-        if (qi >= T) break;
-        const float inv = 1.0f / __shfl_sync(0xffffffffu, l, r);
-        const float *orow = Os + row * FA_LDF;
-        size_t o = ((size_t)b * T + qi) * C + h * FA;
-        for (int c = lane; c < FA; c += 32) {
-            float v = orow[c] * inv;
-            out[o + c] = v;
-            if (outb) outb[o + c] = __float2bfloat16_rn(v);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        const int col = h * FA + n * 8 + 2 * tq;
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int r = half ? r1 : r0;
+            if (r >= T) continue;
+            const float inv = half ? i1 : i0;
+            const float v0 = o[n][2 * half] * inv, v1 = o[n][2 * half + 1] * inv;
+            const size_t k = ((size_t)b * T + r) * C + col;
+            *(float2 *)(out + k) = make_float2(v0, v1);
+            if (outb) *(__nv_bfloat162 *)(outb + k) = __floats2bfloat162_rn(v0, v1);
         }
     }
-    if (lane < 16 && q0 + w * 16 + lane < T) lse[(size_t)bh * T + q0 + w * 16 + lane] = m + logf(l);
+    if (tq == 0) {
+        const float LN2 = 0.6931471805599453f;
+        if (r0 < T) lse[(size_t)bh * T + r0] = (m0 + log2f(l0)) * LN2;
+        if (r1 < T) lse[(size_t)bh * T + r1] = (m1 + log2f(l1)) * LN2;
+    }
 }
 
 // D[bh, t] = sum_d dout[b,t,h,d] * out[b,t,h,d]: a warp per row.
@@ -188,103 +288,136 @@ __global__ void flash_bwd_dot_kernel(float *D, const float *dout, const float *o
     if (lane == 0) D[r] = s;
 }
 
-// grid (key tiles, B*NH): dK, dV of a key tile over the query tiles at or after it; dq by atomics
-// (dqkv's q part zeroed before).
+// Rows q0.. of a query tile's log-sum-exps (log2 units; +inf past T: probability 0) and D.
+__device__ __forceinline__ void fa_load_rows(float *ls, float *ds, const float *lse, const float *Dr, int q0, int T) {
+    if (threadIdx.x < FA) {
+        int q = q0 + threadIdx.x;
+        ls[threadIdx.x] = q < T ? lse[q] * FA_LOG2E : INFINITY;
+        ds[threadIdx.x] = q < T ? Dr[q] : 0.0f;
+    }
+}
+
+// grid (key tiles, first = most query tiles; B*NH): a warp owns 16 keys of the block's 64 and
+// accumulates their dK, dV in registers over the query tiles at or after the key tile; dQ of
+// each query tile goes through shared memory (dS) and float2 atomics (dqkv's q part zeroed before).
 __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, const __nv_bfloat16 *qkv,
                                                                const __nv_bfloat16 *dout, const float *lse,
                                                                const float *Dr, int T, int C, int NH, float sc) {
     extern __shared__ __align__(16) unsigned char fa_smem[];
-    __nv_bfloat16 *Ks = (__nv_bfloat16 *)fa_smem, *Vs = Ks + FA * FA_LDB, *Qs = Vs + FA * FA_LDB,
-                  *dOs = Qs + FA * FA_LDB, *Ps = dOs + FA * FA_LDB, *dSs = Ps + FA * FA_LDB;
-    float *Ss = (float *)(dSs + FA * FA_LDB), *dPs = Ss + FA * FA_LDF, *St = dPs + FA * FA_LDF;
-    __shared__ float lse_s[FA], d_s[FA];
-    const int kt = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH, k0 = kt * FA;
-    const int w = threadIdx.x / 32;
+    __nv_bfloat16 *Ks = (__nv_bfloat16 *)fa_smem, *Vs = Ks + FA_TILE, *Qs = Vs + FA_TILE, *dOs = Qs + 2 * FA_TILE,
+                  *dSs = dOs + 2 * FA_TILE;
+    float *ls = (float *)(dSs + FA_TILE), *ds = ls + 2 * FA;
+    const int nT = (T + FA - 1) / FA, kt = blockIdx.x, bh = blockIdx.y, b = bh / NH, h = bh % NH, k0 = kt * FA;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const size_t C3 = 3 * (size_t)C;
+    const float sl2 = sc * FA_LOG2E;
     const __nv_bfloat16 *base = qkv + (size_t)b * T * C3 + h * FA, *dob = dout + (size_t)b * T * C + h * FA;
-    fa_load_tile(Ks, base + C, k0, T, C3);
-    fa_load_tile(Vs, base + 2 * C, k0, T, C3);
-    fa_acc dK[4], dV[4];
+    const float *lse_bh = lse + (size_t)bh * T, *D_bh = Dr + (size_t)bh * T;
+    fa_tile_async(Ks, base + C, k0, T, C3);
+    fa_tile_async(Vs, base + 2 * C, k0, T, C3);
+    fa_tile_async(Qs, base, k0, T, C3);
+    fa_tile_async(dOs, dob, k0, T, C);
+    fa_load_rows(ls, ds, lse_bh, D_bh, k0, T);
+    fa_cp_commit();
+    fa_cp_wait();
+    __syncthreads();
+    float dk[8][4], dv[8][4];
 #pragma unroll
-    for (int n = 0; n < 4; n++) {
-        wmma::fill_fragment(dK[n], 0.0f);
-        wmma::fill_fragment(dV[n], 0.0f);
-    }
-    const int nT = (T + FA - 1) / FA;
+    for (int n = 0; n < 8; n++) dk[n][0] = dk[n][1] = dk[n][2] = dk[n][3] = dv[n][0] = dv[n][1] = dv[n][2] = dv[n][3] = 0.0f;
+    const int key0 = k0 + w * 16 + g, key1 = key0 + 8;
     for (int qt = kt; qt < nT; qt++) {
-        const int q0 = qt * FA;
-        __syncthreads();   // the previous tile's Q, dO, P, dS are no longer read
-        fa_load_tile(Qs, base, q0, T, C3);
-        fa_load_tile(dOs, dob, q0, T, C);
-        if (threadIdx.x < FA) {
-            int q = q0 + threadIdx.x;
-            lse_s[threadIdx.x] = q < T ? lse[(size_t)bh * T + q] : INFINITY;
-            d_s[threadIdx.x] = q < T ? Dr[(size_t)bh * T + q] : 0.0f;
+        const int q0 = qt * FA, buf = (qt - kt) & 1;
+        const __nv_bfloat16 *Qb = Qs + buf * FA_TILE, *dOb = dOs + buf * FA_TILE;
+        const float *lsb = ls + buf * FA, *dsb = ds + buf * FA;
+        if (qt + 1 < nT) {
+            fa_tile_async(Qs + (buf ^ 1) * FA_TILE, base, q0 + FA, T, C3);
+            fa_tile_async(dOs + (buf ^ 1) * FA_TILE, dob, q0 + FA, T, C);
+            fa_load_rows(ls + (buf ^ 1) * FA, ds + (buf ^ 1) * FA, lse_bh, D_bh, q0 + FA, T);
+            fa_cp_commit();
         }
-        __syncthreads();
-        fa_mm_rows<true>(Ss, Qs, Ks);    // S = Q K^T      (query rows of warp w)
-        fa_mm_rows<true>(dPs, dOs, Vs);  // dP = dO V^T
-        __syncthreads();
-        // P = exp(sc S - lse) (causal), dS = P (dP - D); thread: row i, 32 columns
-        for (int e = threadIdx.x; e < FA * FA; e += FA_THREADS) {   // lanes over columns
-            int i = e / FA, c = e % FA, qi = q0 + i;
-            float p = (k0 + c <= qi && qi < T) ? expf(Ss[i * FA_LDF + c] * sc - lse_s[i]) : 0.0f;
-            Ps[i * FA_LDB + c] = __float2bfloat16_rn(p);
-            dSs[i * FA_LDB + c] = __float2bfloat16_rn(p * (dPs[i * FA_LDF + c] - d_s[i]));
+        float st[8][4], dp[8][4];   // S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys
+#pragma unroll
+        for (int n = 0; n < 8; n++) st[n][0] = st[n][1] = st[n][2] = st[n][3] = dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+        {
+            uint32_t af[4][4];
+            fa_load_a(af, Ks, w * 16);
+            fa_mm<true>(st, af, Qb);
+            fa_load_a(af, Vs, w * 16);
+            fa_mm<true>(dp, af, dOb);
         }
-        __syncthreads();
-        // dV[keys of warp w] += P^T dO;  dK += dS^T Q   (P^T: P read column-major)
+        // P^T = exp(sc S^T - lse) (causal), dS^T = P^T (dP^T - D)
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            fa_acol pt, dst;
-            wmma::load_matrix_sync(pt, Ps + (k * 16) * FA_LDB + w * 16, FA_LDB);
-            wmma::load_matrix_sync(dst, dSs + (k * 16) * FA_LDB + w * 16, FA_LDB);
+        for (int n = 0; n < 8; n++)
 #pragma unroll
-            for (int n = 0; n < 4; n++) {
-                fa_brow bo, bq;
-                wmma::load_matrix_sync(bo, dOs + (k * 16) * FA_LDB + n * 16, FA_LDB);
-                wmma::load_matrix_sync(bq, Qs + (k * 16) * FA_LDB + n * 16, FA_LDB);
-                wmma::mma_sync(dV[n], pt, bo, dV[n]);
-                wmma::mma_sync(dK[n], dst, bq, dK[n]);
+            for (int e = 0; e < 4; e++) {
+                const int qc = n * 8 + 2 * tq + (e & 1);
+                float p = exp2f(st[n][e] * sl2 - lsb[qc]);
+                if (qt == kt && (e < 2 ? key0 : key1) > q0 + qc) p = 0.0f;
+                st[n][e] = p;
+                dp[n][e] = p * (dp[n][e] - dsb[qc]);
             }
+        {
+            uint32_t af[4][4];
+            fa_acc_to_a(af, st);
+            fa_mm<false>(dv, af, dOb);   // dV += P^T dO
+            fa_acc_to_a(af, dp);
+            fa_mm<false>(dk, af, Qb);    // dK += dS^T Q
         }
-        // dQ[query rows of warp w] += sc dS K
-        fa_mm_rows<false>(St, dSs, Ks);
-        __syncwarp();
-        for (int e = threadIdx.x % 32; e < 16 * FA; e += 32) {
-            int i = w * 16 + e / FA, d = e % FA, qi = q0 + i;
-            if (qi < T) atomicAdd(&dqkv[((size_t)b * T + qi) * C3 + h * FA + d], sc * St[i * FA_LDF + d]);
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            *(uint32_t *)(dSs + (w * 16 + g) * FA_LDB + n * 8 + 2 * tq) = fa_pack(dp[n][0], dp[n][1]);
+            *(uint32_t *)(dSs + (w * 16 + g + 8) * FA_LDB + n * 8 + 2 * tq) = fa_pack(dp[n][2], dp[n][3]);
         }
+        __syncthreads();
+        // dQ[the warp's 16 queries] = sc dS K: A = dS (query rows) from dS^T in smem (transposed loads)
+        float dq[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.0f;
+        {
+            uint32_t af[4][4];
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) fa_ldsm_t(af[kk], fa_bt_addr(dSs, kk * 16, w * 16));
+            fa_mm<false>(dq, af, Ks);
+        }
+        const int qr0 = q0 + w * 16 + g, qr1 = qr0 + 8;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            const int col = h * FA + n * 8 + 2 * tq;
+            if (qr0 < T) fa_atomic_add2(dqkv + ((size_t)b * T + qr0) * C3 + col, sc * dq[n][0], sc * dq[n][1]);
+            if (qr1 < T) fa_atomic_add2(dqkv + ((size_t)b * T + qr1) * C3 + col, sc * dq[n][2], sc * dq[n][3]);
+        }
+        if (qt + 1 < nT) fa_cp_wait();
+        __syncthreads();
     }
-    // dK (scaled), dV of this key tile
-    __syncwarp();
 #pragma unroll
-    for (int part = 0; part < 2; part++) {
-#pragma unroll
-        for (int n = 0; n < 4; n++)
-            wmma::store_matrix_sync(St + (w * 16) * FA_LDF + n * 16, part ? dV[n] : dK[n], FA_LDF,
-                                    wmma::mem_row_major);
-        __syncwarp();
-        for (int e = threadIdx.x % 32; e < 16 * FA; e += 32) {
-            int i = w * 16 + e / FA, d = e % FA, kj = k0 + i;
-            if (kj < T)
-                dqkv[((size_t)b * T + kj) * C3 + (part ? 2 : 1) * (size_t)C + h * FA + d] =
-                    part ? St[i * FA_LDF + d] : sc * St[i * FA_LDF + d];
+    for (int n = 0; n < 8; n++) {
+        const int col = h * FA + n * 8 + 2 * tq;
+        if (key0 < T) {
+            float *p = dqkv + ((size_t)b * T + key0) * C3 + col;
+            *(float2 *)(p + C) = make_float2(sc * dk[n][0], sc * dk[n][1]);
+            *(float2 *)(p + 2 * (size_t)C) = make_float2(dv[n][0], dv[n][1]);
         }
-        __syncwarp();
+        if (key1 < T) {
+            float *p = dqkv + ((size_t)b * T + key1) * C3 + col;
+            *(float2 *)(p + C) = make_float2(sc * dk[n][2], sc * dk[n][3]);
+            *(float2 *)(p + 2 * (size_t)C) = make_float2(dv[n][2], dv[n][3]);
+        }
     }
 }
 
-static const size_t FA_FWD_SMEM = 4 * FA * FA_LDB * sizeof(__nv_bfloat16) + 2 * FA * FA_LDF * sizeof(float);
-static const size_t FA_BWD_SMEM = 6 * FA * FA_LDB * sizeof(__nv_bfloat16) + 3 * FA * FA_LDF * sizeof(float);
+static const size_t FA_FWD_SMEM = 5 * FA_TILE * sizeof(__nv_bfloat16);
+static const size_t FA_BWD_SMEM = 7 * FA_TILE * sizeof(__nv_bfloat16) + 4 * FA * sizeof(float);
+
+static void flash_setup(void) {
+    static int done;
+    if (done) return;
+    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FA_FWD_SMEM));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FA_BWD_SMEM));
+    done = 1;
+}
 
 static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
-    static int attr_done;
-    if (!attr_done) {
-        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FA_FWD_SMEM));
-        CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)FA_BWD_SMEM));
-        attr_done = 1;
-    }
+    flash_setup();
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)B * T * C);
     dim3 grid((T + FA - 1) / FA, B * NH);
@@ -295,12 +428,15 @@ static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
 
 static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                       const void *att, int B, int T, int C, int NH) {
+    flash_setup();
     int rows = B * NH * T;
     float *D = (float *)scratch;
     flash_bwd_dot_kernel<<<(rows + 7) / 8, 256, 0, STREAM(be)>>>(D, (const float *)dout, (const float *)out, B, T, C,
                                                                 NH);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaMemsetAsync(dqkv, 0, (size_t)B * T * 3 * C * sizeof(float), STREAM(be)));
+    // dq accumulates by atomics: zero the q columns (dk, dv are written whole)
+    CUDA_CHECK(cudaMemset2DAsync(dqkv, (size_t)3 * C * sizeof(float), 0, (size_t)C * sizeof(float), (size_t)B * T,
+                                 STREAM(be)));
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
     const __nv_bfloat16 *db = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)dout, (size_t)B * T * C);
     dim3 grid((T + FA - 1) / FA, B * NH);

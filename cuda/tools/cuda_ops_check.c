@@ -755,6 +755,9 @@ static void run_gemm_checks(int small) {
     check_attention(2, 384, 768, 12);
     check_attention(2, 77, 96, 3);
     check_attention(1, 1024, 768, 12);
+    check_attention(2, 77, 128, 2);      // flash: a partial tile
+    check_attention(3, 200, 192, 3);
+    check_attention(1, 1, 64, 1);
 }
 
 static void run_other_checks(int small) {
