@@ -786,12 +786,12 @@ int hf_save_gpt2(const char *dir, const gpt2 *m, int config_k, const char *mode,
     be->download(be, host, m->params, m->n_total);
     if (fq || ml) {
         int r = cf->lora_rank;
-        double sc = cf->lora_alpha / r;
+        double sc = r > 0 ? cf->lora_alpha / r : 0.0;
         size_t wmax = (size_t)V * C > (size_t)4 * C * C ? (size_t)V * C : (size_t)4 * C * C;
         size_t lmax = (size_t)r * (V > 4 * C ? V : 4 * C);
         scratch = be->alloc(be, (wmax > lmax ? wmax : lmax) * be->real_size, "hf export scratch");
-        A = malloc(lmax * sizeof(float));
-        Bm = malloc(lmax * sizeof(float));
+        A = malloc((lmax ? lmax : 1) * sizeof(float));
+        Bm = malloc((lmax ? lmax : 1) * sizeof(float));
         head = malloc((size_t)V * C * sizeof(float));
         if (!A || !Bm || !head) { snprintf(err, errlen, "%s: out of memory", dir); goto done; }
         for (int l = 0; l < NL; l++) {
@@ -805,6 +805,7 @@ int hf_save_gpt2(const char *dir, const gpt2 *m, int config_k, const char *mode,
                 float *b = host + ((const char *)li->b - (const char *)m->params) / be->real_size;
                 quantized_host(m, scratch, li->b, 1, li->OC, lb.b, b);
             }
+            if (r == 0) continue;   // no adapter to merge
             size_t lo = m->n_base + m->lora_off[(size_t)config_k * NL + l];
             size_t na = (size_t)r * li->IC, nb = (size_t)li->OC * r;
             if (fq && lb.lora < 32) {

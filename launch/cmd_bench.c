@@ -28,7 +28,7 @@ static const char *BENCH_USAGE =
     "  --set key=value      model.n_layer, model.n_head, model.n_embd, model.vocab_size,\n"
     "                       quant.act_bits, quant.configs (1..5, the first n), quant.qcache (0/1),\n"
     "                       train.finetune (lora|full), bench.plain=1 (one config, no\n"
-    "                       quantization, full fine-tune: plain training)\n"
+    "                       quantization, no LoRA adapter, full fine-tune: plain training)\n"
     "  --json               also print one JSON line with the numbers\n"
     "Environment (cuda): SWQ_CUDA_TIMELINE=1 prints the GPU time between consecutive ops per step\n"
     "(events, nothing synchronized), =host only the host's enqueue time against its waits (both turn\n"
@@ -160,8 +160,8 @@ int cmd_bench(int argc, char **argv) {
         qconfig *c = &qs->cfg[k];
         int w = o.plain ? 32 : BITS[k];
         snprintf(c->name, sizeof(c->name), "w%d", w);
-        c->lora_rank = RANKS[k];
-        c->lora_alpha = RANKS[k] * (BITS[k] == 4 ? 4.0 : 2.0);
+        c->lora_rank = o.plain ? 0 : RANKS[k];
+        c->lora_alpha = c->lora_rank * (BITS[k] == 4 ? 4.0 : 2.0);
         for (int l = 0; l < qs->n_linear; l++)
             c->lin[l] = (lin_bits){(unsigned char)w, (unsigned char)(o.plain ? 32 : o.act_bits), 32, 32};
     }

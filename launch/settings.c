@@ -376,7 +376,7 @@ static int read_defaults(ctx_t *c, const config_setting_t *d, qdefaults *q) {
     if ((s = config_setting_get_member(d, "bias_bits")) && read_bits(c, s, &q->b)) return -1;
     if ((s = config_setting_get_member(d, "lora_bits")) && read_bits(c, s, &q->lora)) return -1;
     if ((s = config_setting_get_member(d, "lora_rank"))) {
-        if (read_int(c, s, 1, 4096, &r)) return -1;
+        if (read_int(c, s, 0, 4096, &r)) return -1;
         q->rank = (int)r;
     }
     if ((s = config_setting_get_member(d, "lora_alpha"))) {
@@ -412,13 +412,14 @@ static int read_config(ctx_t *c, const config_setting_t *g, const qdefaults *dq,
     if ((s = config_setting_get_member(g, "lora_bits")) && read_bits(c, s, &base.lora)) return -1;
     q->lora_rank = dq->rank;
     if ((s = config_setting_get_member(g, "lora_rank"))) {
-        if (read_int(c, s, 1, 4096, &r)) return -1;
+        if (read_int(c, s, 0, 4096, &r)) return -1;
         q->lora_rank = (int)r;
     }
     q->lora_alpha = dq->has_alpha ? dq->alpha : 2.0 * q->lora_rank;
     if ((s = config_setting_get_member(g, "lora_alpha")) &&
         read_num(c, s, 0, 0, R_NOHI | R_LO_OPEN, &q->lora_alpha))
         return -1;
+    if (q->lora_rank == 0) q->lora_alpha = 0;   // no adapter: alpha has nothing to scale
     for (int l = 0; l < NL; l++) q->lin[l] = base;
 
     if ((s = config_setting_get_member(g, "components"))) {
@@ -512,6 +513,7 @@ static int read_quant(ctx_t *c, config_t *cf, settings *out) {
         snprintf(q->name, sizeof(q->name), "fp32");
         q->lora_rank = dq.rank;
         q->lora_alpha = dq.has_alpha ? dq.alpha : 2.0 * dq.rank;
+        if (q->lora_rank == 0) q->lora_alpha = 0;
     }
     for (int k = 0; configs && k < K; k++)
         if (read_config(c, config_setting_get_elem(configs, (unsigned)k), &dq, out->qs, k)) return -1;
@@ -834,6 +836,14 @@ static int load(ctx_t *c, config_t *cf, const char *path, const char *text, cons
     if (out->single_config >= out->qs->K)
         return fail_key(c, cf, "train.single_config", "%d is out of range 0..%d (%d configs)", out->single_config,
                         out->qs->K - 1, out->qs->K);
+    for (int k = 0; k < out->qs->K && !strcmp(out->finetune, "lora"); k++) {
+        if (out->qs->cfg[k].lora_rank) continue;
+        char key[64];
+        snprintf(key, sizeof(key), "quant.configs.[%d].lora_rank", k);
+        if (!config_lookup(cf, key)) snprintf(key, sizeof(key), "quant.defaults.lora_rank");
+        return fail_key(c, cf, key, "0 (no adapter) needs train.finetune = \"full\" (in LoRA mode config '%s' would have "
+                        "nothing to train)", out->qs->cfg[k].name);
+    }
 
     if (fill_defaults(cf)) {
         snprintf(c->err, c->errlen, "%s: cannot build the resolved config", c->file);

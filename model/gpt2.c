@@ -48,6 +48,12 @@ int gpt2_create(gpt2 *m, gpt2_shape s, qconfig_set *qs, swq_backend *be, char *e
         snprintf(err, errlen, "model: precision configs are for %d blocks, model has %d", qs->n_layer, s.n_layer);
         return -1;
     }
+    for (int k = 0; k < qs->K; k++)
+        if (qs->cfg[k].lora_rank < 0) {
+            snprintf(err, errlen, "model: config '%s' has LoRA rank %d (must be >= 0; 0 = no adapter)", qs->cfg[k].name,
+                     qs->cfg[k].lora_rank);
+            return -1;
+        }
     m->s = s; m->be = be; m->qs = qs;
     size_t V = s.vocab_size, C = s.n_embd, L = s.n_layer, T = s.n_ctx;
     size_t n[GPT2_NUM_TENSORS] = {
@@ -298,11 +304,11 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
         else { BE->quantize_rows(BE, a->bq, li->b, 1, li->OC, lb.b); c.b = a->bq; }
     }
     c.r = cf->lora_rank;
-    c.s = cf->lora_alpha / cf->lora_rank;
+    c.s = c.r > 0 ? cf->lora_alpha / c.r : 0.0;
     size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
     c.A = AT(m->params, lo);
     c.Bm = AT(m->params, lo + (size_t)c.r * li->IC);
-    if (lb.lora < 32) {
+    if (lb.lora < 32 && c.r > 0) {
         BE->quantize_rows(BE, a->aq, c.A, c.r, li->IC, lb.lora);
         BE->quantize_rows(BE, a->bq_lora, c.Bm, li->OC, c.r, lb.lora);
         c.A = a->aq; c.Bm = a->bq_lora;
@@ -425,7 +431,7 @@ double gpt2_size_bits(const gpt2 *m, int k) {
         bits += lb.w * nw + (lb.w < 32 ? 32.0 * li->OC : 0);
         if (li->b) bits += (double)lb.b * li->OC + (lb.b < 32 ? 32.0 : 0);
         double na = (double)cf->lora_rank * li->IC, nb = (double)li->OC * cf->lora_rank;
-        bits += lb.lora * (na + nb) + (lb.lora < 32 ? 32.0 * (cf->lora_rank + li->OC) : 0);
+        if (cf->lora_rank > 0) bits += lb.lora * (na + nb) + (lb.lora < 32 ? 32.0 * (cf->lora_rank + li->OC) : 0);
     }
     int fp[] = { P_WPE, P_LN1W, P_LN1B, P_LN2W, P_LN2B, P_LNFW, P_LNFB };
     for (size_t i = 0; i < sizeof(fp) / sizeof(fp[0]); i++) bits += 32.0 * m->tensor_n[fp[i]];

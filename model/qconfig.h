@@ -16,8 +16,8 @@ typedef struct {
 typedef struct {
     char name[64];
     lin_bits *lin;       // [n_linear]
-    int lora_rank;       // >= 1
-    double lora_alpha;   // scale = alpha / rank
+    int lora_rank;       // >= 0; 0 = no adapter
+    double lora_alpha;   // scale = alpha / rank (0 without an adapter)
 } qconfig;
 
 typedef struct {

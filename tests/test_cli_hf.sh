@@ -2,7 +2,8 @@
 # swq export and model.init_from through the command line: a trained model exported as a
 # Hugging Face directory, imported into a new run and exported again gives the same file
 # byte for byte (import and export are exact inverses on the base weights); the import
-# really replaces the random init; a directory that is not a GPT-2 checkpoint is refused.
+# really replaces the random init; a directory that is not a GPT-2 checkpoint is refused; a run
+# whose configs have no LoRA adapter (rank 0) trains, evaluates and exports.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CFG=$T/hf.cfg
 cat > "$CFG" <<'CONF'
@@ -30,4 +31,18 @@ mkdir -p "$T/nothf" && echo '{}' > "$T/nothf/config.json"
 "$SWQ_BIN" train -c "$CFG" --set "model.init_from=\"$T/nothf\"" --out "$T/bad" > /dev/null 2> "$T/err" && not_ok "a bad HF directory was accepted" || ok
 [ "$(wc -l < "$T/err")" = 1 ] && grep -q "nothf" "$T/err" && ok || { cat "$T/err"; not_ok "bad HF directory: no one-line error naming it"; }
 [ -e "$T/bad/checkpoints" ] && not_ok "a refused import trained" || ok
+# no adapter (lora_rank = 0, full fine-tune): trains and evaluates with an empty LoRA bank, and
+# merge-lora of such a config exports the base weights unchanged
+sed 's/lora_rank = 2;/lora_rank = 0;/g' "$CFG" > "$T/r0.cfg"
+run train -c "$T/r0.cfg" --out "$T/r0" && grep -q "params + 0 LoRA" "$T/log" && ok || not_ok "training without an adapter"
+run eval -c "$T/r0.cfg" --checkpoint "$T/r0" --out "$T/r0_eval" && [ -s "$T/r0_eval/table.csv" ] && ok || not_ok "eval without an adapter"
+run export --checkpoint "$T/r0" --out "$T/r0_fp32" --mode fp32 && ok || not_ok "fp32 export without an adapter"
+run export --checkpoint "$T/r0" --out "$T/r0_merge" --mode merge-lora --config fp32 && ok || not_ok "merge-lora export without an adapter"
+# the tensor bytes after the safetensors header (its metadata names the export mode)
+same_tensors() { python3 -c "import struct,sys
+d = lambda p: (lambda b: b[8 + struct.unpack('<Q', b[:8])[0]:])(open(p, 'rb').read())
+sys.exit(0 if d(sys.argv[1]) == d(sys.argv[2]) else 1)" "$1" "$2"; }
+same_tensors "$T/r0_fp32/model.safetensors" "$T/r0_merge/model.safetensors" && ok || not_ok "merge-lora without an adapter changed the weights"
+run export --checkpoint "$T/r0" --out "$T/r0_fq" --mode fake-quant --config 4-bit && ok || not_ok "fake-quant export without an adapter"
+same_tensors "$T/r0_fp32/model.safetensors" "$T/r0_fq/model.safetensors" && not_ok "fake-quant 4-bit export equals fp32" || ok
 summary test_cli_hf

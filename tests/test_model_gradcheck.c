@@ -3,8 +3,9 @@
 // wrapping the backend's quantize_rows: at the base point it records each quantization's
 // offset Q(x0) - x0, then replays out = x + offset, a smooth function whose true gradient
 // is the STE gradient. Also: the float backend agrees with the double one, the CDT losses
-// agree with a hand computation, config switching is exact, and cdt_step_grads sums the
-// per-config gradients of the cascade.
+// agree with a hand computation, config switching is exact, cdt_step_grads sums the
+// per-config gradients of the cascade, and a config without an adapter (LoRA rank 0) is
+// checked the same way and computes exactly what a zero adapter computes.
 #include "check.h"
 #include "model/gpt2.h"
 #include "model/cdt.h"
@@ -41,10 +42,12 @@ static void recs_clear(void) { for (int i = 0; i < nrec; i++) free(recs[i].off);
 
 // ---- a tiny model and batch ----
 enum { L_ = 2, NH_ = 2, C_ = 8, T_ = 6, V_ = 13, B_ = 2, K_ = 3 };
+// LoRA ranks of the three configs; rank 0 = no adapter (config 1 has 8-bit LoRA weights)
+static const int RANKS[K_] = { 2, 3, 4 }, RANK0_MID[K_] = { 2, 0, 4 }, NO_LORA[K_] = { 0, 0, 0 };
 
-static qconfig_set *make_configs(int act_bits, int tie) {
+static qconfig_set *make_configs(int act_bits, int tie, const int *rank) {
     qconfig_set *qs = qconfig_set_new(L_, K_);
-    int wb[K_] = { 8, tie ? 8 : 5, 4 }, rank[K_] = { 2, 3, 4 };
+    int wb[K_] = { 8, tie ? 8 : 5, 4 };
     for (int k = 0; k < K_; k++) {
         qs->cfg[k].lora_rank = rank[k];
         qs->cfg[k].lora_alpha = 2.0 * rank[k];
@@ -154,11 +157,11 @@ static double config_loss(cdt_state *st, const swq_batch *b, int i, const teache
 }
 static void teachers_free(swq_backend *be, teachers *t) { be->free(be, t->tS); be->free(be, t->tH); }
 
-static void gradcheck(int task, int full, int act_bits) {
+static void gradcheck(int task, int full, int act_bits, const int *rank) {
     swq_backend *be = swq_backend_cpu(8);
     orig_quant = be->quantize_rows;
     be->quantize_rows = quant_wrap;
-    qconfig_set *qs = make_configs(act_bits, 0);
+    qconfig_set *qs = make_configs(act_bits, 0, rank);
     gpt2 m;
     char err[256];
     gpt2_shape s = { L_, NH_, C_, T_, V_ };
@@ -196,8 +199,8 @@ static void gradcheck(int task, int full, int act_bits) {
             if (fabs(fd - an[q]) > maxe) maxe = fabs(fd - an[q]);
         }
         double rel = sqrt(num / (den > 0 ? den : 1));
-        CHECK(rel < 1e-6 && den > 0, "task %d full %d act %d config #%d: gradient rel err %.3g (max abs %.3g, |g| %.3g)",
-              task, full, act_bits, i, rel, maxe, sqrt(den));
+        CHECK(rel < 1e-6 && den > 0, "task %d full %d act %d rank %d config #%d: gradient rel err %.3g (max abs %.3g, |g| %.3g)",
+              task, full, act_bits, rank[qs->order[i]], i, rel, maxe, sqrt(den));
         CHECK(nonzero_frozen == 0, "frozen base params got %d nonzero gradients", nonzero_frozen);
         free(an);
         teachers_free(be, &t);
@@ -212,9 +215,9 @@ static void gradcheck(int task, int full, int act_bits) {
 
 // cdt_step_grads = sum over the cascade of each config's gradient (teachers detached),
 // losses match config_loss, ties are not teachers; and the float backend agrees.
-static void cascade_and_float(int task, int tie) {
+static void cascade_and_float(int task, int tie, const int *rank) {
     swq_backend *bd = swq_backend_cpu(8), *bf = swq_backend_cpu(4);
-    qconfig_set *qs = make_configs(8, tie);
+    qconfig_set *qs = make_configs(8, tie, rank);
     gpt2 md, mf;
     char err[256];
     gpt2_shape s = { L_, NH_, C_, T_, V_ };
@@ -287,7 +290,7 @@ static void tiny_lm(swq_backend *be, qconfig_set *qs, uint64_t seed, gpt2 *m, ho
 // The CDT loss by hand: logits of each config downloaded, softmax/CE/KL computed here.
 static void cdt_by_hand(void) {
     swq_backend *be = swq_backend_cpu(8);
-    qconfig_set *qs = make_configs(32, 0);
+    qconfig_set *qs = make_configs(32, 0, RANKS);
     gpt2 m;
     host_batch hb;
     swq_batch b;
@@ -354,7 +357,7 @@ static void recorded_step(void) {
     swq_backend *be = swq_backend_cpu(8);
     be->graph_begin = rec_begin;
     be->graph_end = rec_end;
-    qconfig_set *qs = make_configs(8, 0);
+    qconfig_set *qs = make_configs(8, 0, RANKS);
     gpt2 m;
     host_batch hb;
     swq_batch b;
@@ -408,15 +411,77 @@ static void recorded_step(void) {
     cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
+// A config without an adapter (rank 0) computes what the same bits with an adapter that adds
+// nothing (B = 0) compute: the same logits, loss and base gradients, bit for bit. The LoRA bank
+// and the size count no adapter for it.
+static void rank0_is_no_adapter(void) {
+    swq_backend *be = swq_backend_cpu(8);
+    qconfig_set *qs = qconfig_set_new(L_, 2);
+    int NL = qs->n_linear;
+    for (int k = 0; k < 2; k++) {
+        qs->cfg[k].lora_rank = k ? 3 : 0;
+        qs->cfg[k].lora_alpha = k ? 6.0 : 0.0;
+        for (int l = 0; l < NL; l++) qs->cfg[k].lin[l] = (lin_bits){ 5, 6, 6, 8 };
+    }
+    gpt2 m;
+    host_batch hb;
+    swq_batch b;
+    tiny_lm(be, qs, 11, &m, &hb, &b);
+    m.train_base = 1;
+    size_t bank = 0;
+    double lora_bits = 0;
+    for (int l = 0; l < NL; l++) {
+        bank += 3 * (size_t)(m.lin[l].IC + m.lin[l].OC);
+        lora_bits += 8.0 * 3 * (m.lin[l].IC + m.lin[l].OC) + 32.0 * (3 + m.lin[l].OC);
+    }
+    CHECK(m.n_lora == bank && m.lora_off[NL] == 0, "LoRA bank %zu (config 1 at %zu), expected %zu at 0", m.n_lora,
+          m.lora_off[NL], bank);
+    double d = gpt2_size_bits(&m, 1) - gpt2_size_bits(&m, 0);
+    CHECK(fabs(d - lora_bits) < 0.5, "size: the adapter of config 1 is %.0f bits, expected %.0f", d, lora_bits);
+    double *p = m.params;
+    for (int l = 0; l < NL; l++) {   // config 1's B = 0: its adapter adds nothing
+        size_t bo = m.n_base + m.lora_off[NL + l] + 3 * (size_t)m.lin[l].IC;
+        memset(p + bo, 0, sizeof(double) * 3 * m.lin[l].OC);
+    }
+    int P = hb.P;
+    double *z0 = malloc(sizeof(double) * P * V_), *g0 = malloc(sizeof(double) * m.n_total);
+    m.active = 0; gpt2_forward(&m, b.tokens, B_, T_, b.rows, P);
+    memcpy(z0, m.a.logits, sizeof(double) * P * V_);
+    int finite = 1;
+    for (int i = 0; i < P * V_; i++) finite &= isfinite(z0[i]);
+    m.active = 1; gpt2_forward(&m, b.tokens, B_, T_, b.rows, P);
+    CHECK(finite && memcmp(z0, m.a.logits, sizeof(double) * P * V_) == 0, "rank 0 and a zero adapter: other logits");
+    cdt_state st; cdt_init(&st, &m);
+    cdt_losses L0, L1;
+    cdt_step_grads(&st, &b, 0.0, 0, &L0);
+    memcpy(g0, m.grads, sizeof(double) * m.n_total);
+    cdt_step_grads(&st, &b, 0.0, 1, &L1);
+    double *g1 = m.grads;
+    CHECK(isfinite(L0.ce[0]) && L0.ce[0] > 0 && L0.ce[0] == L1.ce[1], "loss %.17g (rank 0) vs %.17g (zero adapter)",
+          L0.ce[0], L1.ce[1]);
+    size_t nz0 = 0, nz_lora0 = 0, nz_lora1 = 0;
+    for (size_t q = 0; q < m.n_base; q++) nz0 += g0[q] != 0;
+    for (size_t q = m.n_base; q < m.n_total; q++) { nz_lora0 += g0[q] != 0; nz_lora1 += g1[q] != 0; }
+    CHECK(nz0 > m.n_base / 2 && memcmp(g0, g1, sizeof(double) * m.n_base) == 0,
+          "base gradients differ (%zu of %zu nonzero)", nz0, m.n_base);
+    CHECK(nz_lora0 == 0 && nz_lora1 > 0, "LoRA gradients: %zu nonzero for rank 0, %zu for config 1", nz_lora0, nz_lora1);
+    free(z0); free(g0);
+    cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
+}
+
 int main(void) {
-    gradcheck(TASK_LM, 1, 32);
-    gradcheck(TASK_LM, 1, 6);
-    gradcheck(TASK_LM, 0, 6);
-    gradcheck(TASK_QA, 1, 6);
-    gradcheck(TASK_QA, 0, 32);
-    cascade_and_float(TASK_LM, 0);
-    cascade_and_float(TASK_LM, 1);
-    cascade_and_float(TASK_QA, 0);
+    gradcheck(TASK_LM, 1, 32, RANKS);
+    gradcheck(TASK_LM, 1, 6, RANKS);
+    gradcheck(TASK_LM, 0, 6, RANKS);
+    gradcheck(TASK_QA, 1, 6, RANKS);
+    gradcheck(TASK_QA, 0, 32, RANKS);
+    gradcheck(TASK_LM, 1, 6, RANK0_MID);   // full fine-tune, one config without an adapter
+    gradcheck(TASK_QA, 1, 32, NO_LORA);
+    cascade_and_float(TASK_LM, 0, RANKS);
+    cascade_and_float(TASK_LM, 1, RANKS);
+    cascade_and_float(TASK_QA, 0, RANKS);
+    cascade_and_float(TASK_LM, 0, RANK0_MID);
+    rank0_is_no_adapter();
     cdt_by_hand();
     recorded_step();
     return check_summary("test_model_gradcheck");

@@ -275,8 +275,10 @@ int main(void) {
     TEXT_ERR("quant = { config = ( { bits = 8; } ); };", "inline:1: quant.config: unknown key");
     TEXT_ERR("quant = { defaults = { bits = 33; }; };", "inline:1: quant.defaults.bits: 33 is out of range 2..32");
     TEXT_ERR("quant = { defaults = { rank = 4; }; };", "inline:1: quant.defaults.rank: unknown key");
-    TEXT_ERR("quant = { configs = ( { lora_rank = 0; } ); };",
-             "inline:1: quant.configs.[0].lora_rank: 0 is out of range 1..4096");
+    TEXT_ERR("quant = { configs = ( { lora_rank = -1; } ); };",
+             "inline:1: quant.configs.[0].lora_rank: -1 is out of range 0..4096");
+    TEXT_ERR("quant = { defaults = { lora_rank = 4097; }; };",
+             "inline:1: quant.defaults.lora_rank: 4097 is out of range 0..4096");
     TEXT_ERR("quant = { configs = ( { lora_alpha = 0; } ); };",
              "inline:1: quant.configs.[0].lora_alpha: 0 is out of range (must be > 0)");
     TEXT_ERR("quant = { configs = ( { act_bits = 1; } ); };",
@@ -307,6 +309,50 @@ int main(void) {
     err[0] = 0;
     rc = settings_load(NULL, "model = { n_layer = 0; };", NULL, NULL, 0, &t, err, sizeof(err));
     CHECK(rc == -1 && strncmp(err, "<config>:1:", 11) == 0, "no label: %s", err);
+
+    // ---- lora_rank = 0: no adapter, only with train.finetune = "full"
+    rc = load_text("train = { finetune = \"full\"; };\n"
+                   "quant = { configs = ( { name = \"fp32\"; bits = 32; lora_rank = 0; },\n"
+                   "  { name = \"q4\"; bits = 4; lora_bits = 8; lora_rank = 0; lora_alpha = 16.0; }, { bits = 8; } ); };",
+                   NULL, 0, &s);
+    CHECK(rc == 0, "rank 0 with finetune full: %s", err);
+    if (rc == 0) {
+        CHECK(s.qs->K == 3 && s.qs->cfg[0].lora_rank == 0 && s.qs->cfg[0].lora_alpha == 0.0, "rank 0, alpha 0");
+        CHECK(s.qs->cfg[1].lora_rank == 0 && s.qs->cfg[1].lora_alpha == 0.0, "rank 0 ignores a given alpha: %g",
+              s.qs->cfg[1].lora_alpha);
+        CHECK(s.qs->cfg[2].lora_rank == 8 && s.qs->cfg[2].lora_alpha == 16.0, "other configs keep the default rank");
+        check_round_trip(&s, __LINE__);
+        settings_free(&s);
+    }
+    rc = load_text("train = { finetune = \"full\"; }; quant = { defaults = { lora_rank = 0; lora_alpha = 4.0; }; };",
+                   NULL, 0, &s);
+    CHECK(rc == 0 && s.qs->K == 1 && s.qs->cfg[0].lora_rank == 0 && s.qs->cfg[0].lora_alpha == 0.0,
+          "defaults rank 0 for the implicit fp32 config: %s", err);
+    if (rc == 0) settings_free(&s);
+    rc = load_file("configs/pretrain_124m.cfg", NULL, 0, &s);
+    CHECK(rc == 0 && !strcmp(s.finetune, "full") && s.qs->K == 1 && s.qs->cfg[0].lora_rank == 0,
+          "pretrain_124m.cfg trains without an adapter: %s", err);
+    if (rc == 0) settings_free(&s);
+    TEXT_ERR("quant = { configs = ( { bits = 8; lora_rank = 0; } ); };",
+             "inline:1: quant.configs.[0].lora_rank: 0 (no adapter) needs train.finetune = \"full\" (in LoRA mode "
+             "config 'c0' would have nothing to train)");
+    TEXT_ERR("train = { finetune = \"lora\"; };\nquant = { configs = ( { name = \"a\"; bits = 8; },\n"
+             "  { name = \"fp\"; lora_rank = 0; } ); };",
+             "inline:3: quant.configs.[1].lora_rank: 0 (no adapter) needs train.finetune = \"full\" (in LoRA mode "
+             "config 'fp' would have nothing to train)");
+    TEXT_ERR("quant = {\n defaults = { lora_rank = 0; };\n configs = ( { bits = 8; lora_rank = 4; }, { bits = 4; } ); };",
+             "inline:2: quant.defaults.lora_rank: 0 (no adapter) needs train.finetune = \"full\" (in LoRA mode "
+             "config 'c1' would have nothing to train)");
+    TEXT_ERR("quant = { defaults = { lora_rank = 0; }; };",
+             "inline:1: quant.defaults.lora_rank: 0 (no adapter) needs train.finetune = \"full\" (in LoRA mode "
+             "config 'fp32' would have nothing to train)");
+    SET_ERR("train = { finetune = \"full\"; };\nquant = { configs = ( { bits = 8; lora_rank = 0; } ); };",
+            "train.finetune=lora",
+            "inline:2: quant.configs.[0].lora_rank: 0 (no adapter) needs train.finetune = \"full\" (in LoRA mode "
+            "config 'c0' would have nothing to train)");
+    SET_ERR("quant = { configs = ( { bits = 8; }, { bits = 4; } ); };", "quant.configs.[1].lora_rank=0",
+            "--set quant.configs.[1].lora_rank=0: 0 (no adapter) needs train.finetune = \"full\" (in LoRA mode "
+            "config 'c1' would have nothing to train)");
 
     // ---- quant syntaxes, per linear (mixed.cfg: n_layer 3 -> 13 linears)
     rc = load_file(FIX "mixed.cfg", NULL, 0, &s);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # swq sweep: 1 rank and 2 ranks give the same table (grid order); both ranks work; a re-launch
-# skips journaled cells and rebuilds the same table; failing cells are recorded and marked;
+# skips journaled cells and rebuilds the same table; failing cells are recorded and marked (a
+# lora_rank = 0 grid value is refused in LoRA mode only);
 # bad sweep files, an oversized grid and a foreign journal are refused by rank 0 before any
 # work, every rank exiting non-zero; slices + --collate give the same table.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,6 +40,15 @@ grep -q '^| c0001 |.*FAILED.*out of range' "$T/fail/table.md" || { cat "$T/fail/
 grep -q '^| c0002 |.*FAILED.*diverged' "$T/fail/table.md" || { cat "$T/fail/table.md"; fail "cell 2 (NaN loss) not marked failed"; }
 grep -q '^| c0003 |.*| ok |$' "$T/fail/table.md" || fail "the sweep did not go on after failures"
 grep -q "4/4 cells done, 0 running, 2 failed" "$T/fail.log" || fail "progress does not count failures"
+# a grid value lora_rank = 0 goes through the run's validation: fine with finetune full, refused in LoRA mode
+cat > "$T/r0.cfg" <<CFG
+base = "configs/sweep_tiny_base.cfg";
+sets = [ "train.steps=2" ];
+axes = ( { name = "finetune"; values = [ "full", "lora" ]; }, { name = "lora_rank"; config = 1; values = [0]; } );
+CFG
+"$SWQ_BIN" sweep -c "$T/r0.cfg" --out "$T/r0" > "$T/r0.log" 2>&1 || { cat "$T/r0.log"; fail "rank-0 sweep did not finish"; }
+grep -q '^| c0000 | full | 0 |.*| ok |$' "$T/r0/table.md" || { cat "$T/r0/table.md"; fail "rank 0 with finetune full not ok"; }
+grep -q '^| c0001 | lora | 0 |.*FAILED.*nothing to train' "$T/r0/table.md" || { cat "$T/r0/table.md"; fail "rank 0 in LoRA mode not refused"; }
 
 # bad input: clear error from rank 0 (once), every rank non-zero, no work done
 bad() {   # name, expected message, sweep text [ranks]
