@@ -15,6 +15,7 @@
 #include <math.h>
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
+#include "cuda/mma_bf16.cuh"
 
 #define WARPS 8
 
@@ -75,35 +76,6 @@ __global__ void softmax_bwd_kernel(float *d, __nv_bfloat16 *db, const float *att
 #define FA_TILE (FA * FA_LDB)
 #define FA_LOG2E 1.4426950408889634f
 
-__device__ __forceinline__ uint32_t fa_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void fa_ldsm(uint32_t r[4], const __nv_bfloat16 *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(fa_smem_addr(p)));
-}
-__device__ __forceinline__ void fa_ldsm_t(uint32_t r[4], const __nv_bfloat16 *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(fa_smem_addr(p)));
-}
-// c[16x8] += a[16x16] b[16x8]
-__device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t fa_pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-__device__ __forceinline__ void fa_cp16(__nv_bfloat16 *dst, const __nv_bfloat16 *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fa_smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void fa_cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void fa_cp_wait() { asm volatile("cp.async.wait_group 0;\n" ::); }
-
 // 64 rows x 64 bf16 of a head from rows r0.. (stride ld elements) into smem, asynchronously;
 // rows >= T are zero-filled.
 __device__ __forceinline__ void fa_tile_async(__nv_bfloat16 *dst, const __nv_bfloat16 *src, int r0, int T,
@@ -111,25 +83,8 @@ __device__ __forceinline__ void fa_tile_async(__nv_bfloat16 *dst, const __nv_bfl
     for (int i = threadIdx.x; i < FA * FA / 8; i += FA_THREADS) {
         int r = i >> 3, c = (i & 7) * 8;
         bool ok = r0 + r < T;
-        fa_cp16(dst + r * FA_LDB + c, src + (size_t)(ok ? r0 + r : 0) * ld + c, ok);
+        cp_async16(dst + r * FA_LDB + c, src + (size_t)(ok ? r0 + r : 0) * ld + c, ok);
     }
-}
-
-// Fragment addresses for ldmatrix.x4 of a 16 x 16 block at (row0, col0) of a padded tile:
-//  - A operand of rows row0.. (row-major in smem): fa_a_addr;
-//  - B operands of two n8 tiles whose n index runs along the smem rows (D = A X^T): fa_bt_addr;
-//  - B operands of two n8 tiles whose n index runs along the smem columns (D = A X, .trans): fa_bn_addr.
-__device__ __forceinline__ const __nv_bfloat16 *fa_a_addr(const __nv_bfloat16 *t, int row0, int col0) {
-    int lane = threadIdx.x & 31;
-    return t + (row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_LDB + col0 + (lane >> 4) * 8;
-}
-__device__ __forceinline__ const __nv_bfloat16 *fa_bt_addr(const __nv_bfloat16 *t, int n0, int k0) {
-    int lane = threadIdx.x & 31;
-    return t + (n0 + (lane & 7) + (lane >> 4) * 8) * FA_LDB + k0 + ((lane >> 3) & 1) * 8;
-}
-__device__ __forceinline__ const __nv_bfloat16 *fa_bn_addr(const __nv_bfloat16 *t, int k0, int n0) {
-    int lane = threadIdx.x & 31;
-    return t + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_LDB + n0 + (lane >> 4) * 8;
 }
 
 // acc[8][4] (16 rows x 64) += A-fragments a[4] (16 x 64, four k16 steps) times X^T (X: 64 rows
@@ -141,28 +96,17 @@ __device__ __forceinline__ void fa_mm(float acc[8][4], const uint32_t a[4][4], c
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             uint32_t bf[4];
-            if (TRANS) fa_ldsm(bf, fa_bt_addr(X, j * 16, kk * 16));
-            else fa_ldsm_t(bf, fa_bn_addr(X, kk * 16, j * 16));
-            fa_mma(acc[2 * j], a[kk], bf[0], bf[1]);
-            fa_mma(acc[2 * j + 1], a[kk], bf[2], bf[3]);
+            if (TRANS) mma_ldsm(bf, frag_b_rows(X, FA_LDB, j * 16, kk * 16));
+            else mma_ldsm_t(bf, frag_b_cols(X, FA_LDB, kk * 16, j * 16));
+            mma_16816(acc[2 * j], a[kk], bf[0], bf[1]);
+            mma_16816(acc[2 * j + 1], a[kk], bf[2], bf[3]);
         }
 }
 
 // A fragments of a warp's 16 rows x 64 columns from a tile in smem.
 __device__ __forceinline__ void fa_load_a(uint32_t a[4][4], const __nv_bfloat16 *t, int row0) {
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++) fa_ldsm(a[kk], fa_a_addr(t, row0, kk * 16));
-}
-
-// An accumulator tile (16 x 64) as bf16 A fragments (columns become the k index).
-__device__ __forceinline__ void fa_acc_to_a(uint32_t a[4][4], const float c[8][4]) {
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-        a[kk][0] = fa_pack(c[2 * kk][0], c[2 * kk][1]);
-        a[kk][1] = fa_pack(c[2 * kk][2], c[2 * kk][3]);
-        a[kk][2] = fa_pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-        a[kk][3] = fa_pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < 4; kk++) mma_ldsm(a[kk], frag_a(t, FA_LDB, row0, kk * 16));
 }
 
 __device__ __forceinline__ void fa_atomic_add2(float *p, float a, float b) {
@@ -190,8 +134,8 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
     fa_tile_async(Qs, base, q0, T, C3);
     fa_tile_async(Ks, base + C, 0, T, C3);
     fa_tile_async(Vs, base + 2 * C, 0, T, C3);
-    fa_cp_commit();
-    fa_cp_wait();
+    cp_async_commit();
+    cp_async_wait<0>();
     __syncthreads();
     uint32_t qf[4][4];
     fa_load_a(qf, Qs, w * 16);
@@ -205,7 +149,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
         if (kt < qt) {   // the next tile's K, V into the other buffers (read last iteration, synced since)
             fa_tile_async(Ks + ((kt + 1) & 1) * FA_TILE, base + C, (kt + 1) * FA, T, C3);
             fa_tile_async(Vs + ((kt + 1) & 1) * FA_TILE, base + 2 * C, (kt + 1) * FA, T, C3);
-            fa_cp_commit();
+            cp_async_commit();
         }
         float s[8][4];
 #pragma unroll
@@ -246,9 +190,9 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
             l1 += s[n][2] + s[n][3];
         }
         uint32_t pf[4][4];
-        fa_acc_to_a(pf, s);
+        mma_acc_to_a<4>(pf, s);
         fa_mm<false>(o, pf, Vb);   // O += P V
-        if (kt < qt) fa_cp_wait();
+        if (kt < qt) cp_async_wait<0>();
         __syncthreads();
     }
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
@@ -318,8 +262,8 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, cons
     fa_tile_async(Qs, base, k0, T, C3);
     fa_tile_async(dOs, dob, k0, T, C);
     fa_load_rows(ls, ds, lse_bh, D_bh, k0, T);
-    fa_cp_commit();
-    fa_cp_wait();
+    cp_async_commit();
+    cp_async_wait<0>();
     __syncthreads();
     float dk[8][4], dv[8][4];
 #pragma unroll
@@ -333,7 +277,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, cons
             fa_tile_async(Qs + (buf ^ 1) * FA_TILE, base, q0 + FA, T, C3);
             fa_tile_async(dOs + (buf ^ 1) * FA_TILE, dob, q0 + FA, T, C);
             fa_load_rows(ls + (buf ^ 1) * FA, ds + (buf ^ 1) * FA, lse_bh, D_bh, q0 + FA, T);
-            fa_cp_commit();
+            cp_async_commit();
         }
         float st[8][4], dp[8][4];   // S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys
 #pragma unroll
@@ -358,15 +302,15 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, cons
             }
         {
             uint32_t af[4][4];
-            fa_acc_to_a(af, st);
+            mma_acc_to_a<4>(af, st);
             fa_mm<false>(dv, af, dOb);   // dV += P^T dO
-            fa_acc_to_a(af, dp);
+            mma_acc_to_a<4>(af, dp);
             fa_mm<false>(dk, af, Qb);    // dK += dS^T Q
         }
 #pragma unroll
         for (int n = 0; n < 8; n++) {
-            *(uint32_t *)(dSs + (w * 16 + g) * FA_LDB + n * 8 + 2 * tq) = fa_pack(dp[n][0], dp[n][1]);
-            *(uint32_t *)(dSs + (w * 16 + g + 8) * FA_LDB + n * 8 + 2 * tq) = fa_pack(dp[n][2], dp[n][3]);
+            *(uint32_t *)(dSs + (w * 16 + g) * FA_LDB + n * 8 + 2 * tq) = mma_pack(dp[n][0], dp[n][1]);
+            *(uint32_t *)(dSs + (w * 16 + g + 8) * FA_LDB + n * 8 + 2 * tq) = mma_pack(dp[n][2], dp[n][3]);
         }
         __syncthreads();
         // dQ[the warp's 16 queries] = sc dS K: A = dS (query rows) from dS^T in smem (transposed loads)
@@ -376,7 +320,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, cons
         {
             uint32_t af[4][4];
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) fa_ldsm_t(af[kk], fa_bt_addr(dSs, kk * 16, w * 16));
+            for (int kk = 0; kk < 4; kk++) mma_ldsm_t(af[kk], frag_a_t(dSs, FA_LDB, kk * 16, w * 16));
             fa_mm<false>(dq, af, Ks);
         }
         const int qr0 = q0 + w * 16 + g, qr1 = qr0 + 8;
@@ -386,7 +330,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, cons
             if (qr0 < T) fa_atomic_add2(dqkv + ((size_t)b * T + qr0) * C3 + col, sc * dq[n][0], sc * dq[n][1]);
             if (qr1 < T) fa_atomic_add2(dqkv + ((size_t)b * T + qr1) * C3 + col, sc * dq[n][2], sc * dq[n][3]);
         }
-        if (qt + 1 < nT) fa_cp_wait();
+        if (qt + 1 < nT) cp_async_wait<0>();
         __syncthreads();
     }
 #pragma unroll

@@ -751,6 +751,9 @@ static void run_gemm_checks(int small) {
     check_lora_linear(2 * 384, 768, 3072, 16);   // MLP in
     check_lora_linear(2 * 64, 768, 50257, 8);    // LM head: padded rows, split GEMMs
     check_lora_linear(4096, 768, 50257, 16);     // LM head at B=8 T=512
+    check_lora_linear(77, 3072, 768, 32);        // MLP out: a partial row block, r = 32, split reductions
+    check_lora_linear(4096, 768, 2304, 5);       // qkv at B=8 T=512, an odd rank
+    check_lora_linear(200, 64, 1000, 16);        // a partial column block
     check_attention(2, 64, 64, 4);
     check_attention(2, 384, 768, 12);
     check_attention(2, 77, 96, 3);
