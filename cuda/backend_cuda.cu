@@ -505,6 +505,16 @@ static void *bf16_slot(swq_backend *be, const float *src, size_t n, int ld, int 
 
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) { return bf16_slot(be, src, n, 0, 0); }
 
+void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || !n) return NULL;
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (e->src == src && e->n == n && !e->ld_bf) return e->valid ? NULL : bf16_slot(be, src, n, 0, 0);
+    }
+    return NULL;
+}
+
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }
@@ -783,17 +793,20 @@ static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias
     INV(du, (size_t)N * r * F4);
     cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, dinp_zero);
 }
+static size_t w_attention_buffer_elems(swq_backend *be, int B, int T, int C, int NH) {
+    return (size_t)B * NH * T * (cu_flash_attention(be, C, NH) ? 1 : (size_t)T);   // flash: log-sum-exps
+}
 static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     TL("forward: body", "attention_fwd");
     INV(out, (size_t)B * T * C * F4);
-    INV(att, (size_t)B * NH * T * T * F4);
+    INV(att, w_attention_buffer_elems(be, B, T, C, NH) * F4);
     cu_attention_fwd(be, out, att, qkv, B, T, C, NH);
 }
 static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                             const void *att, int B, int T, int C, int NH) {
     TL("backward: body", "attention_bwd");
     INV(dqkv, (size_t)B * T * 3 * C * F4);
-    INV(scratch, (size_t)B * NH * T * T * F4);
+    INV(scratch, w_attention_buffer_elems(be, B, T, C, NH) * F4);
     cu_attention_bwd(be, dqkv, scratch, dout, qkv, out, att, B, T, C, NH);
 }
 static void w_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
@@ -980,6 +993,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->lora_linear_bwd = w_lora_linear_bwd;
     be->attention_fwd = w_attention_fwd;
     be->attention_bwd = w_attention_bwd;
+    be->attention_buffer_elems = w_attention_buffer_elems;
     be->gelu_fwd = w_gelu_fwd;
     be->gelu_bwd = w_gelu_bwd;
     be->gather_rows = w_gather_rows;

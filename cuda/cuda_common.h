@@ -204,6 +204,10 @@ int cu_flash_attention(swq_backend *be, int C, int NH);
 // bf16 mode: a fresh copy-table entry for the n floats at src, for the caller to fill with
 // their bf16 values on the stream (src must hold the same values in float too); NULL otherwise.
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
+// The same, but only where a stale copy of exactly [src, src + n) exists (someone read src in
+// bf16 after its last write): a producer writes the copy while it writes src, and a buffer no
+// one reads in bf16 gets none. NULL otherwise.
+void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n);
 // The same for rows x ld floats at src, stored with rows ld_bf apart (ld_bf >= ld, a multiple
 // of 8: 16-byte aligned rows for the GEMMs); the GEMMs that read src with leading dimension ld
 // use it with ld_bf.

@@ -96,14 +96,16 @@ struct swq_backend {
                             const void *Bm, int N, int IC, int OC, int r, double s);
 
     // ---- attention (causal, qkv packed [B,T,3C], heads of C/NH) ----
-    // out[B,T,C] =; att[B,NH,T,T]: what the backward needs (=): the softmax probabilities on the
+    // out[B,T,C] =; att: what the backward needs (=): the softmax probabilities [B,NH,T,T] on the
     // CPU; a backend that recomputes them (flash attention) may keep less there, e.g. per-row
     // log-sum-exps, so only the backend that wrote att reads it
     void (*attention_fwd)(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
-    // dqkv = (overwritten) from dout, the forward's qkv, out and att; scratch is B*NH*T*T reals
-    // of workspace
+    // dqkv = (overwritten) from dout, the forward's qkv, out and att; scratch is workspace
     void (*attention_bwd)(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv,
                           const void *out, const void *att, int B, int T, int C, int NH);
+    // Reals att and the backward's scratch each need for this shape (optional: NULL means
+    // B*NH*T*T, the probabilities)
+    size_t (*attention_buffer_elems)(swq_backend *be, int B, int T, int C, int NH);
 
     // ---- GELU (tanh approximation) ----
     void (*gelu_fwd)(swq_backend *be, void *out, const void *inp, size_t n);                    // =

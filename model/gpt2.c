@@ -134,7 +134,9 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
     a->ln1_rstd = alloc_per_layer(m, N, "activations.ln1_rstd");
     a->qkv = alloc_per_layer(m, N * 3 * C, "activations.qkv");
     a->atty = alloc_per_layer(m, N * C, "activations.atty");
-    a->att = alloc_per_layer(m, (size_t)B * NH * T * T, "activations.att");
+    size_t natt = BE->attention_buffer_elems ? BE->attention_buffer_elems(BE, B, T, (int)C, (int)NH)
+                                             : (size_t)B * NH * T * T;
+    a->att = alloc_per_layer(m, natt, "activations.att");
     a->attproj = alloc_per_layer(m, N * C, "activations.attproj");
     a->res2 = alloc_per_layer(m, N * C, "activations.res2");
     a->ln2 = alloc_per_layer(m, N * C, "activations.ln2");
@@ -168,7 +170,7 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
     a->dbig = AL(N * 4 * C, "scratch.dbig");
     a->dbig2 = AL(N * 4 * C, "scratch.dbig2");
     a->dqkv = AL(N * 3 * C, "scratch.dqkv");
-    a->datt_scratch = AL((size_t)B * NH * T * T, "scratch.datt");
+    a->datt_scratch = AL(natt, "scratch.datt");
     size_t rowsmax = N > (size_t)P ? N : (size_t)P;
     a->du = AL(rowsmax * rmax, "scratch.du");
     a->dhx = AL((size_t)P * C, "scratch.dhx");
