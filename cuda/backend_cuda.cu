@@ -117,8 +117,12 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
         exit(1);
     }
     cuda_ctx *c = CTX(be);
-    rec_push(&c->allocs, &c->n_allocs, &c->cap_allocs, {p, bytes, NULL});
-    if (what && !strncmp(what, "qcache.", 7)) rec_push(&c->frozen, &c->n_frozen, &c->cap_frozen, {p, bytes, NULL});
+    struct cu_alloc_rec rec;
+    memset(&rec, 0, sizeof(rec));
+    rec.p = p;
+    rec.bytes = bytes;
+    rec_push(&c->allocs, &c->n_allocs, &c->cap_allocs, rec);
+    if (what && !strncmp(what, "qcache.", 7)) rec_push(&c->frozen, &c->n_frozen, &c->cap_frozen, rec);
     c->mem_cur += bytes;
     if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
     return p;
@@ -140,7 +144,7 @@ static void cu_free(swq_backend *be, void *p) {
         if (c->frozen[i].p == p) {
             if (c->frozen[i].bf16) {
                 CUDA_CHECK(cudaFree(c->frozen[i].bf16));
-                c->mem_cur -= c->frozen[i].bytes / 2;
+                c->mem_cur -= c->frozen[i].bf_elems * sizeof(__nv_bfloat16);
             }
             c->frozen[i] = c->frozen[--c->n_frozen];
             break;
@@ -254,7 +258,7 @@ static void bfc_release(cuda_ctx *c, int i) {
 
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
-    if (!c->n_bfc || !p) return;
+    if (!p || (!c->n_bfc && !c->n_frozen)) return;
     const char *lo = (const char *)p, *hi = lo + bytes;
     if (!bytes)
         for (int i = 0; i < c->n_allocs; i++) {
@@ -266,6 +270,11 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
             }
         }
     if (hi == lo) hi = lo + 1;   // not one of ours: at least the element at p
+    for (int i = 0; lo < c->a_hi && c->a_lo < hi && i < c->n_frozen; i++) {   // adapter rows after frozen weights
+        struct cu_alloc_rec *r = &c->frozen[i];
+        const char *a = (const char *)r->a_src;
+        if (r->a_ok && a < hi && lo < a + r->a_elems * sizeof(float)) r->a_ok = 0;
+    }
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         const char *s = (const char *)e->src, *t = s + e->n * sizeof(float);
@@ -294,6 +303,7 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n,
                         m * sizeof(__nv_bfloat16), cudaGetErrorString(e));
                 exit(1);
             }
+            r->bf_elems = m;
             c->mem_cur += m * sizeof(__nv_bfloat16);
             if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
             convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, base, m);
@@ -524,6 +534,82 @@ const void *cu_bf16_copy(swq_backend *be, const float *p, size_t n) {
     if (c->precision != CU_BF16 || !n) return NULL;
     c->bfc_pin = c->bfc_clock + 1;
     return bf16_of(be, p, n, NULL, 0);
+}
+
+static size_t span(int rows, int cols, int ld, long long stride, int batch);
+static void prof_begin(cuda_ctx *c);
+static void prof_mid(cuda_ctx *c);
+static void prof_end(cuda_ctx *c, int cls, double flop);
+
+__global__ void weight_ext_rows_kernel(__nv_bfloat16 *dst, const float *A, size_t na, size_t nz) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nz; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(i < na ? A[i] : 0.0f);
+}
+
+const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || r <= 0 || r > rx || OC <= 0 || IC <= 0) return NULL;
+    size_t m = (size_t)OC * IC, need = m + (size_t)rx * IC;
+    struct cu_alloc_rec *rec = NULL;
+    for (int i = 0; i < c->n_frozen && !rec; i++)
+        if (c->frozen[i].p == w && c->frozen[i].bytes == m * sizeof(float)) rec = &c->frozen[i];
+    if (!rec) return NULL;
+    if (!rec->bf16 || rec->bf_elems < need) {
+        if (c->capturing) return NULL;
+        if (rec->bf16) {
+            graphs_clear(c);   // a recording may read the old copy
+            CUDA_CHECK(cudaFree(rec->bf16));   // synchronizes
+            c->mem_cur -= rec->bf_elems * sizeof(__nv_bfloat16);
+            rec->bf16 = NULL;
+        }
+        cudaError_t e = cudaMalloc(&rec->bf16, need * sizeof(__nv_bfloat16));
+        if (e != cudaSuccess) {
+            fprintf(stderr, "bf16 copy of a cached weight with adapter rows: cudaMalloc of %zu bytes failed: %s\n",
+                    need * sizeof(__nv_bfloat16), cudaGetErrorString(e));
+            exit(1);
+        }
+        rec->bf_elems = need;
+        c->mem_cur += need * sizeof(__nv_bfloat16);
+        if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+        convert_bf16(c->stream, (__nv_bfloat16 *)rec->bf16, w, m);
+        rec->a_ok = 0;
+    }
+    size_t na = (size_t)r * IC;
+    if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {
+        size_t nz = (size_t)(rx - r) * IC;
+        weight_ext_rows_kernel<<<grid_for(na + nz, 256), 256, 0, c->stream>>>((__nv_bfloat16 *)rec->bf16 + m, A, na,
+                                                                                nz);
+        CUDA_LAUNCH_CHECK();
+        rec->a_src = A;
+        rec->a_elems = na;
+        rec->a_ok = 1;
+        const char *a0 = (const char *)A, *a1 = a0 + na * sizeof(float);   // the span invalidation checks
+        if (!c->a_hi || a0 < c->a_lo) c->a_lo = a0;
+        if (a1 > c->a_hi) c->a_hi = a1;
+    }
+    return rec->bf16;
+}
+
+void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                  const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    cuda_ctx *c = CTX(be);
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    const __nv_bfloat16 *a = (const __nv_bfloat16 *)A;
+    int q;
+    if (m >= 4096 && (q = m & ~63) != m) {   // an aligned main part and the rest, as cu_gemm
+        cu_gemm_bf16(be, ta, tb, q, n, k, alpha, a, lda, B, ldb, beta, C, ldc);
+        cu_gemm_bf16(be, ta, tb, m - q, n, k, alpha, ta == CUBLAS_OP_N ? a + q : a + (size_t)q * lda, lda, B, ldb,
+                     beta, C + q, ldc);
+        return;
+    }
+    cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
+    prof_begin(c);
+    prof_mid(c);
+    cu_tl_part(be, "GEMM, other");
+    CUBLAS_CHECK(cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
+                              CUDA_R_32F, ldc, c->compute, CUBLAS_GEMM_DEFAULT));
+    cu_tl_part(be, "outside GEMMs");
+    prof_end(c, 3, 2.0 * m * n * (double)k);
 }
 
 int swq_backend_cuda_flash_attention(swq_backend *be, int C, int NH) { return cu_flash_attention(be, C, NH); }

@@ -33,7 +33,17 @@
 
 enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
-struct cu_alloc_rec { void *p; size_t bytes; void *bf16; };   // bf16: kept copy of a frozen buffer
+// bf16: kept copy of a frozen buffer (bf_elems elements: a weight's own, plus room for a LoRA
+// adapter's A rows after them, see cu_weight_ext; a_src, a_rows, a_ok: the A those rows hold)
+struct cu_alloc_rec {
+    void *p;
+    size_t bytes;
+    void *bf16;
+    size_t bf_elems;
+    const float *a_src;
+    size_t a_elems;
+    int a_ok;
+};
 // A bf16 copy slot: kept across writes of its source (valid = holds the source's values), so
 // a recorded graph finds the same memory on every replay.
 struct cu_bf16_entry {
@@ -95,6 +105,7 @@ typedef struct {
     // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
     // under a "qcache." name are written once, then only read, so their bf16 copy is kept
     struct cu_alloc_rec *allocs, *frozen;
+    const char *a_lo, *a_hi;       // a span holding every frozen record's adapter rows source (a_src)
     int n_allocs, cap_allocs, n_frozen, cap_frozen;
     size_t mem_cur, mem_peak;
     // SWQ_CUDA_PROFILE=1: every GEMM synchronized and timed (conversion, GEMM by shape class),
@@ -204,6 +215,14 @@ int cu_flash_attention(swq_backend *be, int C, int NH);
 // bf16 mode: a fresh copy-table entry for the n floats at src, for the caller to fill with
 // their bf16 values on the stream (src must hold the same values in float too); NULL otherwise.
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
+// bf16 mode, w a frozen weight [OC, IC] (a quantized-weight cache entry), 0 < r <= rx: its kept
+// bf16 copy followed by rx rows, A's r rows [r, IC] in bf16 and zeros: [w ; A ; 0]. The A rows
+// are rewritten whenever A has been written since (or is another buffer). NULL when w is not
+// frozen or while a recording is made and the copy would have to grow.
+const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx);
+// C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
+void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                  const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);
 // The same, but only where a stale copy of exactly [src, src + n) exists (someone read src in
 // bf16 after its last write): a producer writes the copy while it writes src, and a buffer no
 // one reads in bf16 gets none. NULL otherwise.

@@ -122,18 +122,22 @@ static const float *lora_merge(swq_backend *be, const void *w, const void *A, co
 #define LORA_UP_MAX_R 32
 #define LORA_UP_COLS 256
 #define LORA_UP_ROWS 32
+// u rows are read ldu apart (u may be the GEMM output's extra columns: [out | u] = inp [w ; A]^T),
+// and copied to uout [N, r] when uout is given.
 template <int R>
 __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, __nv_bfloat16 *ob, const float *o,
-                                                                    int ldp,
-                                                                    const float *bias, const float *u,
-                                                                    const float *Bm, int N, int OC, int r, float s) {
+                                                                    int ldp, const float *bias, const float *u,
+                                                                    int ldu, float *uout, const float *Bm, int N,
+                                                                    int OC, int r, float s) {
     __shared__ float4 us[LORA_UP_ROWS][R / 4 > 0 ? R / 4 : 1];
     int v = blockIdx.x * LORA_UP_COLS + threadIdx.x, p0 = blockIdx.y * LORA_UP_ROWS;
     constexpr int RR = R > 0 ? R : 1;
     float *uf = (float *)us;
     for (int i = threadIdx.x; i < LORA_UP_ROWS * R; i += LORA_UP_COLS) {
         int pr = i / RR, j = i % RR;
-        uf[i] = (j < r && p0 + pr < N) ? u[(size_t)(p0 + pr) * r + j] : 0.0f;
+        float x = (j < r && p0 + pr < N) ? u[(size_t)(p0 + pr) * ldu + j] : 0.0f;
+        uf[i] = x;
+        if (uout && blockIdx.x == 0 && j < r && p0 + pr < N) uout[(size_t)(p0 + pr) * r + j] = x;
     }
     __syncthreads();
     if (v >= OC) return;
@@ -168,14 +172,16 @@ __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, 
 
 // (also writes out's bf16 copy when a reader asked for one last time: attention reads qkv in bf16)
 static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, const float *bias, const float *u,
-                         const float *Bm, int N, int OC, int r, float s) {
+                         int ldu, float *uout, const float *Bm, int N, int OC, int r, float s) {
     dim3 grid((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS);
     cudaStream_t st = STREAM(be);
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, out, (size_t)N * OC);
-    if (r <= 0) lora_up_pack_kernel<0><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, Bm, N, OC, r, s);
-    else if (r <= 8) lora_up_pack_kernel<8><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, Bm, N, OC, r, s);
-    else if (r <= 16) lora_up_pack_kernel<16><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, Bm, N, OC, r, s);
-    else lora_up_pack_kernel<32><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, Bm, N, OC, r, s);
+#define UP_PACK(RR) lora_up_pack_kernel<RR><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, ldu, uout, Bm, N, OC, r, s)
+    if (r <= 0) UP_PACK(0);
+    else if (r <= 8) UP_PACK(8);
+    else if (r <= 16) UP_PACK(16);
+    else UP_PACK(32);
+#undef UP_PACK
     CUDA_LAUNCH_CHECK();
 }
 
@@ -183,6 +189,23 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
                         const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
     if (N <= 0 || OC <= 0) return;
     cuda_ctx *c = CTX(be);
+    if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
+        // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
+        // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
+        // the 16 extra rows), then the fused pass (bias, s u Bm^T, u saved for the backward)
+        const int rx = (r + 15) / 16 * 16, M = OC + rx;
+        const void *we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
+        const void *xb = we ? cu_bf16_copy(be, (const float *)inp, (size_t)N * IC) : NULL;
+        if (xb) {
+            int ldo = (size_t)N * M >= ((size_t)1 << 20) ? cu_pad_ld(M) : (M + 3) & ~3;
+            float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
+                                           "padded GEMM output scratch");
+            cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, IC, 1.0f, we, IC, xb, IC, 0.0f, o, ldo);
+            lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, o + OC, ldo, (float *)u, (const float *)Bm, N,
+                         OC, r, (float)s);
+            return;
+        }
+    }
     if (c->precision == CU_BF16 && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // bf16: the base product (beta 0), then one pass adding the bias and the adapter's
         // s u Bm^T (in fp32) in place, instead of a bias pass and two GEMMs reading and writing out.
@@ -197,8 +220,8 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
                 0.0f, o, ldo, 0, 1);
         if (r > 0) cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
         if (pad || r > 0 || bias)
-            lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, (const float *)u, (const float *)Bm, N, OC, r,
-                         (float)s);
+            lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, (const float *)u, r, NULL, (const float *)Bm,
+                         N, OC, r, (float)s);
         return;
     }
     if (IC <= 0 || r <= 0 || !CTX(be)->lora_merge) {   // in the CPU reference's order

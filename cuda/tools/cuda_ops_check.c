@@ -689,11 +689,14 @@ static void run_timing(void) {
 }
 
 // The switchable linear's three products (the LM head's shape takes the padded-row path).
-static void check_lora_linear(int N, int IC, int OC, int r) {
+// cached: the weight is allocated as a quantized-weight cache entry ("qcache." name: written once,
+// then read only), which the CUDA backend keeps in bf16 with the adapter's A rows after it
+static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
     char w[96];
-    snprintf(w, sizeof w, "N=%d IC=%d OC=%d r=%d", N, IC, OC, r);
+    snprintf(w, sizeof w, "N=%d IC=%d OC=%d r=%d%s", N, IC, OC, r, cached ? " cached w" : "");
     double s = 2.0;
-    pbuf inp = pb_new((size_t)N * IC, "inp"), wt = pb_new((size_t)OC * IC, "w"), A = pb_new((size_t)r * IC, "A"),
+    pbuf inp = pb_new((size_t)N * IC, "inp"), wt = pb_new((size_t)OC * IC, cached ? "qcache.weight" : "w"),
+         A = pb_new((size_t)r * IC, "A"),
          Bm = pb_new((size_t)OC * r, "Bm"), out = pb_new((size_t)N * OC, "out"), u = pb_new((size_t)N * r, "u");
     pb_rand(&inp, 1);
     pb_rand(&wt, 0.1f);
@@ -738,7 +741,8 @@ static void run_gemm_checks(int small) {
     if (small) {
         check_matmul(32, 48, 40);
         check_matmul(33, 17, 29);
-        check_lora_linear(33, 17, 29, 4);
+        check_lora_linear(33, 17, 29, 4, 0);
+        check_lora_linear(33, 17, 29, 4, 1);
         check_attention(2, 16, 32, 2);
         check_attention(1, 13, 24, 3);
         return;
@@ -748,12 +752,14 @@ static void run_gemm_checks(int small) {
     check_matmul(2 * 384, 3072, 768);    // MLP out
     check_matmul(77, 101, 123);          // odd sizes
     check_matmul(2 * 64, 768, 50257);    // LM head
-    check_lora_linear(2 * 384, 768, 3072, 16);   // MLP in
-    check_lora_linear(2 * 64, 768, 50257, 8);    // LM head: padded rows, split GEMMs
-    check_lora_linear(4096, 768, 50257, 16);     // LM head at B=8 T=512
-    check_lora_linear(77, 3072, 768, 32);        // MLP out: a partial row block, r = 32, split reductions
-    check_lora_linear(4096, 768, 2304, 5);       // qkv at B=8 T=512, an odd rank
-    check_lora_linear(200, 64, 1000, 16);        // a partial column block
+    for (int cached = 0; cached <= 1; cached++) {
+        check_lora_linear(2 * 384, 768, 3072, 16, cached);   // MLP in
+        check_lora_linear(2 * 64, 768, 50257, 8, cached);    // LM head: padded rows, split GEMMs
+        check_lora_linear(4096, 768, 50257, 16, cached);     // LM head at B=8 T=512
+        check_lora_linear(77, 3072, 768, 32, cached);        // MLP out, r = 32
+        check_lora_linear(4096, 768, 2304, 5, cached);       // qkv at B=8 T=512, an odd rank
+        check_lora_linear(200, 64, 1000, 16, cached);
+    }
     check_attention(2, 64, 64, 4);
     check_attention(2, 384, 768, 12);
     check_attention(2, 77, 96, 3);
