@@ -529,6 +529,38 @@ void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, i
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }
 
+__global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldb, const float *src, int rows, int cols) {
+    size_t n = (size_t)rows * cols;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i / cols * ldb + i % cols] = __float2bfloat16_rn(src[i]);
+}
+
+__nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, int cols, int min_ld, int *ld) {
+    cuda_ctx *c = CTX(be);
+    size_t n = (size_t)rows * cols;
+    if (c->precision != CU_BF16 || !n) return NULL;
+    for (int i = 0; i < c->n_frozen; i++) {
+        const float *base = (const float *)c->frozen[i].p;
+        if (src >= base && src < base + c->frozen[i].bytes / sizeof(float)) return NULL;
+    }
+    c->bfc_pin = c->bfc_clock + 1;
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (!e->valid || src + n <= e->src || e->src + e->n <= src) continue;
+        if (e->src != src || e->n != n || e->ld_src != cols || e->ld_bf < min_ld) return NULL;   // another copy
+        e->used = ++c->bfc_clock;
+        e->in_graph |= c->capturing;
+        *ld = e->ld_bf;
+        return (__nv_bfloat16 *)e->bf;
+    }
+    int ldb = (min_ld + 7) & ~7;
+    __nv_bfloat16 *bf = (__nv_bfloat16 *)bf16_slot(be, src, n, cols, ldb);
+    float_to_bf16_rows_kernel<<<grid_for(n, 256), 256, 0, c->stream>>>(bf, ldb, src, rows, cols);
+    CUDA_LAUNCH_CHECK();
+    *ld = ldb;
+    return bf;
+}
+
 const void *cu_bf16_copy(swq_backend *be, const float *p, size_t n) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return NULL;
@@ -594,12 +626,26 @@ void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, i
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
     cuda_ctx *c = CTX(be);
     if (m <= 0 || n <= 0 || k <= 0) return;
-    const __nv_bfloat16 *a = (const __nv_bfloat16 *)A;
+    const __nv_bfloat16 *a = (const __nv_bfloat16 *)A, *b = (const __nv_bfloat16 *)B;
+    const cublasOperation_t N_ = CUBLAS_OP_N;
     int q;
-    if (m >= 4096 && (q = m & ~63) != m) {   // an aligned main part and the rest, as cu_gemm
-        cu_gemm_bf16(be, ta, tb, q, n, k, alpha, a, lda, B, ldb, beta, C, ldc);
-        cu_gemm_bf16(be, ta, tb, m - q, n, k, alpha, ta == CUBLAS_OP_N ? a + q : a + (size_t)q * lda, lda, B, ldb,
-                     beta, C + q, ldc);
+    // a large dimension that is not a multiple of 64: an aligned main part and the rest, as cu_gemm
+    if (m >= 4096 && (q = m & ~63) != m) {
+        cu_gemm_bf16(be, ta, tb, q, n, k, alpha, a, lda, b, ldb, beta, C, ldc);
+        cu_gemm_bf16(be, ta, tb, m - q, n, k, alpha, ta == N_ ? a + q : a + (size_t)q * lda, lda, b, ldb, beta, C + q,
+                     ldc);
+        return;
+    }
+    if (n >= 4096 && (q = n & ~63) != n) {
+        cu_gemm_bf16(be, ta, tb, m, q, k, alpha, a, lda, b, ldb, beta, C, ldc);
+        cu_gemm_bf16(be, ta, tb, m, n - q, k, alpha, a, lda, tb == N_ ? b + (size_t)q * ldb : b + q, ldb, beta,
+                     C + (size_t)q * ldc, ldc);
+        return;
+    }
+    if (k >= 4096 && (q = k & ~63) != k) {
+        cu_gemm_bf16(be, ta, tb, m, n, q, alpha, a, lda, b, ldb, beta, C, ldc);
+        cu_gemm_bf16(be, ta, tb, m, n, k - q, alpha, ta == N_ ? a + (size_t)q * lda : a + q, lda,
+                     tb == N_ ? b + q : b + (size_t)q * ldb, ldb, 1.0f, C, ldc);
         return;
     }
     cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));

@@ -220,6 +220,13 @@ void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
 // are rewritten whenever A has been written since (or is another buffer). NULL when w is not
 // frozen or while a recording is made and the copy would have to grow.
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx);
+// bf16 mode: src's bf16 copy as rows of `cols` at least min_ld apart, the columns past cols free
+// for the caller (a K-concatenated GEMM operand): the valid padded copy src has, or a new one
+// (converted now) when src has no valid copy at all; NULL when it has another kind of copy
+// (converting again would cost more than the concatenation saves) or is frozen.
+__nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, int cols, int min_ld, int *ld);
+// Room a producer leaves after each row of a gradient's bf16 copy, for the adapter's du columns.
+#define CU_ROWS_SPARE 32
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);

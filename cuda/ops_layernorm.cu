@@ -35,8 +35,9 @@ __global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, float *mean,
 
 // ob (bf16 mode): the bf16 copy of the updated dinp (the residual stream's gradient, which a
 // linear's backward reads next as its GEMM operand).
-__global__ void layernorm_bwd_dinp_kernel(float *dinp, __nv_bfloat16 *ob, const float *dout, const float *inp,
-                                          const float *w, const float *mean, const float *rstd, int N, int C) {
+__global__ void layernorm_bwd_dinp_kernel(float *dinp, __nv_bfloat16 *ob, int ldb, const float *dout,
+                                          const float *inp, const float *w, const float *mean, const float *rstd,
+                                          int N, int C) {
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
@@ -49,7 +50,7 @@ __global__ void layernorm_bwd_dinp_kernel(float *dinp, __nv_bfloat16 *ob, const 
     }
     float dnorm_mean = warp_sum(a) / C, dnorm_norm_mean = warp_sum(bb) / C;
     float *dx = dinp + (size_t)row * C;
-    __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
+    __nv_bfloat16 *obr = ob ? ob + (size_t)row * ldb : NULL;
     for (int i = lane; i < C; i += 32) {
         float norm = (x[i] - m) * r;
         float v = dx[i] + (w[i] * dy[i] - dnorm_mean - norm * dnorm_norm_mean) * r;
@@ -99,9 +100,11 @@ void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const voi
                       const void *w, const void *mean, const void *rstd, int N, int C) {
     if (N <= 0) return;
     if (dinp) {
-        __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)dinp, (size_t)N * C);
+        // rows with room for a LoRA linear's du columns (its backward concatenates them)
+        const int ldb = (C + CU_ROWS_SPARE + 7) & ~7;
+        __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)dinp, N, C, ldb);
         layernorm_bwd_dinp_kernel<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 32 * ROWS_PER_BLOCK, 0,
-                                    STREAM(be)>>>((float *)dinp, ob, (const float *)dout, (const float *)inp,
+                                    STREAM(be)>>>((float *)dinp, ob, ldb, (const float *)dout, (const float *)inp,
                                                   (const float *)w, (const float *)mean, (const float *)rstd,
                                                   N, C);
         CUDA_LAUNCH_CHECK();

@@ -135,11 +135,10 @@ void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len
                 int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
     // the gradient's bf16 copy (bf16 mode), read by the head's backward GEMMs; rows padded to
-    // 16-byte multiples when V is not (an odd leading dimension slows those GEMMs 3-4x)
-    int ldg = V % 8 ? cu_pad_ld(V) : V;
-    __nv_bfloat16 *gb = !grad ? NULL
-                        : ldg != V ? (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)logits, P, V, ldg)
-                                   : (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)logits, (size_t)P * V);
+    // 64-element multiples (an odd leading dimension slows those GEMMs 3-4x) with room for the
+    // head adapter's du columns (the backward concatenates them)
+    int ldg = cu_pad_ld(V + CU_ROWS_SPARE);
+    __nv_bfloat16 *gb = grad ? (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)logits, P, V, ldg) : NULL;
     xent_kl_kernel<<<P, XENT_BLOCK, 0, STREAM(be)>>>(
         (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
         (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad, V);
