@@ -285,6 +285,30 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
 static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_src, int ld_bf,
                               unsigned long long now);
 
+// The kept bf16 copy of frozen buffer r with room for `elems` bf16 elements (its own first, see
+// cu_weight_ext for the rest): made, or remade larger, and converted now when it has less.
+static void frozen_copy(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems) {
+    if (r->bf16 && r->bf_elems >= elems) return;
+    if (r->bf16) {
+        not_capturing(c, "a cached weight's bf16 copy regrown");
+        graphs_clear(c);                 // a recording may read the old copy
+        CUDA_CHECK(cudaFree(r->bf16));   // synchronizes
+        c->mem_cur -= r->bf_elems * sizeof(__nv_bfloat16);
+        r->bf16 = NULL;
+    }
+    cudaError_t e = cudaMalloc(&r->bf16, elems * sizeof(__nv_bfloat16));
+    if (e != cudaSuccess) {
+        fprintf(stderr, "bf16 copy of a cached weight: cudaMalloc of %zu bytes failed: %s\n",
+                elems * sizeof(__nv_bfloat16), cudaGetErrorString(e));
+        exit(1);
+    }
+    r->bf_elems = elems;
+    c->mem_cur += elems * sizeof(__nv_bfloat16);
+    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, (const float *)r->p, r->bytes / sizeof(float));
+    r->a_ok = 0;
+}
+
 // bf16 copy of the n floats at src, read as a GEMM operand of `rows` contiguous elements per
 // column, *ld apart (ld NULL: not a GEMM operand): the kept copy of a frozen buffer, a valid copy
 // that contains [src, src + n) (a padded one if the operand's columns lie within its rows, *ld
@@ -295,19 +319,7 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n,
         struct cu_alloc_rec *r = &c->frozen[i];
         const float *base = (const float *)r->p;
         if (src < base || src + n > base + r->bytes / sizeof(float)) continue;
-        if (!r->bf16) {
-            size_t m = r->bytes / sizeof(float);
-            cudaError_t e = cudaMalloc(&r->bf16, m * sizeof(__nv_bfloat16));
-            if (e != cudaSuccess) {
-                fprintf(stderr, "bf16 copy of a cached weight: cudaMalloc of %zu bytes failed: %s\n",
-                        m * sizeof(__nv_bfloat16), cudaGetErrorString(e));
-                exit(1);
-            }
-            r->bf_elems = m;
-            c->mem_cur += m * sizeof(__nv_bfloat16);
-            if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-            convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, base, m);
-        }
+        frozen_copy(c, r, r->bytes / sizeof(float));
         return (const __nv_bfloat16 *)r->bf16 + (src - base);
     }
     unsigned long long now = ++c->bfc_clock;
@@ -588,23 +600,7 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
     if (!rec) return NULL;
     if (!rec->bf16 || rec->bf_elems < need) {
         if (c->capturing) return NULL;
-        if (rec->bf16) {
-            graphs_clear(c);   // a recording may read the old copy
-            CUDA_CHECK(cudaFree(rec->bf16));   // synchronizes
-            c->mem_cur -= rec->bf_elems * sizeof(__nv_bfloat16);
-            rec->bf16 = NULL;
-        }
-        cudaError_t e = cudaMalloc(&rec->bf16, need * sizeof(__nv_bfloat16));
-        if (e != cudaSuccess) {
-            fprintf(stderr, "bf16 copy of a cached weight with adapter rows: cudaMalloc of %zu bytes failed: %s\n",
-                    need * sizeof(__nv_bfloat16), cudaGetErrorString(e));
-            exit(1);
-        }
-        rec->bf_elems = need;
-        c->mem_cur += need * sizeof(__nv_bfloat16);
-        if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
-        convert_bf16(c->stream, (__nv_bfloat16 *)rec->bf16, w, m);
-        rec->a_ok = 0;
+        frozen_copy(c, rec, need);
     }
     size_t na = (size_t)r * IC;
     if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {
