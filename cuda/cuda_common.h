@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include "model/backend.h"
 
 #define CUDA_CHECK(call)                                                                   \
@@ -62,6 +63,14 @@ struct cu_graph {
     int n_snap;
 };
 #define CU_MAX_GRAPHS 8
+// A cuBLASLt GEMM with the bias added in its epilogue, planned once per shape (ok = 0: no
+// algorithm, or it failed once: the caller's other path is used for that shape).
+struct cu_lt_plan {
+    int m, n, k, lda, ldb, ldc, ok;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
+};
 struct cu_tl_mark { cudaEvent_t ev; const char *phase, *op, *part; };
 struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 
@@ -94,6 +103,10 @@ typedef struct {
     int n_graphs;
     long n_graph_captures, n_graph_replays;
     void *cublas_ws;               // cuBLAS workspace (set explicitly: graph capture allocates none)
+    size_t cublas_ws_bytes;
+    cublasLtHandle_t lt;           // cuBLASLt (bias epilogues), sharing the workspace (one stream)
+    struct cu_lt_plan *lt_plans;
+    int n_lt, cap_lt, lt_off;      // lt_off: SWQ_CUDA_LT=0
     // the last `zero` of a scratch buffer, not yet issued: the next op either takes it over (a
     // "+=" into exactly that buffer becomes "=": no memset, no read of zeros) or issues it first
     void *zp;
@@ -227,6 +240,11 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
 __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, int cols, int min_ld, int *ld);
 // Room a producer leaves after each row of a gradient's bf16 copy, for the adapter's du columns.
 #define CU_ROWS_SPARE 32
+// bf16 mode: C[m,n] (fp32) = A^T B + bias (bias per row of C: per output channel), A [k, m] and
+// B [k, n] bf16 column-major (lda, ldb), by cuBLASLt with the bias in the epilogue. 0 (nothing done) when there is no such plan for the shape or the bias is not
+// 16-byte aligned.
+int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                    const float *bias, float *C, int ldc);
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);
@@ -234,6 +252,7 @@ void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, i
 // bf16 after its last write): a producer writes the copy while it writes src, and a buffer no
 // one reads in bf16 gets none. NULL otherwise.
 void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n);
+int cu_bf16_wanted(swq_backend *be, const float *src, size_t n);   // whether it would give one
 // The same for rows x ld floats at src, stored with rows ld_bf apart (ld_bf >= ld, a multiple
 // of 8: 16-byte aligned rows for the GEMMs); the GEMMs that read src with leading dimension ld
 // use it with ld_bf.

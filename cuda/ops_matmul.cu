@@ -212,6 +212,13 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
         // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the GEMM
         // 6x: there the product goes to a scratch with padded rows, which the pass packs into out.
         int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+        // no adapter (plain training): the bias in the GEMM's epilogue, unless the output's bf16
+        // copy is wanted (the fused pass below writes it on the way)
+        if (r <= 0 && bias && !pad && !cu_bf16_wanted(be, (const float *)out, (size_t)N * OC)) {
+            const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
+            const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+            if (cu_gemm_bias_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, (float *)out, OC)) return;
+        }
         int ldo = pad ? cu_pad_ld(OC) : OC;
         float *o = pad ? (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
                                              "padded GEMM output scratch")

@@ -23,7 +23,7 @@ build_check() {
     [ -x "$B/cuda_step_check" ] && [ "$B/cuda_step_check" -nt cuda/tools/cuda_step_check.c ] && return 0
     local cudalib=${CUDA_HOME:-/usr/local/cuda}/lib64
     gcc -std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -I. cuda/tools/cuda_step_check.c \
-        "$B/libswq_core.a" "$B/libswq_cuda.a" -L"$cudalib" -lcublas -lcudart -lopenblas -lstdc++ -lm -lpthread \
+        "$B/libswq_core.a" "$B/libswq_cuda.a" -L"$cudalib" -lcublasLt -lcublas -lcudart -lopenblas -lstdc++ -lm -lpthread \
         -ldl -lrt -o "$B/cuda_step_check"
 }
 

@@ -30,7 +30,7 @@ build() {
     local p rc=0
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     [ $rc = 0 ] || { echo "device_cuda_check: compile failed"; exit 1; }
-    nvcc $ARCH -o "$B/cuda_ops_check" "$B"/*.o -lcublas -lopenblas -lm
+    nvcc $ARCH -o "$B/cuda_ops_check" "$B"/*.o -lcublasLt -lcublas -lopenblas -lm
     echo "device_cuda_check: built $B/cuda_ops_check"
 }
 

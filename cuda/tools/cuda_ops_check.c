@@ -760,6 +760,9 @@ static void run_gemm_checks(int small) {
         check_lora_linear(4096, 768, 2304, 5, cached);       // qkv at B=8 T=512, an odd rank
         check_lora_linear(200, 64, 1000, 16, cached);
     }
+    check_lora_linear(2 * 384, 768, 3072, 0, 0);   // no adapter: the bias in the GEMM epilogue (bf16)
+    check_lora_linear(77, 3072, 768, 0, 0);
+    check_lora_linear(2 * 64, 768, 50257, 0, 0);
     check_attention(2, 64, 64, 4);
     check_attention(2, 384, 768, 12);
     check_attention(2, 77, 96, 3);
