@@ -285,6 +285,15 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
 static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_src, int ld_bf,
                               unsigned long long now);
 
+// The frozen buffer's record holding [src, src + n), or NULL.
+static struct cu_alloc_rec *frozen_holding(cuda_ctx *c, const float *src, size_t n) {
+    for (int i = 0; i < c->n_frozen; i++) {
+        const float *base = (const float *)c->frozen[i].p;
+        if (src >= base && src + n <= base + c->frozen[i].bytes / sizeof(float)) return &c->frozen[i];
+    }
+    return NULL;
+}
+
 // The kept bf16 copy of frozen buffer r with room for `elems` bf16 elements (its own first, see
 // cu_weight_ext for the rest): made, or remade larger, and converted now when it has less.
 static void frozen_copy(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems) {
@@ -315,12 +324,10 @@ static void frozen_copy(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems) {
 // then its row distance), or a fresh one.
 static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n, int *ld, int rows) {
     cuda_ctx *c = CTX(be);
-    for (int i = 0; i < c->n_frozen; i++) {
-        struct cu_alloc_rec *r = &c->frozen[i];
-        const float *base = (const float *)r->p;
-        if (src < base || src + n > base + r->bytes / sizeof(float)) continue;
+    struct cu_alloc_rec *r = frozen_holding(c, src, n);
+    if (r) {
         frozen_copy(c, r, r->bytes / sizeof(float));
-        return (const __nv_bfloat16 *)r->bf16 + (src - base);
+        return (const __nv_bfloat16 *)r->bf16 + (src - (const float *)r->p);
     }
     unsigned long long now = ++c->bfc_clock;
     for (int i = 0; i < c->n_bfc; i++) {
@@ -545,20 +552,29 @@ void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, i
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }
 
-__global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldb, const float *src, int rows, int cols) {
-    size_t n = (size_t)rows * cols;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i / cols * ldb + i % cols] = __float2bfloat16_rn(src[i]);
+// dst[p*ldd + j] = bf16(src[p*cols + j]) for j < cols and 0 for cols <= j < width, rows p < rows
+__global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldd, const float *src, int rows, int cols,
+                                          int width) {
+    size_t n = (size_t)rows * width;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t p = i / width, j = i % width;
+        dst[p * ldd + j] = __float2bfloat16_rn(j < (size_t)cols ? src[p * cols + j] : 0.0f);
+    }
+}
+
+void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src, int rows, int cols, int width) {
+    size_t n = (size_t)rows * width;
+    if (!n) return;
+    float_to_bf16_rows_kernel<<<grid_for(n, 256), 256, 0, STREAM(be)>>>((__nv_bfloat16 *)dst, ldd, src, rows, cols,
+                                                                         width);
+    CUDA_LAUNCH_CHECK();
 }
 
 __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, int cols, int min_ld, int *ld) {
     cuda_ctx *c = CTX(be);
     size_t n = (size_t)rows * cols;
     if (c->precision != CU_BF16 || !n) return NULL;
-    for (int i = 0; i < c->n_frozen; i++) {
-        const float *base = (const float *)c->frozen[i].p;
-        if (src >= base && src < base + c->frozen[i].bytes / sizeof(float)) return NULL;
-    }
+    if (frozen_holding(c, src, 1)) return NULL;
     c->bfc_pin = c->bfc_clock + 1;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
@@ -571,8 +587,7 @@ __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, 
     }
     int ldb = (min_ld + 7) & ~7;
     __nv_bfloat16 *bf = (__nv_bfloat16 *)bf16_slot(be, src, n, cols, ldb);
-    float_to_bf16_rows_kernel<<<grid_for(n, 256), 256, 0, c->stream>>>(bf, ldb, src, rows, cols);
-    CUDA_LAUNCH_CHECK();
+    cu_bf16_convert_rows(be, bf, ldb, src, rows, cols, cols);
     *ld = ldb;
     return bf;
 }
@@ -589,29 +604,19 @@ static void prof_begin(cuda_ctx *c);
 static void prof_mid(cuda_ctx *c);
 static void prof_end(cuda_ctx *c, int cls, double flop);
 
-__global__ void weight_ext_rows_kernel(__nv_bfloat16 *dst, const float *A, size_t na, size_t nz) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < na + nz; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(i < na ? A[i] : 0.0f);
-}
-
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || r <= 0 || r > rx || OC <= 0 || IC <= 0) return NULL;
     size_t m = (size_t)OC * IC, need = m + (size_t)rx * IC;
-    struct cu_alloc_rec *rec = NULL;
-    for (int i = 0; i < c->n_frozen && !rec; i++)
-        if (c->frozen[i].p == w && c->frozen[i].bytes == m * sizeof(float)) rec = &c->frozen[i];
-    if (!rec) return NULL;
+    struct cu_alloc_rec *rec = frozen_holding(c, w, m);
+    if (!rec || rec->p != w || rec->bytes != m * sizeof(float)) return NULL;
     if (!rec->bf16 || rec->bf_elems < need) {
         if (c->capturing) return NULL;
         frozen_copy(c, rec, need);
     }
     size_t na = (size_t)r * IC;
-    if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {
-        size_t nz = (size_t)(rx - r) * IC;
-        weight_ext_rows_kernel<<<grid_for(na + nz, 256), 256, 0, c->stream>>>((__nv_bfloat16 *)rec->bf16 + m, A, na,
-                                                                                nz);
-        CUDA_LAUNCH_CHECK();
+    if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {   // A's rows, then zero rows up to rx
+        cu_bf16_convert_rows(be, (__nv_bfloat16 *)rec->bf16 + m, 0, A, 1, r * IC, rx * IC);
         rec->a_src = A;
         rec->a_elems = na;
         rec->a_ok = 1;
@@ -622,32 +627,43 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
     return rec->bf16;
 }
 
+// cuBLAS runs a large dimension that is not a multiple of 64 (the LM head's V = 50257) 4-6x
+// slower than the same GEMM one tile smaller: gemm(m, n, k, A, B, beta, C) on an aligned main
+// part, then on the rest (of k: accumulated). 1 if it split. E: the operands' element type.
+template <typename E, typename G>
+static int gemm_split_unaligned(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const E *A, int lda,
+                                const E *B, int ldb, float beta, float *C, int ldc, G gemm) {
+    const cublasOperation_t N_ = CUBLAS_OP_N;
+    int q;
+    if (m >= 4096 && (q = m & ~63) != m) {
+        gemm(q, n, k, A, B, beta, C);
+        gemm(m - q, n, k, ta == N_ ? A + q : A + (size_t)q * lda, B, beta, C + q);
+        return 1;
+    }
+    if (n >= 4096 && (q = n & ~63) != n) {
+        gemm(m, q, k, A, B, beta, C);
+        gemm(m, n - q, k, A, tb == N_ ? B + (size_t)q * ldb : B + q, beta, C + (size_t)q * ldc);
+        return 1;
+    }
+    if (k >= 4096 && (q = k & ~63) != k) {
+        gemm(m, n, q, A, B, beta, C);
+        gemm(m, n, k - q, ta == N_ ? A + (size_t)q * lda : A + q, tb == N_ ? B + q : B + (size_t)q * ldb, 1.0f, C);
+        return 1;
+    }
+    return 0;
+}
+
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
     cuda_ctx *c = CTX(be);
     if (m <= 0 || n <= 0 || k <= 0) return;
-    const __nv_bfloat16 *a = (const __nv_bfloat16 *)A, *b = (const __nv_bfloat16 *)B;
-    const cublasOperation_t N_ = CUBLAS_OP_N;
-    int q;
-    // a large dimension that is not a multiple of 64: an aligned main part and the rest, as cu_gemm
-    if (m >= 4096 && (q = m & ~63) != m) {
-        cu_gemm_bf16(be, ta, tb, q, n, k, alpha, a, lda, b, ldb, beta, C, ldc);
-        cu_gemm_bf16(be, ta, tb, m - q, n, k, alpha, ta == N_ ? a + q : a + (size_t)q * lda, lda, b, ldb, beta, C + q,
-                     ldc);
+    if (gemm_split_unaligned(ta, tb, m, n, k, (const __nv_bfloat16 *)A, lda, (const __nv_bfloat16 *)B, ldb, beta, C,
+                             ldc,
+                             [&](int m_, int n_, int k_, const __nv_bfloat16 *a_, const __nv_bfloat16 *b_,
+                                 float beta_, float *c_) {
+                                 cu_gemm_bf16(be, ta, tb, m_, n_, k_, alpha, a_, lda, b_, ldb, beta_, c_, ldc);
+                             }))
         return;
-    }
-    if (n >= 4096 && (q = n & ~63) != n) {
-        cu_gemm_bf16(be, ta, tb, m, q, k, alpha, a, lda, b, ldb, beta, C, ldc);
-        cu_gemm_bf16(be, ta, tb, m, n - q, k, alpha, a, lda, tb == N_ ? b + (size_t)q * ldb : b + q, ldb, beta,
-                     C + (size_t)q * ldc, ldc);
-        return;
-    }
-    if (k >= 4096 && (q = k & ~63) != k) {
-        cu_gemm_bf16(be, ta, tb, m, n, q, alpha, a, lda, b, ldb, beta, C, ldc);
-        cu_gemm_bf16(be, ta, tb, m, n, k - q, alpha, ta == N_ ? a + (size_t)q * lda : a + q, lda,
-                     tb == N_ ? b + q : b + (size_t)q * ldb, ldb, 1.0f, C, ldc);
-        return;
-    }
     cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
     prof_begin(c);
     prof_mid(c);
@@ -765,31 +781,13 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
         fprintf(stderr, "%s:%d: cu_gemm with k = %d\n", __FILE__, __LINE__, k);
         exit(1);
     }
-    if (batch == 1 && c->precision == CU_BF16) {
-        // cuBLAS runs a large dimension that is not a multiple of 64 (the LM head's V = 50257)
-        // 4-6x slower than the same GEMM one tile smaller: an aligned main part, then the rest
-        // (bf16 mode: fp32 and tf32 keep one GEMM, as measured against the CPU reference)
-        int q;
-        const cublasOperation_t N_ = CUBLAS_OP_N;
-        if (m >= 4096 && (q = m & ~63) != m) {
-            cu_gemm(be, ta, tb, q, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
-            cu_gemm(be, ta, tb, m - q, n, k, alpha, ta == N_ ? A + q : A + (size_t)q * lda, lda, 0, B, ldb, 0, beta,
-                    C + q, ldc, 0, 1);
-            return;
-        }
-        if (n >= 4096 && (q = n & ~63) != n) {
-            cu_gemm(be, ta, tb, m, q, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
-            cu_gemm(be, ta, tb, m, n - q, k, alpha, A, lda, 0, tb == N_ ? B + (size_t)q * ldb : B + q, ldb, 0, beta,
-                    C + (size_t)q * ldc, ldc, 0, 1);
-            return;
-        }
-        if (k >= 4096 && (q = k & ~63) != k) {
-            cu_gemm(be, ta, tb, m, n, q, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
-            cu_gemm(be, ta, tb, m, n, k - q, alpha, ta == N_ ? A + (size_t)q * lda : A + q, lda, 0,
-                    tb == N_ ? B + q : B + (size_t)q * ldb, ldb, 0, 1.0f, C, ldc, 0, 1);
-            return;
-        }
-    }
+    // bf16 mode only: fp32 and tf32 keep one GEMM, as measured against the CPU reference
+    if (batch == 1 && c->precision == CU_BF16 &&
+        gemm_split_unaligned(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc,
+                             [&](int m_, int n_, int k_, const float *a_, const float *b_, float beta_, float *c_) {
+                                 cu_gemm(be, ta, tb, m_, n_, k_, alpha, a_, lda, 0, b_, ldb, 0, beta_, c_, ldc, 0, 1);
+                             }))
+        return;
     const void *a = A, *b = B;
     cudaDataType_t ab_type = CUDA_R_32F;
     prof_begin(c);

@@ -238,6 +238,8 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
 // (converted now) when src has no valid copy at all; NULL when it has another kind of copy
 // (converting again would cost more than the concatenation saves) or is frozen.
 __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, int cols, int min_ld, int *ld);
+// dst (bf16, rows ldd apart) = the rows x cols floats at src, each row zero-filled from cols to width.
+void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src, int rows, int cols, int width);
 // Room a producer leaves after each row of a gradient's bf16 copy, for the adapter's du columns.
 #define CU_ROWS_SPARE 32
 // bf16 mode: C[m,n] (fp32) = A^T B + bias (bias per row of C: per output channel), A [k, m] and

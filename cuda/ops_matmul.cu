@@ -185,6 +185,10 @@ static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, c
     CUDA_LAUNCH_CHECK();
 }
 
+// Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
+// backward must ask for the same number.
+static int lora_ext_rows(int r) { return (r + 15) / 16 * 16; }
+
 void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                         const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
     if (N <= 0 || OC <= 0) return;
@@ -193,7 +197,7 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
         // the 16 extra rows), then the fused pass (bias, s u Bm^T, u saved for the backward)
-        const int rx = (r + 15) / 16 * 16, M = OC + rx;
+        const int rx = lora_ext_rows(r), M = OC + rx;
         const void *we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
         const void *xb = we ? cu_bf16_copy(be, (const float *)inp, (size_t)N * IC) : NULL;
         if (xb) {
@@ -243,47 +247,27 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
     cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
 }
 
-// dst[p, j] = bf16(du[p, j]) for j < r, 0 for r <= j < rx (rows ld apart)
-__global__ void du_cols_kernel(__nv_bfloat16 *dst, int ld, const float *du, int N, int r, int rx) {
-    size_t n = (size_t)N * rx;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int p = (int)(i / rx), j = (int)(i % rx);
-        dst[(size_t)p * ld + j] = __float2bfloat16_rn(j < r ? du[(size_t)p * r + j] : 0.0f);
-    }
-}
-
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,
                         const void *Bm, int N, int IC, int OC, int r, double s, int dinp_zero) {
     if (N <= 0 || OC <= 0) return;
     cuda_ctx *c = CTX(be);
-    if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && dinp && !dw && !dbias && !c->lora_merge) {
-        // dinp (+)= [dout | du] [w ; A]: one GEMM with K = OC + rx over the cached weight's copy with A's
-        // rows (see the forward) and dout's bf16 copy with du in its spare columns, instead of the base
-        // GEMM and a rank-r one reading and writing all of dinp again
-        const int rx = (r + 15) / 16 * 16;
-        const void *we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
-        int ldd = 0;
-        __nv_bfloat16 *db = we ? cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd) : NULL;
-        if (db) {
-            const float *do_ = (const float *)dout;
-            cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, do_, OC, 0, 0.0f,
-                    (float *)du, r, 0, 1);
-            cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, do_, OC, 0, 1.0f,
-                    (float *)dB, r, 0, 1);
-            du_cols_kernel<<<grid_for((size_t)N * rx, 256), 256, 0, c->stream>>>(db + OC, ldd, (const float *)du, N,
-                                                                                  r, rx);
-            CUDA_LAUNCH_CHECK();
-            cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, IC, db, ldd, dinp_zero ? 0.0f : 1.0f,
-                         (float *)dinp, IC);
-            cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, 1.0f, (const float *)inp, IC, 0, (const float *)du, r, 0,
-                    1.0f, (float *)dA, IC, 0, 1);
-            return;
-        }
+    int merge = c->lora_merge && IC > 0 && r > 0 && dinp;
+    // bf16, a cached weight: dinp (+)= [dout | du] [w ; A] as one GEMM (K = OC + rx) over the weight's
+    // copy with A's rows (see the forward) and dout's bf16 copy with du in its spare columns (made
+    // here, before the du GEMM reads dout), instead of the base GEMM and a rank-r one reading and
+    // writing all of dinp again
+    const int rx = lora_ext_rows(r);
+    const void *we = NULL;
+    __nv_bfloat16 *db = NULL;
+    int ldd = 0;
+    if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && dinp && !dw && !dbias && !merge)
+        we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
+    if (we) db = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd);
+    if (!db) {
+        const void *wd = merge ? lora_merge(be, w, A, Bm, IC, OC, r, s) : w;
+        cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0, dinp_zero);
     }
-    int merge = CTX(be)->lora_merge && IC > 0 && r > 0 && dinp;
-    const void *wd = merge ? lora_merge(be, w, A, Bm, IC, OC, r, s) : w;
-    cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0, dinp_zero);
     if (r <= 0) return;
     // du = s dout Bm (beta 0: overwritten), dB += s dout^T u, dA += du^T inp
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,
@@ -291,7 +275,11 @@ void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
             1.0f, (float *)dB, r, 0, 1);
     if (IC <= 0) return;
-    if (!merge && dinp)
+    if (db) {
+        cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
+        cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, IC, db, ldd, dinp_zero ? 0.0f : 1.0f,
+                     (float *)dinp, IC);
+    } else if (!merge && dinp)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,
                 (float *)dinp, IC, 0, 1);
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, 1.0f, (const float *)inp, IC, 0, (const float *)du, r, 0, 1.0f,
