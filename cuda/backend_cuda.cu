@@ -363,6 +363,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
             e->n = n;
             e->ld_src = ld_src;
             e->valid = 1;
+            e->sole = 0;
             e->used = now;
             e->in_graph |= c->capturing;
             return (__nv_bfloat16 *)e->bf;
@@ -375,7 +376,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
             int v = -1;
             for (int i = 0; i < c->n_bfc; i++) {
                 struct cu_bf16_entry *e = &c->bfc[i];
-                if (e->used >= c->bfc_pin) continue;
+                if (e->used >= c->bfc_pin || (e->valid && e->sole)) continue;
                 if (v < 0 || e->valid < c->bfc[v].valid || (e->valid == c->bfc[v].valid && e->used < c->bfc[v].used))
                     v = i;
             }
@@ -550,6 +551,12 @@ void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n) {
 
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
+}
+
+void cu_bf16_sole(swq_backend *be, const float *src) {
+    cuda_ctx *c = CTX(be);
+    for (int i = 0; i < c->n_bfc; i++)
+        if (c->bfc[i].valid && c->bfc[i].src == src) c->bfc[i].sole = 1;
 }
 
 // dst[p*ldd + j] = bf16(src[p*cols + j]) for j < cols and 0 for cols <= j < width, rows p < rows
@@ -1137,6 +1144,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     const char *lm = getenv("SWQ_CUDA_LORA_MERGE");
     c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
+    const char *lg = getenv("SWQ_CUDA_LORA_GRADS");
+    c->lora_grads_off = lg && *lg && !strcmp(lg, "0");
     const char *pe = getenv("SWQ_CUDA_PROFILE");
     c->prof = pe && *pe && strcmp(pe, "0");
     if (c->prof)

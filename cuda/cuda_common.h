@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <cublas_v2.h>
 #include <cublasLt.h>
 #include "model/backend.h"
@@ -54,6 +55,7 @@ struct cu_bf16_entry {
     void *bf;
     unsigned long long used;
     unsigned char valid, async, in_graph;   // async: from cudaMallocAsync; in_graph: a recording uses it
+    unsigned char sole;            // src was not written (cu_bf16_sole): while valid, never evicted
 };
 // A recorded run of ops (graph_begin/graph_end) and the copy table as it left it.
 struct cu_graph {
@@ -95,6 +97,7 @@ typedef struct {
     size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
+    int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
     // CUDA graphs (SWQ_CUDA_GRAPHS, default on): a run the caller marks with graph_begin/end is
     // recorded the second time in a row it comes with the same key, then replayed
     int graphs_on, capturing;
@@ -170,6 +173,15 @@ static inline unsigned grid_for(size_t n, int block) {
     return g == 0 ? 1u : (unsigned)g;
 }
 
+// Four floats to bf16 at p (8-byte aligned), one store.
+__device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
+    uint2 u;
+    u.x = *(const uint32_t *)&lo;
+    u.y = *(const uint32_t *)&hi;
+    *(uint2 *)p = u;
+}
+
 // Full-warp reductions.
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -233,6 +245,9 @@ void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
 // are rewritten whenever A has been written since (or is another buffer). NULL when w is not
 // frozen or while a recording is made and the copy would have to grow.
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx);
+// The valid copy of src (made by its producer) is the only form of the values: the floats at
+// src were not written (xent_kl's gradient with grad 2), so it is never evicted while valid.
+void cu_bf16_sole(swq_backend *be, const float *src);
 // bf16 mode: src's bf16 copy as rows of `cols` at least min_ld apart, the columns past cols free
 // for the caller (a K-concatenated GEMM operand): the valid padded copy src has, or a new one
 // (converted now) when src has no valid copy at all; NULL when it has another kind of copy
@@ -247,6 +262,11 @@ void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src,
 // 16-byte aligned.
 int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                     const float *bias, float *C, int ldc);
+// bf16 mode, r a multiple of 8 up to 32: dB[OC, r] += s dout^T u and dA[r, IC] += du^T inp in one
+// launch, from bf16 operands with rows ldd, ldu, ldi, lddu apart (16-byte aligned: else 0, nothing
+// done; also 0 with SWQ_CUDA_LORA_GRADS=0). cuda/ops_lora_grads.cu
+int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
+                         const void *inpb, int ldi, const void *dub, int lddu, int N, int OC, int IC, int r, float s);
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);

@@ -269,19 +269,31 @@ void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void
         cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0, dinp_zero);
     }
     if (r <= 0) return;
-    // du = s dout Bm (beta 0: overwritten), dB += s dout^T u, dA += du^T inp
+    // du = s dout Bm (beta 0: overwritten), dinp, then dB += s dout^T u and dA += du^T inp (bf16:
+    // both in one launch, dout and du read from the concatenated operand where there is one)
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,
             0.0f, (float *)du, r, 0, 1);
-    cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
-            1.0f, (float *)dB, r, 0, 1);
-    if (IC <= 0) return;
-    if (db) {
+    if (IC > 0 && db) {
         cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
         cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, IC, db, ldd, dinp_zero ? 0.0f : 1.0f,
                      (float *)dinp, IC);
-    } else if (!merge && dinp)
+    } else if (IC > 0 && !merge && dinp)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,
                 (float *)dinp, IC, 0, 1);
-    cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, 1.0f, (const float *)inp, IC, 0, (const float *)du, r, 0, 1.0f,
-            (float *)dA, IC, 0, 1);
+    if (IC > 0 && c->precision == CU_BF16 && !c->lora_grads_off && r % 8 == 0 && r <= 32) {
+        int ldo = ldd, ldu = ldd;
+        const void *ob = db, *dub = db && OC % 8 == 0 ? db + OC : NULL;
+        if (!ob) ob = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC, &ldo);
+        if (!ob) ob = cu_bf16_copy(be, (const float *)dout, (size_t)N * OC), ldo = OC;
+        if (!dub) dub = cu_bf16_copy(be, (const float *)du, (size_t)N * r), ldu = r;
+        const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
+        const void *ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+        if (cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, IC, dub, ldu, N, OC, IC, r, (float)s))
+            return;
+    }
+    cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
+            1.0f, (float *)dB, r, 0, 1);
+    if (IC > 0)
+        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, 1.0f, (const float *)inp, IC, 0, (const float *)du, r, 0, 1.0f,
+                (float *)dA, IC, 0, 1);
 }

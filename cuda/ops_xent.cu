@@ -1,18 +1,25 @@
 // Fused softmax + cross-entropy + KL-to-teachers, in place on the logits (one block per
-// row: an online max/sum pass, then one pass writing the gradient and teacher stats),
+// row: an online max/sum pass keeping the row in shared memory, then one pass writing the
+// gradient and teacher stats),
 // and argmax per row.
 #include <math.h>
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 
 #define XENT_BLOCK 512
+#define XENT_ROW_MAX (212 * 1024)   // bytes of dynamic shared memory for a kept row
 #define ARGMAX_BLOCK 256
 
+// ROW: the row is kept in dynamic shared memory from the first pass (V floats, at most
+// XENT_ROW_MAX), so the second pass reads it there instead of from memory again.
+template <bool ROW>
 __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
     float *logits, __nv_bfloat16 *gb, int ldg, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
     float *nS, float *nH, double *acc, double weight, float gscale, int grad, int V) {
+    // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb
     __shared__ float shf[32];
     __shared__ double shd[32];
+    extern __shared__ __align__(16) float xrow[];
     const int p = blockIdx.x;
     float *z = logits + (size_t)p * V;
     int n = len ? len[p] : V;
@@ -20,7 +27,7 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
     if (n <= 0) {   // no valid column: no loss, no teacher mass, zero gradient
         if (grad)
             for (int v = threadIdx.x; v < V; v += blockDim.x) {
-                z[v] = 0.0f;
+                if (grad == 1) z[v] = 0.0f;
                 if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
             }
         return;
@@ -36,8 +43,11 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
     if (h > n) h = n;
     const int n4 = (n - h) / 4, t0 = h + 4 * n4;
     const float4 *z4 = (const float4 *)(z + h);
+    // the kept row, shifted so that its float4 part is 16-byte aligned as z's is (h < 4 there)
+    float *zs = ROW ? xrow + (h < 4 ? (4 - h) & 3 : 0) : z;
+    float4 *zs4 = (float4 *)(zs + h);
 
-    // pass 1: running max and sum of exp
+    // pass 1: running max and sum of exp (four loads in flight per thread)
     float m = -INFINITY;
     double s = 0.0;
     auto upd = [&](float x) {
@@ -48,15 +58,35 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
             s += (double)expf(x - m);
         }
     };
-    for (int v = threadIdx.x; v < h; v += blockDim.x) upd(z[v]);
-    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
-        float4 x = z4[i];
-        upd(x.x);
-        upd(x.y);
-        upd(x.z);
-        upd(x.w);
+    for (int v = threadIdx.x; v < h; v += blockDim.x) {
+        float x = z[v];
+        if (ROW) zs[v] = x;
+        upd(x);
     }
-    for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) upd(z[v]);
+    for (int i0 = threadIdx.x; i0 < n4; i0 += 4 * blockDim.x) {
+        float4 x[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = i0 + j * blockDim.x;
+            if (i < n4) x[j] = z4[i];
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int i = i0 + j * blockDim.x;
+            if (i < n4) {
+                if (ROW) zs4[i] = x[j];
+                upd(x[j].x);
+                upd(x[j].y);
+                upd(x[j].z);
+                upd(x[j].w);
+            }
+        }
+    }
+    for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) {
+        float x = z[v];
+        if (ROW) zs[v] = x;
+        upd(x);
+    }
     float zt = (tgt >= 0 && threadIdx.x == 0) ? z[tgt] : 0.0f;   // read before pass 2 overwrites it
     float M = block_max(m, shf);
     s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)M);
@@ -85,14 +115,14 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
         return q;
     };
     auto one = [&](int v) {
-        float zn, q = elem(v, z[v], ts ? ts[v] : 0.0f, zn);
+        float zn, q = elem(v, zs[v], ts ? ts[v] : 0.0f, zn);
         if (ns) ns[v] += q;
-        if (grad) z[v] = zn;
+        if (grad == 1) z[v] = zn;
     };
     for (int v = threadIdx.x; v < h; v += blockDim.x) one(v);
     for (int i = threadIdx.x; i < n4; i += blockDim.x) {
         const int v = h + 4 * i;
-        float4 x = z4[i], t = ts ? ((const float4 *)(ts + h))[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f), zn, q;
+        float4 x = zs4[i], t = ts ? ((const float4 *)(ts + h))[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f), zn, q;
         q.x = elem(v, x.x, t.x, zn.x);
         q.y = elem(v + 1, x.y, t.y, zn.y);
         q.z = elem(v + 2, x.z, t.z, zn.z);
@@ -105,12 +135,12 @@ __global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
             u.w += q.w;
             *a = u;
         }
-        if (grad) ((float4 *)(z + h))[i] = zn;
+        if (grad == 1) ((float4 *)(z + h))[i] = zn;
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) one(v);
     if (grad)
         for (int v = n + threadIdx.x; v < V; v += blockDim.x) {
-            z[v] = 0.0f;
+            if (grad == 1) z[v] = 0.0f;
             if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
         }
     if (ts) {
@@ -139,9 +169,29 @@ void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len
     // head adapter's du columns (the backward concatenates them)
     int ldg = cu_pad_ld(V + CU_ROWS_SPARE);
     __nv_bfloat16 *gb = grad ? (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)logits, P, V, ldg) : NULL;
-    xent_kl_kernel<<<P, XENT_BLOCK, 0, STREAM(be)>>>(
-        (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
-        (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad, V);
+    // grad 2 (the gradient read only by the head's backward GEMMs, which read its bf16 copy):
+    // only that copy is written
+    const int zkeep = grad == 2 && gb;
+    if (zkeep) cu_bf16_sole(be, (const float *)logits);
+    // a row of up to XENT_ROW_MAX bytes (the GPT-2 vocabulary's 201 KB) is read from memory once
+    size_t row = ((size_t)V + 4) * sizeof(float);
+    static int row_ok = -1;
+    if (row_ok < 0) {
+        int dev = 0, optin = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        row_ok = optin >= XENT_ROW_MAX + 1024;
+        if (row_ok)
+            CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, XENT_ROW_MAX));
+    }
+    if (row_ok && row <= XENT_ROW_MAX)
+        xent_kl_kernel<true><<<P, XENT_BLOCK, row, STREAM(be)>>>(
+            (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
+            (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
+    else
+        xent_kl_kernel<false><<<P, XENT_BLOCK, 0, STREAM(be)>>>(
+            (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
+            (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
     CUDA_LAUNCH_CHECK();
 }
 

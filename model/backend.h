@@ -130,7 +130,9 @@ struct swq_backend {
     //   acc[0] += ce * weight; acc[1] += kl * weight
     //   if grad: z <- grad_scale * weight * ((c + beta*n_teachers) q - c onehot(target) - beta * tS),
     //   c = 1 where target >= 0 and 0 where not (the exact gradient of weight*(ce + beta*kl));
-    //   otherwise z is left as is.
+    //   otherwise z is left as is. grad = 2: the same, for a caller that passes the gradient on
+    //   only as the dout of a linear's backward (lora_linear_bwd, matmul_bwd) before it writes z
+    //   again: a backend may then keep it only in the form those read (CUDA bf16: its bf16 copy).
     //   if nS: nS[p,:] += q, nH[p] += sum_v q log q   (this row becomes a teacher for later configs;
     //   nS/nH may be tS/tH themselves: every use of a row's teacher terms comes before its update)
     void (*xent_kl)(swq_backend *be, void *logits, const int *target, const int *len,

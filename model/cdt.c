@@ -50,8 +50,9 @@ static void head_loss(cdt_state *st, const swq_batch *b, int n_teachers, double 
     const void *tS = n_teachers ? st->tS : NULL, *tH = n_teachers ? st->tH : NULL;
     void *nS = commit == 2 ? st->tS : commit ? st->pS : NULL, *nH = commit == 2 ? st->tH : commit ? st->pH : NULL;
     if (m->task == TASK_LM) {
+        // the logits' gradient goes only to the head's backward (grad 2)
         be->xent_kl(be, m->a.logits, b->targets, NULL, tS, tH, n_teachers, beta, nS, nH, acc, b->weight, 1.0,
-                    grad, R, V);
+                    grad ? 2 : 0, R, V);
         return;
     }
     // span QA: start and end distributions are two streams, hard loss = (CE_s + CE_e)/2
