@@ -814,9 +814,15 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
     }
     prof_mid(c);
     cu_tl_part(be, gemm_part[cls]);
+    // tf32: the adapter's forward products (a dimension <= 32, inside lora_linear_fwd) in full fp32:
+    // the tf32 error of u = inp A^T alone reached the 3e-4 bound on one H100 (3.03e-4), and in
+    // fp32 it is ~1e-6. The backward's stay tf32 (within bounds; fp32 for all of them cost 8% of a
+    // tf32 step at B=2 T=384)
+    cublasComputeType_t ct =
+        cls == 1 && c->skinny_fp32 && c->compute == CUBLAS_COMPUTE_32F_FAST_TF32 ? CUBLAS_COMPUTE_32F : c->compute;
     if (batch == 1)
         CUBLAS_CHECK(cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, a, ab_type, lda, b, ab_type, ldb, &beta, C,
-                                  CUDA_R_32F, ldc, c->compute, CUBLAS_GEMM_DEFAULT));
+                                  CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
     else
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(c->cublas, ta, tb, m, n, k, &alpha, a, ab_type, lda, sA, b, ab_type,
                                                 ldb, sB, &beta, C, CUDA_R_32F, ldc, sC, batch, c->compute,
@@ -974,7 +980,21 @@ static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *i
     lin_mark(be, IC, OC, 1);
     INV(out, (size_t)N * OC * F4);
     INV(u, (size_t)N * r * F4);
-    cu_lora_linear_fwd(be, out, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+    CTX(be)->skinny_fp32 = 1;
+    cu_lora_linear_fwd(be, out, NULL, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+    CTX(be)->skinny_fp32 = 0;
+}
+static void w_lora_linear_gelu_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
+                                   const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
+                                   double s) {
+    cu_zero_flush(be);
+    lin_mark(be, IC, OC, 1);
+    INV(out, (size_t)N * OC * F4);
+    INV(act, (size_t)N * OC * F4);
+    INV(u, (size_t)N * r * F4);
+    CTX(be)->skinny_fp32 = 1;
+    cu_lora_linear_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+    CTX(be)->skinny_fp32 = 0;
 }
 static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                               const void *dout, const void *inp, const void *u, const void *w, const void *A,
@@ -1192,6 +1212,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->matmul_fwd = w_matmul_fwd;
     be->matmul_bwd = w_matmul_bwd;
     be->lora_linear_fwd = w_lora_linear_fwd;
+    be->lora_linear_gelu_fwd = w_lora_linear_gelu_fwd;
     be->lora_linear_bwd = w_lora_linear_bwd;
     be->attention_fwd = w_attention_fwd;
     be->attention_bwd = w_attention_bwd;

@@ -98,6 +98,7 @@ typedef struct {
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
+    int skinny_fp32;               // inside lora_linear_fwd: tf32 mode runs products with a dim <= 32 in fp32
     // CUDA graphs (SWQ_CUDA_GRAPHS, default on): a run the caller marks with graph_begin/end is
     // recorded the second time in a row it comes with the same key, then replayed
     int graphs_on, capturing;
@@ -182,6 +183,18 @@ __device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
     *(uint2 *)p = u;
 }
 
+// GELU (tanh approximation, as GPT-2) and its derivative.
+#define GELU_K 0.7978845608028654f   // sqrt(2/pi)
+__device__ __forceinline__ float gelu_f(float x) {
+    float cube = 0.044715f * x * x * x;
+    return 0.5f * x * (1.0f + tanhf(GELU_K * (x + cube)));
+}
+__device__ __forceinline__ float gelu_grad(float x) {   // d gelu / dx
+    float cube = 0.044715f * x * x * x;
+    float th = tanhf(GELU_K * (x + cube));
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
 // Full-warp reductions.
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -331,7 +344,8 @@ void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, c
 void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout,
                    const void *inp, const void *w, int N, int IC, int OC, double scale, int dinp_zero);
 
-void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
+// act != NULL: also act = gelu(out) (the fused pass writes both where it runs)
+void cu_lora_linear_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w, const void *bias,
                         const void *A, const void *Bm, int N, int IC, int OC, int r, double s);
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,

@@ -68,18 +68,7 @@ void cu_sumsq(swq_backend *be, double *acc, const void *x, size_t n) {
     CUDA_LAUNCH_CHECK();
 }
 
-// ---- GELU (tanh approximation, as GPT-2) ----
-#define GELU_K 0.7978845608028654f   // sqrt(2/pi)
-__device__ __forceinline__ float gelu_f(float x) {
-    float cube = 0.044715f * x * x * x;
-    return 0.5f * x * (1.0f + tanhf(GELU_K * (x + cube)));
-}
-__device__ __forceinline__ float gelu_grad(float x) {   // d gelu / dx
-    float cube = 0.044715f * x * x * x;
-    float th = tanhf(GELU_K * (x + cube));
-    float sech2 = 1.0f - th * th;
-    return 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-}
+// ---- GELU (gelu_f, gelu_grad in cuda_common.h) ----
 // ob (bf16 mode): the bf16 copy of the output, for the GEMM that reads it next.
 __global__ void gelu_fwd_kernel(float *out, __nv_bfloat16 *ob, const float *inp, size_t n) {
     GRID_STRIDE(i, n) {

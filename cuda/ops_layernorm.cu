@@ -143,31 +143,45 @@ __global__ void layernorm_bwd_dinp_kernel(float *dinp, __nv_bfloat16 *ob, int ld
     }
 }
 
-// Block (32, 8): 32 consecutive columns, rows split over threadIdx.y and blockIdx.y;
-// partial sums land in dw/db by atomicAdd.
+// Block (32, 8): 128 consecutive columns (4 a thread, float4 when V4: C % 4 == 0 and 16-byte
+// aligned rows), rows split over threadIdx.y and blockIdx.y; partial sums land in dw/db by
+// atomicAdd.
+template <bool V4>
 __global__ void layernorm_bwd_dwdb_kernel(float *dw, float *db, const float *dout, const float *inp,
                                           const float *mean, const float *rstd, int N, int C, int rows_per) {
-    __shared__ float sw[8][33], sb[8][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
-    int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
-    float aw = 0.0f, ab = 0.0f;
-    if (c < C) {
+    __shared__ float4 sw[8][32], sb[8][32];
+    const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
+    const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
+    float4 aw = make_float4(0.0f, 0.0f, 0.0f, 0.0f), ab = aw;
+    auto ld = [&](const float *base, int r) -> float4 {
+        const float *p = base + (size_t)r * C + c;
+        if (V4) return *(const float4 *)p;
+        return make_float4(p[0], c + 1 < C ? p[1] : 0.0f, c + 2 < C ? p[2] : 0.0f, c + 3 < C ? p[3] : 0.0f);
+    };
+    if (c < C)
         for (int r = r0 + threadIdx.y; r < r1; r += 8) {
-            float dy = dout[(size_t)r * C + c];
-            ab += dy;
-            aw += dy * (inp[(size_t)r * C + c] - mean[r]) * rstd[r];
+            float4 dy = ld(dout, r), x = ld(inp, r);
+            float m = mean[r], rs = rstd[r];
+            ab.x += dy.x, ab.y += dy.y, ab.z += dy.z, ab.w += dy.w;
+            aw.x += dy.x * (x.x - m) * rs;
+            aw.y += dy.y * (x.y - m) * rs;
+            aw.z += dy.z * (x.z - m) * rs;
+            aw.w += dy.w * (x.w - m) * rs;
         }
-    }
     sw[threadIdx.y][threadIdx.x] = aw;
     sb[threadIdx.y][threadIdx.x] = ab;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
         for (int y = 1; y < 8; y++) {
-            aw += sw[y][threadIdx.x];
-            ab += sb[y][threadIdx.x];
+            float4 t = sw[y][threadIdx.x], u = sb[y][threadIdx.x];
+            aw.x += t.x, aw.y += t.y, aw.z += t.z, aw.w += t.w;
+            ab.x += u.x, ab.y += u.y, ab.z += u.z, ab.w += u.w;
         }
-        if (dw) atomicAdd(&dw[c], aw);
-        if (db) atomicAdd(&db[c], ab);
+        float vw[4] = {aw.x, aw.y, aw.z, aw.w}, vb[4] = {ab.x, ab.y, ab.z, ab.w};
+        for (int k = 0; k < 4 && c + k < C; k++) {
+            if (dw) atomicAdd(&dw[c + k], vw[k]);
+            if (db) atomicAdd(&db[c + k], vb[k]);
+        }
     }
 }
 
@@ -220,17 +234,22 @@ void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const voi
         CUDA_LAUNCH_CHECK();
     }
     if (dw || db) {
-        int tiles = (C + 31) / 32;
-        int want = (2 * CTX(be)->sm_count + tiles - 1) / tiles;   // about two waves of blocks
+        int tiles = (C + 127) / 128;
+        int want = (8 * CTX(be)->sm_count + tiles - 1) / tiles;   // about eight blocks per SM
         int max_splits = (N + 63) / 64;                            // at least 64 rows each
         int splits = want < max_splits ? want : max_splits;
         if (splits < 1) splits = 1;
         int rows_per = (N + splits - 1) / splits;
         splits = (N + rows_per - 1) / rows_per;
         dim3 grid(tiles, splits), block(32, 8);
-        layernorm_bwd_dwdb_kernel<<<grid, block, 0, STREAM(be)>>>((float *)dw, (float *)db, (const float *)dout,
-                                                                  (const float *)inp, (const float *)mean,
-                                                                  (const float *)rstd, N, C, rows_per);
+        if (C % 4 == 0 && (uintptr_t)dout % 16 == 0 && (uintptr_t)inp % 16 == 0)
+            layernorm_bwd_dwdb_kernel<true><<<grid, block, 0, STREAM(be)>>>(
+                (float *)dw, (float *)db, (const float *)dout, (const float *)inp, (const float *)mean,
+                (const float *)rstd, N, C, rows_per);
+        else
+            layernorm_bwd_dwdb_kernel<false><<<grid, block, 0, STREAM(be)>>>(
+                (float *)dw, (float *)db, (const float *)dout, (const float *)inp, (const float *)mean,
+                (const float *)rstd, N, C, rows_per);
         CUDA_LAUNCH_CHECK();
     }
 }

@@ -16,20 +16,45 @@ __global__ void bias_rows_kernel(float *out, const float *bias, int N, int OC, i
     }
 }
 
-// dbias[c] += sum_r dout[r,c]: block (32, 8) over 32 columns, rows split over y and blockIdx.y.
+// dbias[c] += sum_r dout[r,c]: block (32, 8) over 128 columns (4 a thread, float4 when OC % 4 == 0
+// and dout is 16-byte aligned), rows split over y and blockIdx.y, four rows' loads in flight.
+template <bool V4>
 __global__ void col_sum_kernel(float *dbias, const float *dout, int N, int OC, int rows_per) {
-    __shared__ float sh[8][33];
-    int c = blockIdx.x * 32 + threadIdx.x;
-    int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
-    float s = 0.0f;
-    if (c < OC)
-        for (int r = r0 + threadIdx.y; r < r1; r += 8) s += dout[(size_t)r * OC + c];
+    __shared__ float4 sh[8][32];
+    const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
+    const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    auto row = [&](int r) -> float4 {
+        const float *p = dout + (size_t)r * OC + c;
+        if (V4) return *(const float4 *)p;
+        return make_float4(p[0], c + 1 < OC ? p[1] : 0.0f, c + 2 < OC ? p[2] : 0.0f, c + 3 < OC ? p[3] : 0.0f);
+    };
+    if (c < OC) {
+        int r = r0 + threadIdx.y;
+        for (; r + 24 < r1; r += 32) {
+            float4 a = row(r), b = row(r + 8), d = row(r + 16), e = row(r + 24);
+            s.x += (a.x + b.x) + (d.x + e.x);
+            s.y += (a.y + b.y) + (d.y + e.y);
+            s.z += (a.z + b.z) + (d.z + e.z);
+            s.w += (a.w + b.w) + (d.w + e.w);
+        }
+        for (; r < r1; r += 8) {
+            float4 a = row(r);
+            s.x += a.x, s.y += a.y, s.z += a.z, s.w += a.w;
+        }
+    }
     sh[threadIdx.y][threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.y == 0 && c < OC) {
-        for (int y = 1; y < 8; y++) s += sh[y][threadIdx.x];
-        if (gridDim.y == 1) dbias[c] += s;
-        else atomicAdd(&dbias[c], s);
+        for (int y = 1; y < 8; y++) {
+            float4 t = sh[y][threadIdx.x];
+            s.x += t.x, s.y += t.y, s.z += t.z, s.w += t.w;
+        }
+        float v[4] = {s.x, s.y, s.z, s.w};
+        for (int k = 0; k < 4 && c + k < OC; k++) {
+            if (gridDim.y == 1) dbias[c + k] += v[k];
+            else atomicAdd(&dbias[c + k], v[k]);
+        }
     }
 }
 
@@ -63,15 +88,18 @@ void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const voi
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, (float)scale, (const float *)inp, IC, 0,
                 (const float *)dout, OC, 0, 1.0f, (float *)dw, IC, 0, 1);
     if (dbias) {
-        int tiles = (OC + 31) / 32;
-        int want = (2 * CTX(be)->sm_count + tiles - 1) / tiles;
+        int tiles = (OC + 127) / 128;
+        int want = (8 * CTX(be)->sm_count + tiles - 1) / tiles;   // about eight blocks per SM
         int max_splits = (N + 63) / 64;
         int splits = want < max_splits ? want : max_splits;
         if (splits < 1) splits = 1;
         int rows_per = (N + splits - 1) / splits;
         splits = (N + rows_per - 1) / rows_per;
         dim3 grid(tiles, splits), block(32, 8);
-        col_sum_kernel<<<grid, block, 0, STREAM(be)>>>((float *)dbias, (const float *)dout, N, OC, rows_per);
+        if (OC % 4 == 0 && (uintptr_t)dout % 16 == 0)
+            col_sum_kernel<true><<<grid, block, 0, STREAM(be)>>>((float *)dbias, (const float *)dout, N, OC, rows_per);
+        else
+            col_sum_kernel<false><<<grid, block, 0, STREAM(be)>>>((float *)dbias, (const float *)dout, N, OC, rows_per);
         CUDA_LAUNCH_CHECK();
     }
 }
@@ -128,7 +156,8 @@ template <int R>
 __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, __nv_bfloat16 *ob, const float *o,
                                                                     int ldp, const float *bias, const float *u,
                                                                     int ldu, float *uout, const float *Bm, int N,
-                                                                    int OC, int r, float s) {
+                                                                    int OC, int r, float s, float *act,
+                                                                    __nv_bfloat16 *ab) {
     __shared__ float4 us[LORA_UP_ROWS][R / 4 > 0 ? R / 4 : 1];
     int v = blockIdx.x * LORA_UP_COLS + threadIdx.x, p0 = blockIdx.y * LORA_UP_ROWS;
     constexpr int RR = R > 0 ? R : 1;
@@ -156,6 +185,11 @@ __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, 
         x = R ? x + s * acc : x;
         out[(size_t)p * OC + v] = x;
         if (ob) ob[(size_t)p * OC + v] = __float2bfloat16_rn(x);
+        if (act) {
+            float y = gelu_f(x);
+            act[(size_t)p * OC + v] = y;
+            if (ab) ab[(size_t)p * OC + v] = __float2bfloat16_rn(y);
+        }
     };
     // eight rows' loads in flight before any store (one at a time: ~1.7 TB/s at the MLP's shape
     // on an H100, ~2.6 TB/s with eight)
@@ -171,12 +205,14 @@ __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, 
 }
 
 // (also writes out's bf16 copy when a reader asked for one last time: attention reads qkv in bf16)
+// act: also act = gelu(out), with act's bf16 copy (the next linear reads it).
 static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, const float *bias, const float *u,
-                         int ldu, float *uout, const float *Bm, int N, int OC, int r, float s) {
+                         int ldu, float *uout, const float *Bm, int N, int OC, int r, float s, float *act) {
     dim3 grid((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS);
     cudaStream_t st = STREAM(be);
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, out, (size_t)N * OC);
-#define UP_PACK(RR) lora_up_pack_kernel<RR><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, ldu, uout, Bm, N, OC, r, s)
+    __nv_bfloat16 *ab = act ? (__nv_bfloat16 *)cu_bf16_slot(be, act, (size_t)N * OC) : NULL;
+#define UP_PACK(RR) lora_up_pack_kernel<RR><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, ldu, uout, Bm, N, OC, r, s, act, ab)
     if (r <= 0) UP_PACK(0);
     else if (r <= 8) UP_PACK(8);
     else if (r <= 16) UP_PACK(16);
@@ -189,9 +225,10 @@ static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, c
 // backward must ask for the same number.
 static int lora_ext_rows(int r) { return (r + 15) / 16 * 16; }
 
-void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
-                        const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
-    if (N <= 0 || OC <= 0) return;
+// The forward's paths; 1 where the fused pass wrote act too, 0 where gelu_fwd still has to.
+static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
+                                 const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
+                                 double s) {
     cuda_ctx *c = CTX(be);
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
@@ -206,8 +243,8 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
                                            "padded GEMM output scratch");
             cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, IC, 1.0f, we, IC, xb, IC, 0.0f, o, ldo);
             lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, o + OC, ldo, (float *)u, (const float *)Bm, N,
-                         OC, r, (float)s);
-            return;
+                         OC, r, (float)s, (float *)act);
+            return 1;
         }
     }
     if (c->precision == CU_BF16 && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
@@ -221,7 +258,7 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
         if (r <= 0 && bias && !pad && !cu_bf16_wanted(be, (const float *)out, (size_t)N * OC)) {
             const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-            if (cu_gemm_bias_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, (float *)out, OC)) return;
+            if (cu_gemm_bias_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, (float *)out, OC)) return 0;
         }
         int ldo = pad ? cu_pad_ld(OC) : OC;
         float *o = pad ? (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
@@ -230,21 +267,31 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, co
         cu_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, 1.0f, (const float *)w, IC, 0, (const float *)inp, IC, 0,
                 0.0f, o, ldo, 0, 1);
         if (r > 0) cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
-        if (pad || r > 0 || bias)
+        if (pad || r > 0 || bias || act) {
             lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, (const float *)u, r, NULL, (const float *)Bm,
-                         N, OC, r, (float)s);
-        return;
+                         N, OC, r, (float)s, (float *)act);
+            return 1;
+        }
+        return 0;
     }
     if (IC <= 0 || r <= 0 || !CTX(be)->lora_merge) {   // in the CPU reference's order
         cu_matmul_fwd(be, out, inp, w, bias, N, IC, OC, 1.0, 0);
-        if (r <= 0) return;
+        if (r <= 0) return 0;
         cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
         cu_matmul_fwd(be, out, u, Bm, NULL, N, r, OC, s, 1);
-        return;
+        return 0;
     }
     const float *wm = lora_merge(be, w, A, Bm, IC, OC, r, s);
     cu_matmul_fwd(be, out, inp, wm, bias, N, IC, OC, 1.0, 0);
     cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
+    return 0;
+}
+
+void cu_lora_linear_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
+                        const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+    if (N <= 0 || OC <= 0) return;
+    if (!lora_linear_fwd_paths(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s) && act)
+        cu_gelu_fwd(be, act, out, (size_t)N * OC);
 }
 
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,

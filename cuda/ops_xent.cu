@@ -8,12 +8,13 @@
 
 #define XENT_BLOCK 512
 #define XENT_ROW_MAX (212 * 1024)   // bytes of dynamic shared memory for a kept row
+#define XENT_ROW_BLOCK 1024          // threads of a block that keeps its row (one block per SM)
 #define ARGMAX_BLOCK 256
 
 // ROW: the row is kept in dynamic shared memory from the first pass (V floats, at most
 // XENT_ROW_MAX), so the second pass reads it there instead of from memory again.
 template <bool ROW>
-__global__ void __launch_bounds__(XENT_BLOCK) xent_kl_kernel(
+__global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_kernel(
     float *logits, __nv_bfloat16 *gb, int ldg, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
     float *nS, float *nH, double *acc, double weight, float gscale, int grad, int V) {
     // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb
@@ -185,7 +186,7 @@ void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len
             CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, XENT_ROW_MAX));
     }
     if (row_ok && row <= XENT_ROW_MAX)
-        xent_kl_kernel<true><<<P, XENT_BLOCK, row, STREAM(be)>>>(
+        xent_kl_kernel<true><<<P, XENT_ROW_BLOCK, row, STREAM(be)>>>(
             (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
             (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
     else

@@ -318,10 +318,16 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     return c;
 }
 
-static void linear_fwd(gpt2 *m, int l, void *out, const void *x, int rows) {
+// act != NULL: also act = gelu(out) (fused where the backend can)
+static void linear_fwd(gpt2 *m, int l, void *out, void *act, const void *x, int rows) {
     gpt2_linear *li = &m->lin[l];
     lin_ctx c = linear_prepare(m, l, x, rows, 1);
+    if (act && BE->lora_linear_gelu_fwd) {
+        BE->lora_linear_gelu_fwd(BE, out, act, m->a.u[l], c.x, c.w, c.b, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
+        return;
+    }
     BE->lora_linear_fwd(BE, out, m->a.u[l], c.x, c.w, c.b, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
+    if (act) BE->gelu_fwd(BE, act, out, (size_t)rows * li->OC);
 }
 
 // dx += dout @ (W + s B A) (straight through all quantizers); grads of W, b (if train_base) and A, B.
@@ -355,22 +361,21 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     for (int l = 0; l < L; l++) {
         BE->layernorm_fwd(BE, a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], res,
                           AT(PT(P_LN1W), l * C_), AT(PT(P_LN1B), l * C_), N, C);
-        linear_fwd(m, 4 * l + LIN_QKV, a->qkv[l], a->ln1[l], N);
+        linear_fwd(m, 4 * l + LIN_QKV, a->qkv[l], NULL, a->ln1[l], N);
         BE->attention_fwd(BE, a->atty[l], a->att[l], a->qkv[l], B, T, C, NH);
-        linear_fwd(m, 4 * l + LIN_ATTN_PROJ, a->attproj[l], a->atty[l], N);
+        linear_fwd(m, 4 * l + LIN_ATTN_PROJ, a->attproj[l], NULL, a->atty[l], N);
         BE->add(BE, a->res2[l], res, a->attproj[l], (size_t)N * C);
         BE->layernorm_fwd(BE, a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res2[l],
                           AT(PT(P_LN2W), l * C_), AT(PT(P_LN2B), l * C_), N, C);
-        linear_fwd(m, 4 * l + LIN_MLP_IN, a->fch[l], a->ln2[l], N);
-        BE->gelu_fwd(BE, a->fch_gelu[l], a->fch[l], (size_t)N * 4 * C);
-        linear_fwd(m, 4 * l + LIN_MLP_OUT, a->fcproj[l], a->fch_gelu[l], N);
+        linear_fwd(m, 4 * l + LIN_MLP_IN, a->fch[l], a->fch_gelu[l], a->ln2[l], N);
+        linear_fwd(m, 4 * l + LIN_MLP_OUT, a->fcproj[l], NULL, a->fch_gelu[l], N);
         BE->add(BE, a->res3[l], a->res2[l], a->fcproj[l], (size_t)N * C);
         res = a->res3[l];
     }
     BE->layernorm_fwd(BE, a->lnf, a->lnf_mean, a->lnf_rstd, res, PT(P_LNFW), PT(P_LNFB), N, C);
     if (m->task == TASK_LM) {
         BE->gather_rows(BE, a->hx, a->lnf, rows, P, C);
-        linear_fwd(m, head, a->logits, a->hx, P);
+        linear_fwd(m, head, a->logits, NULL, a->hx, P);
     } else {
         BE->matmul_fwd(BE, a->qa_out, a->lnf, PT(P_QAW), PT(P_QAB), N, C, 2, 1.0, 0);
         BE->get_column(BE, a->qa_start, a->qa_out, N, 2, 0);

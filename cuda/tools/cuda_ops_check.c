@@ -713,6 +713,20 @@ static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
         GPU->lora_linear_fwd(GPU, out.g, u.g, inp.g, wt.g, hb ? bias.g : NULL, A.g, Bm.g, N, IC, OC, r, s);
         report("lora_linear_fwd out", v, pb_err(&out), K_GEMM2);
         report("lora_linear_fwd u", v, pb_err(&u), K_GEMM);
+        if (GPU->lora_linear_gelu_fwd) {   // the fused MLP-in form against the CPU's two ops
+            pbuf act = pb_new((size_t)N * OC, "act");
+            pb_poison(&act);
+            pb_poison(&out);
+            pb_poison(&u);
+            CPU->lora_linear_fwd(CPU, out.c, u.c, inp.c, wt.c, hb ? bias.c : NULL, A.c, Bm.c, N, IC, OC, r, s);
+            CPU->gelu_fwd(CPU, act.c, out.c, (size_t)N * OC);
+            GPU->lora_linear_gelu_fwd(GPU, out.g, act.g, u.g, inp.g, wt.g, hb ? bias.g : NULL, A.g, Bm.g, N, IC, OC, r,
+                                      s);
+            report("lora_linear_gelu_fwd out", v, pb_err(&out), K_GEMM2);
+            report("lora_linear_gelu_fwd act", v, pb_err(&act), K_GEMM2);
+            report("lora_linear_gelu_fwd u", v, pb_err(&u), K_GEMM);
+            pb_free(&act);
+        }
     }
     pb_free(&bias);
     pbuf dout = pb_new((size_t)N * OC, "dout"), dinp = pb_new((size_t)N * IC, "dinp"), dA = pb_new((size_t)r * IC, "dA"),
