@@ -685,6 +685,11 @@ static void xk_grad(swq_backend *be, double **g) {
     void *z2 = dev(be, xk.z, XP * XV), *z3 = dev(be, xk.z, XP * XV);
     be->xent_kl(be, z2, xtarget, xlen, tS, tH, nt, xbeta, NULL, NULL, acc, xweight, xgscale, 0, XP, XV);
     CHECK(same_dev(be, z2, z3, XP * XV), "%s xent_kl with grad = 0 changed the logits", be->name);
+    // grad = 2 (the gradient only goes on to a linear's backward) is the same gradient here
+    void *z4 = dev(be, xk.z, XP * XV);
+    be->xent_kl(be, z4, xtarget, xlen, tS, tH, nt, xbeta, NULL, NULL, acc, xweight, xgscale, 2, XP, XV);
+    CHECK(same_dev(be, z4, z, XP * XV), "%s xent_kl with grad = 2 gives another gradient than grad = 1", be->name);
+    be->free(be, z4);
     be->free(be, z); be->free(be, z2); be->free(be, z3); be->free(be, acc);
     if (nt) { be->free(be, tS); be->free(be, tH); }
 }
