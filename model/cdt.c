@@ -4,16 +4,41 @@
 #include <string.h>
 #include <stdint.h>
 
-static void ensure_teachers(cdt_state *st, int streams, int rows, int cols) {
-    if (st->tS && streams <= st->streams && rows <= st->cap_rows && cols <= st->cap_cols) return;
+// Teacher sums tS/tH, and the pending ones pS/pH only when `pending` (a precision level of
+// several configs; at GPT-2's vocabulary pS alone is 4 bytes per logit).
+static void ensure_teachers(cdt_state *st, int streams, int rows, int cols, int pending) {
     swq_backend *be = st->m->be;
-    be->free(be, st->tS); be->free(be, st->tH); be->free(be, st->pS); be->free(be, st->pH);
-    st->streams = streams; st->cap_rows = rows; st->cap_cols = cols;
-    size_t n = (size_t)streams * rows * cols, nh = (size_t)streams * rows;
-    st->tS = be->alloc(be, n * be->real_size, "cdt.teacher_probs");
-    st->pS = be->alloc(be, n * be->real_size, "cdt.pending_teacher_probs");
-    st->tH = be->alloc(be, nh * be->real_size, "cdt.teacher_negentropy");
-    st->pH = be->alloc(be, nh * be->real_size, "cdt.pending_teacher_negentropy");
+    int fits = st->tS && streams <= st->streams && rows <= st->cap_rows && cols <= st->cap_cols;
+    if (fits && (!pending || st->pS)) return;
+    if (!fits) {
+        be->free(be, st->tS); be->free(be, st->tH); be->free(be, st->pS); be->free(be, st->pH);
+        st->pS = st->pH = NULL;
+        st->streams = streams; st->cap_rows = rows; st->cap_cols = cols;
+        st->tS = be->alloc(be, (size_t)streams * rows * cols * be->real_size, "cdt.teacher_probs");
+        st->tH = be->alloc(be, (size_t)streams * rows * be->real_size, "cdt.teacher_negentropy");
+    }
+    if (pending) {
+        size_t n = (size_t)st->streams * st->cap_rows * st->cap_cols, nh = (size_t)st->streams * st->cap_rows;
+        st->pS = be->alloc(be, n * be->real_size, "cdt.pending_teacher_probs");
+        st->pH = be->alloc(be, nh * be->real_size, "cdt.pending_teacher_negentropy");
+    }
+}
+
+// Whether a precision level holds more than one config: configs of equal precision do not teach
+// each other, so the rows of such a level gather in pS/pH until it ends (see step_ops).
+static int has_shared_level(const gpt2 *m) {
+    const qconfig_set *qs = m->qs;
+    size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
+    if (!lp) {
+        fprintf(stderr, "cdt: out of host memory\n");
+        exit(1);
+    }
+    gpt2_linear_params_all(&m->s, lp);
+    int shared = 0;
+    for (int i = 0; i + 1 < qs->K && !shared; i++)
+        shared = qconfig_score(qs, qs->order[i + 1], lp) >= qconfig_score(qs, qs->order[i], lp);
+    free(lp);
+    return shared;
 }
 
 void cdt_init(cdt_state *st, gpt2 *m) {
@@ -162,7 +187,7 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
     if (single < 0) {
         int streams, R, V;
         loss_shape(m, b, &streams, &R, &V);
-        ensure_teachers(st, streams, R, V);
+        ensure_teachers(st, streams, R, V, has_shared_level(m));
     }
     gpt2_reserve(m, b->B, b->T, b->P);
     if (be->graph_begin && be->graph_begin(be, step_key(st, b, beta, single))) {

@@ -254,6 +254,8 @@ static void cascade_and_float(int task, int tie, const int *rank) {
     double num = 0, den = 0;
     for (size_t q = 0; q < md.n_total; q++) { num += (gsum[q] - acc[q]) * (gsum[q] - acc[q]); den += acc[q] * acc[q]; }
     CHECK(sqrt(num / den) < 1e-12, "cascade gradient differs from the sum of per-config gradients: %.3g", sqrt(num / den));
+    // pending teacher sums exist only for a precision level of several configs
+    CHECK((sd.pS != NULL) == (tie != 0), "pending teacher buffers %s with tie = %d", sd.pS ? "allocated" : "missing", tie);
     if (tie) {   // configs 0 and 1 have the same precision: the second gets no KL
         int second = qs->order[1];
         CHECK(Ld.kl[second] == 0.0, "tied config got KL %.6g", Ld.kl[second]);

@@ -99,7 +99,7 @@ peer() {
             2>"$LOG/peer_qa.err" | tee -a "$J"
     fi
     if want compile; then
-        timeout ${PEER_COMPILE_TIMEOUT:-300} python3 "$PEER" --compile --settings 8:512:bfloat16,2:384:float32 \
+        timeout ${PEER_COMPILE_TIMEOUT:-480} python3 "$PEER" --compile --settings 8:512:bfloat16,2:384:float32 \
             --steps 10 2>"$LOG/peer_compile.err" | tee -a "$J"
     fi
     return 0
