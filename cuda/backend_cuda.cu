@@ -974,19 +974,9 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
     INV(dbias, (size_t)OC * F4);
     cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, IC, OC, scale, dinp_zero);
 }
-static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
-                              const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
-    cu_zero_flush(be);
-    lin_mark(be, IC, OC, 1);
-    INV(out, (size_t)N * OC * F4);
-    INV(u, (size_t)N * r * F4);
-    CTX(be)->skinny_fp32 = 1;
-    cu_lora_linear_fwd(be, out, NULL, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
-    CTX(be)->skinny_fp32 = 0;
-}
-static void w_lora_linear_gelu_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
-                                   const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
-                                   double s) {
+// act: lora_linear_gelu_fwd's GELU output (NULL for lora_linear_fwd)
+static void lora_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w, const void *bias,
+                     const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
     cu_zero_flush(be);
     lin_mark(be, IC, OC, 1);
     INV(out, (size_t)N * OC * F4);
@@ -995,6 +985,15 @@ static void w_lora_linear_gelu_fwd(swq_backend *be, void *out, void *act, void *
     CTX(be)->skinny_fp32 = 1;
     cu_lora_linear_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
     CTX(be)->skinny_fp32 = 0;
+}
+static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
+                              const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+    lora_fwd(be, out, NULL, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+}
+static void w_lora_linear_gelu_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
+                                   const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
+                                   double s) {
+    lora_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
 }
 static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                               const void *dout, const void *inp, const void *u, const void *w, const void *A,

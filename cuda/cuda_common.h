@@ -174,6 +174,27 @@ static inline unsigned grid_for(size_t n, int block) {
     return g == 0 ? 1u : (unsigned)g;
 }
 
+// Column sums over rows (bias gradients, layernorm's dw/db): blocks (32, 8) of 128 columns, 4 a
+// thread, rows split over threadIdx.y and blockIdx.y. The grid: about eight blocks per SM, each
+// row slice (rows_per) at least 64 rows.
+static inline dim3 col_sum_grid(int sm_count, int N, int C, int *rows_per) {
+    int tiles = (C + 127) / 128;
+    int want = (8 * sm_count + tiles - 1) / tiles;
+    int max_splits = (N + 63) / 64;
+    int splits = want < max_splits ? want : max_splits;
+    if (splits < 1) splits = 1;
+    *rows_per = (N + splits - 1) / splits;
+    splits = (N + *rows_per - 1) / *rows_per;
+    return dim3(tiles, splits);
+}
+// Columns c..c+3 of a row at p (p points at column c): one float4 when V4 (16-byte aligned),
+// else element by element, zeros from column lim on.
+template <bool V4>
+__device__ __forceinline__ float4 load4_cols(const float *p, int c, int lim) {
+    if (V4) return *(const float4 *)p;
+    return make_float4(p[0], c + 1 < lim ? p[1] : 0.0f, c + 2 < lim ? p[2] : 0.0f, c + 3 < lim ? p[3] : 0.0f);
+}
+
 // Four floats to bf16 at p (8-byte aligned), one store.
 __device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
     __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);

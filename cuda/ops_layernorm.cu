@@ -153,11 +153,7 @@ __global__ void layernorm_bwd_dwdb_kernel(float *dw, float *db, const float *dou
     const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
     const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
     float4 aw = make_float4(0.0f, 0.0f, 0.0f, 0.0f), ab = aw;
-    auto ld = [&](const float *base, int r) -> float4 {
-        const float *p = base + (size_t)r * C + c;
-        if (V4) return *(const float4 *)p;
-        return make_float4(p[0], c + 1 < C ? p[1] : 0.0f, c + 2 < C ? p[2] : 0.0f, c + 3 < C ? p[3] : 0.0f);
-    };
+    auto ld = [&](const float *base, int r) { return load4_cols<V4>(base + (size_t)r * C + c, c, C); };
     if (c < C)
         for (int r = r0 + threadIdx.y; r < r1; r += 8) {
             float4 dy = ld(dout, r), x = ld(inp, r);
@@ -234,14 +230,8 @@ void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const voi
         CUDA_LAUNCH_CHECK();
     }
     if (dw || db) {
-        int tiles = (C + 127) / 128;
-        int want = (8 * CTX(be)->sm_count + tiles - 1) / tiles;   // about eight blocks per SM
-        int max_splits = (N + 63) / 64;                            // at least 64 rows each
-        int splits = want < max_splits ? want : max_splits;
-        if (splits < 1) splits = 1;
-        int rows_per = (N + splits - 1) / splits;
-        splits = (N + rows_per - 1) / rows_per;
-        dim3 grid(tiles, splits), block(32, 8);
+        int rows_per;
+        dim3 grid = col_sum_grid(CTX(be)->sm_count, N, C, &rows_per), block(32, 8);
         if (C % 4 == 0 && (uintptr_t)dout % 16 == 0 && (uintptr_t)inp % 16 == 0)
             layernorm_bwd_dwdb_kernel<true><<<grid, block, 0, STREAM(be)>>>(
                 (float *)dw, (float *)db, (const float *)dout, (const float *)inp, (const float *)mean,

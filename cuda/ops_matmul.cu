@@ -24,11 +24,7 @@ __global__ void col_sum_kernel(float *dbias, const float *dout, int N, int OC, i
     const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
     const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
     float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    auto row = [&](int r) -> float4 {
-        const float *p = dout + (size_t)r * OC + c;
-        if (V4) return *(const float4 *)p;
-        return make_float4(p[0], c + 1 < OC ? p[1] : 0.0f, c + 2 < OC ? p[2] : 0.0f, c + 3 < OC ? p[3] : 0.0f);
-    };
+    auto row = [&](int r) { return load4_cols<V4>(dout + (size_t)r * OC + c, c, OC); };
     if (c < OC) {
         int r = r0 + threadIdx.y;
         for (; r + 24 < r1; r += 32) {
@@ -88,14 +84,8 @@ void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const voi
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, (float)scale, (const float *)inp, IC, 0,
                 (const float *)dout, OC, 0, 1.0f, (float *)dw, IC, 0, 1);
     if (dbias) {
-        int tiles = (OC + 127) / 128;
-        int want = (8 * CTX(be)->sm_count + tiles - 1) / tiles;   // about eight blocks per SM
-        int max_splits = (N + 63) / 64;
-        int splits = want < max_splits ? want : max_splits;
-        if (splits < 1) splits = 1;
-        int rows_per = (N + splits - 1) / splits;
-        splits = (N + rows_per - 1) / rows_per;
-        dim3 grid(tiles, splits), block(32, 8);
+        int rows_per;
+        dim3 grid = col_sum_grid(CTX(be)->sm_count, N, OC, &rows_per), block(32, 8);
         if (OC % 4 == 0 && (uintptr_t)dout % 16 == 0)
             col_sum_kernel<true><<<grid, block, 0, STREAM(be)>>>((float *)dbias, (const float *)dout, N, OC, rows_per);
         else

@@ -185,14 +185,11 @@ void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len
         if (row_ok)
             CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, XENT_ROW_MAX));
     }
-    if (row_ok && row <= XENT_ROW_MAX)
-        xent_kl_kernel<true><<<P, XENT_ROW_BLOCK, row, STREAM(be)>>>(
-            (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
-            (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
-    else
-        xent_kl_kernel<false><<<P, XENT_BLOCK, 0, STREAM(be)>>>(
-            (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
-            (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
+    const int keep = row_ok && row <= XENT_ROW_MAX;
+    auto kernel = keep ? xent_kl_kernel<true> : xent_kl_kernel<false>;
+    kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
+        (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
+        (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -24,8 +24,14 @@ static void ensure_teachers(cdt_state *st, int streams, int rows, int cols, int 
     }
 }
 
-// Whether a precision level holds more than one config: configs of equal precision do not teach
-// each other, so the rows of such a level gather in pS/pH until it ends (see step_ops).
+// Whether the precision level of the i-th config in order ends with it (the next config, if
+// any, is less precise): configs of equal precision do not teach each other.
+static int level_ends_at(const qconfig_set *qs, int i, const size_t *lp) {
+    return i + 1 < qs->K && qconfig_score(qs, qs->order[i + 1], lp) < qconfig_score(qs, qs->order[i], lp);
+}
+
+// Whether a precision level holds more than one config: the rows of such a level gather in
+// pS/pH until it ends (see step_ops).
 static int has_shared_level(const gpt2 *m) {
     const qconfig_set *qs = m->qs;
     size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
@@ -35,8 +41,7 @@ static int has_shared_level(const gpt2 *m) {
     }
     gpt2_linear_params_all(&m->s, lp);
     int shared = 0;
-    for (int i = 0; i + 1 < qs->K && !shared; i++)
-        shared = qconfig_score(qs, qs->order[i + 1], lp) >= qconfig_score(qs, qs->order[i], lp);
+    for (int i = 0; i + 1 < qs->K && !shared; i++) shared = !level_ends_at(qs, i, lp);
     free(lp);
     return shared;
 }
@@ -156,7 +161,7 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
             // configs of equal precision do not teach each other: a precision level's rows join
             // the teachers when the level ends. A level of one config adds them straight in (its
             // own teacher terms are read first); a longer one gathers them in pS/pH until it ends.
-            int level_ends = !last && qconfig_score(qs, qs->order[i + 1], lp) < qconfig_score(qs, k, lp);
+            int level_ends = level_ends_at(qs, i, lp);
             int direct = level_ends && pending == 0;
             if (!last && !direct && !pending_clean) {
                 be->zero(be, st->pS, n * be->real_size); be->zero(be, st->pH, nh * be->real_size);
