@@ -170,6 +170,7 @@ static void d2h(swq_backend *be, void *dst, const void *src, size_t bytes, const
 static void cu_upload(swq_backend *be, void *dst, const float *src, size_t n) { h2d(be, dst, src, n * sizeof(float)); }
 static void cu_upload_i32(swq_backend *be, int *dst, const int *src, size_t n) { h2d(be, dst, src, n * sizeof(int)); }
 static void cu_download(swq_backend *be, float *dst, const void *src, size_t n) {
+    cu_sole_in(be, src, n * sizeof(float));
     d2h(be, dst, src, n * sizeof(float), "download");
 }
 static void cu_download_f64(swq_backend *be, double *dst, const double *src, size_t n) {
@@ -209,6 +210,7 @@ static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
 static void cu_copy(swq_backend *be, void *dst, const void *src, size_t n) {
     cu_zero_flush(be);
     if (!n || dst == src) return;
+    cu_sole_in(be, src, n * sizeof(float));
     cu_bf16_invalidate(be, dst, n * sizeof(float));
     TL("memsets and copies", "copy");
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, STREAM(be)));
@@ -559,6 +561,53 @@ void cu_bf16_sole(swq_backend *be, const float *src) {
         if (c->bfc[i].valid && c->bfc[i].src == src) c->bfc[i].sole = 1;
 }
 
+const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n, int *ld_src, int *ld) {
+    cuda_ctx *c = CTX(be);
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (!e->valid || !e->sole || src < e->src || src + n > e->src + e->n) continue;
+        size_t off = (size_t)(src - e->src);
+        *ld_src = e->ld_bf ? e->ld_src : 0;
+        *ld = e->ld_bf;
+        return (const __nv_bfloat16 *)e->bf + (e->ld_bf ? off / e->ld_src * e->ld_bf + off % e->ld_src : off);
+    }
+    return NULL;
+}
+
+// dst[p*cols + j] = src[p*lds + j] (rows of cols bf16 lds apart, to packed floats)
+__global__ void bf16_rows_to_float_kernel(float *dst, const __nv_bfloat16 *src, int lds, size_t rows, int cols) {
+    size_t n = rows * cols;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __bfloat162float(src[i / cols * lds + i % cols]);
+}
+
+void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || !p || !c->n_bfc) return;
+    const char *lo = (const char *)p, *hi = lo + bytes;
+    if (!bytes)   // the whole allocation holding p
+        for (int i = 0; i < c->n_allocs; i++) {
+            const char *a = (const char *)c->allocs[i].p;
+            if (lo >= a && lo < a + c->allocs[i].bytes) {
+                lo = a;
+                hi = a + c->allocs[i].bytes;
+                break;
+            }
+        }
+    if (hi == lo) hi = lo + 1;
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        const char *s = (const char *)e->src, *t = s + e->n * sizeof(float);
+        if (!e->valid || !e->sole || !(s < hi && lo < t)) continue;
+        int cols = e->ld_bf ? e->ld_src : 1;
+        size_t rows = e->n / cols;
+        bf16_rows_to_float_kernel<<<grid_for(e->n, 256), 256, 0, c->stream>>>(
+            (float *)e->src, (const __nv_bfloat16 *)e->bf, e->ld_bf ? e->ld_bf : 1, rows, cols);
+        CUDA_LAUNCH_CHECK();
+        e->sole = 0;
+    }
+}
+
 // dst[p*ldd + j] = bf16(src[p*cols + j]) for j < cols and 0 for cols <= j < width, rows p < rows
 __global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldd, const float *src, int rows, int cols,
                                           int width) {
@@ -681,27 +730,41 @@ void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, i
     prof_end(c, 3, 2.0 * m * n * (double)k);
 }
 
-static struct cu_lt_plan *lt_plan(cuda_ctx *c, int m, int n, int k, int lda, int ldb, int ldc) {
+// CU_LT_BIAS: C (fp32) = A^T B + bias; CU_LT_DGELU: D (bf16) = gelu'(aux) * (A B), aux ld m;
+// CU_LT_GELU_AUX_BIAS: aux (bf16, ld m) = A^T B + bias, D (bf16) = gelu(aux).
+static struct cu_lt_plan *lt_plan(cuda_ctx *c, int kind, int m, int n, int k, int lda, int ldb, int ldc) {
     for (int i = 0; i < c->n_lt; i++) {
         struct cu_lt_plan *p = &c->lt_plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldc == ldc) return p;
+        if (p->kind == kind && p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb &&
+            p->ldc == ldc)
+            return p;
     }
     c->lt_plans = (struct cu_lt_plan *)table_room(c->lt_plans, c->n_lt, &c->cap_lt, sizeof(*c->lt_plans),
                                                   "cuBLASLt plan table");
     struct cu_lt_plan *p = &c->lt_plans[c->n_lt++];
     memset(p, 0, sizeof(*p));
-    p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
-    const cublasOperation_t T = CUBLAS_OP_T, N = CUBLAS_OP_N;
-    const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_BIAS;
-    const cudaDataType_t bt = CUDA_R_32F;
+    p->kind = kind, p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
+    const int dg = kind == CU_LT_DGELU;
+    const cublasOperation_t ta = dg ? CUBLAS_OP_N : CUBLAS_OP_T, N = CUBLAS_OP_N;
+    const cublasLtEpilogue_t ep = kind == CU_LT_BIAS ? CUBLASLT_EPILOGUE_BIAS
+                                  : dg                ? CUBLASLT_EPILOGUE_DGELU
+                                                      : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    const cudaDataType_t bt = CUDA_R_32F, ct = kind == CU_LT_BIAS ? CUDA_R_32F : CUDA_R_16BF;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &T, sizeof(T)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &N, sizeof(N)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, k, m, lda));
+    if (!dg)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+    if (kind != CU_LT_BIAS) {
+        const int64_t ld_aux = m;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux,
+                                                    sizeof(ld_aux)));
+    }
+    if (dg) CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, m, k, lda));
+    else CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_16BF, k, m, lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_16BF, k, n, ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_32F, m, n, ldc));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->lc, ct, m, n, ldc));
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -722,7 +785,7 @@ int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     cuda_ctx *c = CTX(be);
     if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || !bias || (uintptr_t)bias % 16)
         return 0;
-    struct cu_lt_plan *p = lt_plan(c, m, n, k, lda, ldb, ldc);
+    struct cu_lt_plan *p = lt_plan(c, CU_LT_BIAS, m, n, k, lda, ldb, ldc);
     if (!p->ok) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
@@ -733,6 +796,59 @@ int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     cu_tl_part(be, "outside GEMMs");
     if (st != CUBLAS_STATUS_SUCCESS) {   // (not expected: the heuristic offered it) the other path from now on
         fprintf(stderr, "swq cuda: cuBLASLt bias GEMM %dx%dx%d: %s; using cuBLAS and a bias pass instead\n", m, n, k,
+                cublasGetStatusString(st));
+        p->ok = 0;
+        return 0;
+    }
+    return 1;
+}
+
+int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                     const void *aux, void *D, int ldd) {
+    cuda_ctx *c = CTX(be);
+    if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || m % 8 || (uintptr_t)aux % 16 ||
+        (uintptr_t)D % 16)
+        return 0;
+    struct cu_lt_plan *p = lt_plan(c, CU_LT_DGELU, m, n, k, lda, ldb, ldd);
+    if (!p->ok) return 0;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    const float one = 1.0f, zero = 0.0f;
+    prof_begin(c);
+    prof_mid(c);
+    cu_tl_part(be, "GEMM, other");
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, &zero, D, p->lc, D, p->lc, &p->algo,
+                                       c->cublas_ws, c->cublas_ws_bytes, c->stream);
+    cu_tl_part(be, "outside GEMMs");
+    prof_end(c, 3, 2.0 * m * n * (double)k);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "swq cuda: cuBLASLt DGELU GEMM %dx%dx%d: %s; using cuBLAS and a GELU pass instead\n", m, n, k,
+                cublasGetStatusString(st));
+        p->ok = 0;
+        return 0;
+    }
+    return 1;
+}
+
+int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                    const float *bias, void *aux, void *D) {
+    cuda_ctx *c = CTX(be);
+    if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || m % 8 || !bias || (uintptr_t)bias % 16 ||
+        (uintptr_t)aux % 16 || (uintptr_t)D % 16)
+        return 0;
+    struct cu_lt_plan *p = lt_plan(c, CU_LT_GELU_AUX_BIAS, m, n, k, lda, ldb, m);
+    if (!p->ok) return 0;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    const float one = 1.0f, zero = 0.0f;
+    prof_begin(c);
+    prof_mid(c);
+    cu_tl_part(be, "GEMM, other");
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, &zero, D, p->lc, D, p->lc, &p->algo,
+                                       c->cublas_ws, c->cublas_ws_bytes, c->stream);
+    cu_tl_part(be, "outside GEMMs");
+    prof_end(c, 3, 2.0 * m * n * (double)k);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "swq cuda: cuBLASLt GELU GEMM %dx%dx%d: %s; using cuBLAS and a GELU pass instead\n", m, n, k,
                 cublasGetStatusString(st));
         p->ok = 0;
         return 0;
@@ -902,26 +1018,34 @@ static void lin_mark(swq_backend *be, int IC, int OC, int fwd) {
     cu_tl_op(be, fwd ? "forward: body" : "backward: body", k);
 }
 
-// ---- the op table: every op first drops the bf16 copies its outputs overlap ----
+// ---- the op table: every op first drops the bf16 copies its outputs overlap, and gets the floats
+// back of inputs its kernels read as floats that exist only as bf16 copies (IN) ----
 #define INV(p, bytes) cu_bf16_invalidate(be, (p), (bytes))
+#define IN(p, bytes) cu_sole_in(be, (p), (bytes))
 #define F4 sizeof(float)
 static void w_add(swq_backend *be, void *out, const void *a, const void *b, size_t n) {
     TL("forward: body", "add (residual)");
+    IN(a, n * F4);
+    IN(b, n * F4);
     INV(out, n * F4);
     cu_add(be, out, a, b, n);
 }
 static void w_accumulate(swq_backend *be, void *dst, const void *src, size_t n) {
     TL("CDT teacher sums", "accumulate");
+    IN(src, n * F4);
+    IN(dst, n * F4);
     INV(dst, n * F4);
     cu_accumulate(be, dst, src, n);
 }
 static void w_scale(swq_backend *be, void *x, double s, size_t n) {
     TL("optimizer", "scale");
+    IN(x, n * F4);
     INV(x, n * F4);
     cu_scale(be, x, s, n);
 }
 static void w_sumsq(swq_backend *be, double *acc, const void *x, size_t n) {
     TL("optimizer", "sumsq (grad norm)");
+    IN(x, n * F4);
     INV(acc, sizeof(double));
     cu_sumsq(be, acc, x, n);
 }
@@ -934,6 +1058,7 @@ static void w_encoder_fwd(swq_backend *be, void *out, const int *tok, const void
 static void w_encoder_bwd(swq_backend *be, void *dwte, void *dwpe, const void *dout, const int *tok, int B, int T,
                           int C) {
     TL("backward: body", "encoder_bwd");
+    IN(dout, (size_t)B * T * C * F4);
     INV(dwte, 0);
     INV(dwpe, (size_t)T * C * F4);
     cu_encoder_bwd(be, dwte, dwpe, dout, tok, B, T, C);
@@ -941,6 +1066,7 @@ static void w_encoder_bwd(swq_backend *be, void *dwte, void *dwpe, const void *d
 static void w_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
                             const void *b, int N, int C) {
     TL("forward: body", "layernorm_fwd");
+    IN(inp, (size_t)N * C * F4);
     INV(out, (size_t)N * C * F4);
     INV(mean, (size_t)N * F4);
     INV(rstd, (size_t)N * F4);
@@ -949,6 +1075,9 @@ static void w_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, 
 static void w_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const void *dout, const void *inp,
                             const void *w, const void *mean, const void *rstd, int N, int C) {
     TL("backward: body", "layernorm_bwd");
+    IN(dout, (size_t)N * C * F4);
+    IN(inp, (size_t)N * C * F4);
+    IN(dinp, (size_t)N * C * F4);
     INV(dinp, (size_t)N * C * F4);
     INV(dw, (size_t)C * F4);
     INV(db, (size_t)C * F4);
@@ -956,12 +1085,14 @@ static void w_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, con
 }
 static void w_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int cols, int bits) {
     TL("forward: body", "quantize_rows");
+    IN(in, (size_t)rows * cols * F4);
     INV(out, (size_t)rows * cols * F4);
     cu_quantize_rows(be, out, in, rows, cols, bits);
 }
 static void w_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int IC,
                          int OC, double scale, int accumulate) {
     TL("head: forward", "matmul_fwd");
+    if (accumulate) IN(out, (size_t)N * OC * F4);
     INV(out, (size_t)N * OC * F4);
     cu_matmul_fwd(be, out, inp, w, bias, N, IC, OC, scale, accumulate);
 }
@@ -969,6 +1100,7 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
                          const void *w, int N, int IC, int OC, double scale) {
     int dinp_zero = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
     TL("head: backward", "matmul_bwd");
+    IN(dinp, (size_t)N * IC * F4);
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
     INV(dbias, (size_t)OC * F4);
@@ -1000,6 +1132,7 @@ static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias
                               const void *Bm, int N, int IC, int OC, int r, double s) {
     int dinp_zero = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
     lin_mark(be, IC, OC, 0);
+    IN(dinp, (size_t)N * IC * F4);
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
     INV(dbias, (size_t)OC * F4);
@@ -1008,11 +1141,27 @@ static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias
     INV(du, (size_t)N * r * F4);
     cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, dinp_zero);
 }
+static void w_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, const void *pre, void *dw,
+                                   void *dbias, void *dA, void *dB, void *du, const void *dout, const void *inp,
+                                   const void *u, const void *w, const void *A, const void *Bm, int N, int IC, int OC,
+                                   int r, double s) {
+    cu_zero_flush(be);
+    lin_mark(be, IC, OC, 0);
+    INV(dpre, (size_t)N * IC * F4);
+    INV(scratch, (size_t)N * IC * F4);
+    INV(dw, (size_t)OC * IC * F4);
+    INV(dbias, (size_t)OC * F4);
+    INV(dA, (size_t)r * IC * F4);
+    INV(dB, (size_t)OC * r * F4);
+    INV(du, (size_t)N * r * F4);
+    cu_lora_linear_bwd_gelu(be, dpre, scratch, pre, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
+}
 static size_t w_attention_buffer_elems(swq_backend *be, int B, int T, int C, int NH) {
     return (size_t)B * NH * T * (cu_flash_attention(be, C, NH) ? 1 : (size_t)T);   // flash: log-sum-exps
 }
 static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     TL("forward: body", "attention_fwd");
+    if (!cu_flash_attention(be, C, NH)) IN(qkv, (size_t)B * T * 3 * C * F4);
     INV(out, (size_t)B * T * C * F4);
     INV(att, w_attention_buffer_elems(be, B, T, C, NH) * F4);
     cu_attention_fwd(be, out, att, qkv, B, T, C, NH);
@@ -1020,38 +1169,51 @@ static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *q
 static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                             const void *att, int B, int T, int C, int NH) {
     TL("backward: body", "attention_bwd");
+    if (!cu_flash_attention(be, C, NH)) IN(qkv, (size_t)B * T * 3 * C * F4);
+    IN(dout, (size_t)B * T * C * F4);
+    IN(out, (size_t)B * T * C * F4);
     INV(dqkv, (size_t)B * T * 3 * C * F4);
     INV(scratch, w_attention_buffer_elems(be, B, T, C, NH) * F4);
     cu_attention_bwd(be, dqkv, scratch, dout, qkv, out, att, B, T, C, NH);
 }
 static void w_gelu_fwd(swq_backend *be, void *out, const void *inp, size_t n) {
     TL("forward: body", "gelu_fwd");
+    IN(inp, n * F4);
     INV(out, n * F4);
     cu_gelu_fwd(be, out, inp, n);
 }
 static void w_gelu_bwd(swq_backend *be, void *dinp, const void *inp, const void *dout, size_t n) {
     int fresh = n && zero_take(be, dinp, n * F4);
     TL("backward: body", "gelu_bwd");
+    IN(inp, n * F4);
+    IN(dout, n * F4);
+    if (!fresh) IN(dinp, n * F4);
     INV(dinp, n * F4);
     cu_gelu_bwd(be, dinp, inp, dout, n, fresh);
 }
 static void w_gather_rows(swq_backend *be, void *out, const void *in, const int *idx, int P, int C) {
     TL("head: forward", "gather_rows");
+    IN(in, 0);
     INV(out, (size_t)P * C * F4);
     cu_gather_rows(be, out, in, idx, P, C);
 }
 static void w_scatter_add_rows(swq_backend *be, void *dst, const void *src, const int *idx, int P, int C) {
     TL("head: backward", "scatter_add_rows");
+    IN(src, (size_t)P * C * F4);
+    IN(dst, 0);
     INV(dst, 0);
     cu_scatter_add_rows(be, dst, src, idx, P, C);
 }
 static void w_get_column(swq_backend *be, void *out, const void *in, int N, int K, int c) {
     TL("head: forward", "get_column");
+    IN(in, (size_t)N * K * F4);
     INV(out, (size_t)N * F4);
     cu_get_column(be, out, in, N, K, c);
 }
 static void w_add_to_column(swq_backend *be, void *dst, const void *src, int N, int K, int c) {
     TL("head: backward", "add_to_column");
+    IN(src, (size_t)N * F4);
+    IN(dst, (size_t)N * K * F4);
     INV(dst, (size_t)N * K * F4);
     cu_add_to_column(be, dst, src, N, K, c);
 }
@@ -1059,6 +1221,9 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
                       const void *tH, int n_teachers, double beta, void *nS, void *nH, double *acc, double weight,
                       double grad_scale, int grad, int P, int V) {
     TL("head: xent_kl", "xent_kl");
+    IN(logits, (size_t)P * V * F4);
+    if (tS) IN(tS, (size_t)P * V * F4);
+    if (tH) IN(tH, (size_t)P * F4);
     INV(logits, (size_t)P * V * F4);
     INV(nS, (size_t)P * V * F4);
     INV(nH, (size_t)P * F4);
@@ -1067,6 +1232,7 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
 }
 static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
     cu_zero_flush(be);
+    IN(logits, (size_t)P * V * F4);
     cu_argmax_rows(be, out_host, logits, P, V);
 }
 static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, void *v, size_t n, double lr, double b1,
@@ -1163,6 +1329,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     const char *lm = getenv("SWQ_CUDA_LORA_MERGE");
     c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
+    const char *so = getenv("SWQ_CUDA_SOLE");
+    c->sole_off = so && *so && !strcmp(so, "0");
     const char *lg = getenv("SWQ_CUDA_LORA_GRADS");
     c->lora_grads_off = lg && *lg && !strcmp(lg, "0");
     const char *pe = getenv("SWQ_CUDA_PROFILE");
@@ -1212,6 +1380,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->matmul_bwd = w_matmul_bwd;
     be->lora_linear_fwd = w_lora_linear_fwd;
     be->lora_linear_gelu_fwd = w_lora_linear_gelu_fwd;
+    be->lora_linear_bwd_gelu = w_lora_linear_bwd_gelu;
     be->lora_linear_bwd = w_lora_linear_bwd;
     be->attention_fwd = w_attention_fwd;
     be->attention_bwd = w_attention_bwd;

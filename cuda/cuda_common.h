@@ -65,10 +65,11 @@ struct cu_graph {
     int n_snap;
 };
 #define CU_MAX_GRAPHS 8
-// A cuBLASLt GEMM with the bias added in its epilogue, planned once per shape (ok = 0: no
-// algorithm, or it failed once: the caller's other path is used for that shape).
+// A cuBLASLt GEMM with an epilogue (kind: CU_LT_BIAS or CU_LT_DGELU), planned once per shape (ok = 0:
+// no algorithm, or it failed once: the caller's other path is used for that shape).
+enum { CU_LT_BIAS = 0, CU_LT_DGELU = 1, CU_LT_GELU_AUX_BIAS = 2 };
 struct cu_lt_plan {
-    int m, n, k, lda, ldb, ldc, ok;
+    int kind, m, n, k, lda, ldb, ldc, ok;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -98,6 +99,7 @@ typedef struct {
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
+    int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too
     int skinny_fp32;               // inside lora_linear_fwd: tf32 mode runs products with a dim <= 32 in fp32
     // CUDA graphs (SWQ_CUDA_GRAPHS, default on): a run the caller marks with graph_begin/end is
     // recorded the second time in a row it comes with the same key, then replayed
@@ -280,8 +282,13 @@ void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
 // frozen or while a recording is made and the copy would have to grow.
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx);
 // The valid copy of src (made by its producer) is the only form of the values: the floats at
-// src were not written (xent_kl's gradient with grad 2), so it is never evicted while valid.
+// src were not written (xent_kl's gradient with grad 2, lora_linear_bwd_gelu's dpre, the MLP's
+// hidden activations), so it is never evicted while valid.
 void cu_bf16_sole(swq_backend *be, const float *src);
+// Before an op reads the floats of [p, p + bytes) as floats: sole copies overlapping them are
+// converted back into their floats (and become plain copies). Every op-table entry calls it for
+// the inputs its kernels read as floats, and download does, so a sole copy is never observable.
+void cu_sole_in(swq_backend *be, const void *p, size_t bytes);
 // bf16 mode: src's bf16 copy as rows of `cols` at least min_ld apart, the columns past cols free
 // for the caller (a K-concatenated GEMM operand): the valid padded copy src has, or a new one
 // (converted now) when src has no valid copy at all; NULL when it has another kind of copy
@@ -296,6 +303,19 @@ void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src,
 // 16-byte aligned.
 int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                     const float *bias, float *C, int ldc);
+// bf16 mode: D[m,n] (bf16, column-major, ldd) = gelu'(aux) * (A B), A [m, k] and B [k, n] bf16
+// column-major (lda, ldb), aux [m, n] bf16 (ld m: the GELU's input), by cuBLASLt with the DGELU
+// epilogue. 0 (nothing done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
+int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                     const void *aux, void *D, int ldd);
+// bf16 mode: aux[m,n] (bf16, ld m) = A^T B + bias and D[m,n] (bf16, ld m) = gelu(aux), A [k, m] and
+// B [k, n] bf16 column-major (lda, ldb), by cuBLASLt with the GELU_AUX_BIAS epilogue. 0 (nothing
+// done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
+int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                    const float *bias, void *aux, void *D);
+// The valid sole copy (cu_bf16_sole) holding [src, src + n), its rows *ld apart (ld_src
+// elements of src each: *ld_src), or NULL.
+const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n, int *ld_src, int *ld);
 // bf16 mode, r a multiple of 8 up to 32: dB[OC, r] += s dout^T u and dA[r, IC] += du^T inp in one
 // launch, from bf16 operands with rows ldd, ldu, ldi, lddu apart (16-byte aligned: else 0, nothing
 // done; also 0 with SWQ_CUDA_LORA_GRADS=0). cuda/ops_lora_grads.cu
@@ -371,6 +391,10 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *act, void *u, const vo
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,
                         const void *Bm, int N, int IC, int OC, int r, double s, int dinp_zero);
+// The op table's lora_linear_bwd_gelu: dpre = gelu'(pre) * (dout w + du A), the rest as above.
+void cu_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, const void *pre, void *dw, void *dbias,
+                             void *dA, void *dB, void *du, const void *dout, const void *inp, const void *u,
+                             const void *w, const void *A, const void *Bm, int N, int IC, int OC, int r, double s);
 
 void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH);
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,

@@ -16,15 +16,28 @@ __global__ void bias_rows_kernel(float *out, const float *bias, int N, int OC, i
     }
 }
 
-// dbias[c] += sum_r dout[r,c]: block (32, 8) over 128 columns (4 a thread, float4 when OC % 4 == 0
-// and dout is 16-byte aligned), rows split over y and blockIdx.y, four rows' loads in flight.
+// Four columns from c of a bf16 row (V4: one 8-byte load), as floats; zero past lim.
 template <bool V4>
-__global__ void col_sum_kernel(float *dbias, const float *dout, int N, int OC, int rows_per) {
+__device__ __forceinline__ float4 load4_cols(const __nv_bfloat16 *p, int c, int lim) {
+    if (V4) {
+        uint2 u = *(const uint2 *)p;
+        float2 lo = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), hi = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+        return make_float4(lo.x, lo.y, hi.x, hi.y);
+    }
+    auto f = [&](int k) { return c + k < lim ? __bfloat162float(p[k]) : 0.0f; };
+    return make_float4(f(0), f(1), f(2), f(3));
+}
+
+// dbias[c] += sum_r dout[r,c] (rows ld apart; float, or a sole bf16 copy): block (32, 8) over 128
+// columns (4 a thread, vector loads when OC and ld are multiples of 4 and dout is 16-byte aligned),
+// rows split over y and blockIdx.y, four rows' loads in flight.
+template <bool V4, typename E>
+__global__ void col_sum_kernel(float *dbias, const E *dout, int ld, int N, int OC, int rows_per) {
     __shared__ float4 sh[8][32];
     const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
     const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
     float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    auto row = [&](int r) { return load4_cols<V4>(dout + (size_t)r * OC + c, c, OC); };
+    auto row = [&](int r) { return load4_cols<V4>(dout + (size_t)r * ld + c, c, OC); };
     if (c < OC) {
         int r = r0 + threadIdx.y;
         for (; r + 24 < r1; r += 32) {
@@ -84,12 +97,21 @@ void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const voi
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, (float)scale, (const float *)inp, IC, 0,
                 (const float *)dout, OC, 0, 1.0f, (float *)dw, IC, 0, 1);
     if (dbias) {
-        int rows_per;
+        int rows_per, lds = 0, ldb = 0;
         dim3 grid = col_sum_grid(CTX(be)->sm_count, N, OC, &rows_per), block(32, 8);
-        if (OC % 4 == 0 && (uintptr_t)dout % 16 == 0)
-            col_sum_kernel<true><<<grid, block, 0, STREAM(be)>>>((float *)dbias, (const float *)dout, N, OC, rows_per);
+        cudaStream_t st = STREAM(be);
+        // dout may exist only as its bf16 copy (lora_linear_bwd_gelu's dpre)
+        const __nv_bfloat16 *sb = cu_bf16_sole_of(be, (const float *)dout, (size_t)N * OC, &lds, &ldb);
+        if (sb) {
+            int ld = ldb ? ldb : OC;
+            if (OC % 4 == 0 && ld % 4 == 0 && (uintptr_t)sb % 8 == 0)
+                col_sum_kernel<true><<<grid, block, 0, st>>>((float *)dbias, sb, ld, N, OC, rows_per);
+            else
+                col_sum_kernel<false><<<grid, block, 0, st>>>((float *)dbias, sb, ld, N, OC, rows_per);
+        } else if (OC % 4 == 0 && (uintptr_t)dout % 16 == 0)
+            col_sum_kernel<true><<<grid, block, 0, st>>>((float *)dbias, (const float *)dout, OC, N, OC, rows_per);
         else
-            col_sum_kernel<false><<<grid, block, 0, STREAM(be)>>>((float *)dbias, (const float *)dout, N, OC, rows_per);
+            col_sum_kernel<false><<<grid, block, 0, st>>>((float *)dbias, (const float *)dout, OC, N, OC, rows_per);
         CUDA_LAUNCH_CHECK();
     }
 }
@@ -173,11 +195,11 @@ __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, 
         }
         if (bias) x += bv;
         x = R ? x + s * acc : x;
-        out[(size_t)p * OC + v] = x;
+        if (out) out[(size_t)p * OC + v] = x;
         if (ob) ob[(size_t)p * OC + v] = __float2bfloat16_rn(x);
-        if (act) {
+        if (act || ab) {
             float y = gelu_f(x);
-            act[(size_t)p * OC + v] = y;
+            if (act) act[(size_t)p * OC + v] = y;
             if (ab) ab[(size_t)p * OC + v] = __float2bfloat16_rn(y);
         }
     };
@@ -195,13 +217,26 @@ __global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, 
 }
 
 // (also writes out's bf16 copy when a reader asked for one last time: attention reads qkv in bf16)
-// act: also act = gelu(out), with act's bf16 copy (the next linear reads it).
+// act: also act = gelu(out), with act's bf16 copy (the next linear reads it). bf16 mode with act
+// (the MLP's first linear): out and act are written only as their bf16 copies, marked sole: their
+// readers (the next linear's GEMMs, the backward's GELU in the DGELU epilogue) read those, and any
+// other reader gets the floats back first (cu_sole_in).
 static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, const float *bias, const float *u,
                          int ldu, float *uout, const float *Bm, int N, int OC, int r, float s, float *act) {
     dim3 grid((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS);
     cudaStream_t st = STREAM(be);
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, out, (size_t)N * OC);
-    __nv_bfloat16 *ab = act ? (__nv_bfloat16 *)cu_bf16_slot(be, act, (size_t)N * OC) : NULL;
+    const size_t n = (size_t)N * OC;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)(act ? cu_bf16_slot(be, out, n) : cu_bf16_slot_wanted(be, out, n));
+    __nv_bfloat16 *ab = act ? (__nv_bfloat16 *)cu_bf16_slot(be, act, n) : NULL;
+    float *outs = out, *acts = act;
+    if (act && ob && ab && !CTX(be)->sole_off) {
+        cu_bf16_sole(be, out);
+        cu_bf16_sole(be, act);
+        acts = NULL;
+        outs = NULL;   // (where the GEMM wrote its product into out, the floats there are stale now)
+    }
+    out = outs;
+    act = acts;
 #define UP_PACK(RR) lora_up_pack_kernel<RR><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, ldu, uout, Bm, N, OC, r, s, act, ab)
     if (r <= 0) UP_PACK(0);
     else if (r <= 8) UP_PACK(8);
@@ -243,6 +278,21 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
         // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the GEMM
         // 6x: there the product goes to a scratch with padded rows, which the pass packs into out.
         int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+        // no adapter, with the GELU (plain training's MLP-in): bias and GELU in the GEMM's epilogue,
+        // out and act written only as their bf16 copies (sole, as in lora_up_pack)
+        if (r <= 0 && act && bias && !pad && !c->sole_off) {
+            const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
+            const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+            void *ob = cu_bf16_slot(be, (const float *)out, (size_t)N * OC);
+            void *ab = cu_bf16_slot(be, (const float *)act, (size_t)N * OC);
+            if (ob && ab && cu_gemm_gelu_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, ob, ab)) {
+                cu_bf16_sole(be, (const float *)out);
+                cu_bf16_sole(be, (const float *)act);
+                return 1;
+            }
+            cu_bf16_invalidate(be, out, (size_t)N * OC * sizeof(float));   // the slots were not filled
+            cu_bf16_invalidate(be, act, (size_t)N * OC * sizeof(float));
+        }
         // no adapter (plain training): the bias in the GEMM's epilogue, unless the output's bf16
         // copy is wanted (the fused pass below writes it on the way)
         if (r <= 0 && bias && !pad && !cu_bf16_wanted(be, (const float *)out, (size_t)N * OC)) {
@@ -284,9 +334,60 @@ void cu_lora_linear_fwd(swq_backend *be, void *out, void *act, void *u, const vo
         cu_gelu_fwd(be, act, out, (size_t)N * OC);
 }
 
+// lora_linear_bwd_gelu's input gradient (bf16): dpre = gelu'(pre) * (A B) (A [IC, K], B [K, N] bf16
+// column-major) by one cuBLASLt GEMM with the DGELU epilogue, written only as dpre's bf16 copy, its
+// rows padded for the du columns of the next backward (rx > 0: the next linear's adapter rows,
+// as cu_bf16_rows_padded makes them), instead of the product in fp32 and a GELU pass reading it
+// back with pre. Without a cuBLASLt plan: exactly those two steps, through scratch.
+struct gelu_dinp { const __nv_bfloat16 *preb; const float *pre; float *dpre, *scratch; };
+
+static void gelu_dinp_gemm(swq_backend *be, const struct gelu_dinp *g, int IC, int N, int K, const void *Ab, int lda,
+                           const void *Bb, int ldb, int rx) {
+    int ldp = rx ? (IC + rx + 7) & ~7 : IC;
+    void *db = rx ? cu_bf16_slot_padded(be, g->dpre, N, IC, ldp) : cu_bf16_slot(be, g->dpre, (size_t)N * IC);
+    if (db && cu_gemm_dgelu_lt(be, IC, N, K, Ab, lda, Bb, ldb, g->preb, db, ldp)) {
+        cu_bf16_sole(be, g->dpre);
+        return;
+    }
+    cu_bf16_invalidate(be, g->dpre, (size_t)N * IC * sizeof(float));   // the slot was not filled
+    cu_sole_in(be, g->pre, (size_t)N * IC * sizeof(float));
+    cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, K, 1.0f, Ab, lda, Bb, ldb, 0.0f, g->scratch, IC);
+    cu_gelu_bwd(be, g->dpre, g->pre, g->scratch, (size_t)N * IC, 1);
+}
+
+static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
+                     const void *dout, const void *inp, const void *u, const void *w, const void *A, const void *Bm,
+                     int N, int IC, int OC, int r, double s, int dinp_zero, const struct gelu_dinp *g);
+
+void cu_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, const void *pre, void *dw, void *dbias,
+                             void *dA, void *dB, void *du, const void *dout, const void *inp, const void *u,
+                             const void *w, const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+    if (N <= 0 || IC <= 0) return;
+    cuda_ctx *c = CTX(be);
+    struct gelu_dinp g = {NULL, (const float *)pre, (float *)dpre, (float *)scratch};
+    if (c->precision == CU_BF16 && !c->lt_off && !c->lora_merge && OC > 0 && IC % 8 == 0 && r <= LORA_UP_MAX_R)
+        g.preb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)pre, (size_t)N * IC);
+    if (g.preb) {
+        lora_bwd(be, dpre, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, &g);
+        return;
+    }
+    // the model's unfused steps: the input gradient into scratch (zero beforehand, so written), the GELU pass
+    cu_sole_in(be, pre, (size_t)N * IC * sizeof(float));
+    lora_bwd(be, scratch, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, NULL);
+    if (OC <= 0) CUDA_CHECK(cudaMemsetAsync(scratch, 0, (size_t)N * IC * sizeof(float), STREAM(be)));
+    cu_gelu_bwd(be, dpre, pre, scratch, (size_t)N * IC, 1);
+}
+
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,
                         const void *Bm, int N, int IC, int OC, int r, double s, int dinp_zero) {
+    lora_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, dinp_zero, NULL);
+}
+
+// g: dinp is lora_linear_bwd_gelu's dpre (see gelu_dinp_gemm)
+static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
+                     const void *dout, const void *inp, const void *u, const void *w, const void *A, const void *Bm,
+                     int N, int IC, int OC, int r, double s, int dinp_zero, const struct gelu_dinp *g) {
     if (N <= 0 || OC <= 0) return;
     cuda_ctx *c = CTX(be);
     int merge = c->lora_merge && IC > 0 && r > 0 && dinp;
@@ -301,6 +402,19 @@ void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void
     if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && dinp && !dw && !dbias && !merge)
         we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
     if (we) db = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd);
+    if (g && !db && r > 0) {   // no concatenated GEMM to put the GELU in: the unfused steps
+        cu_sole_in(be, g->pre, (size_t)N * IC * sizeof(float));
+        lora_bwd(be, g->scratch, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, NULL);
+        cu_gelu_bwd(be, g->dpre, g->pre, g->scratch, (size_t)N * IC, 1);
+        return;
+    }
+    if (g && !db) {   // no adapter: the weight's gradients, then the input's with the GELU in its epilogue
+        cu_matmul_bwd(be, NULL, dw, dbias, dout, inp, w, N, IC, OC, 1.0, 0);
+        const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
+        const void *ob = cu_bf16_copy(be, (const float *)dout, (size_t)N * OC);
+        gelu_dinp_gemm(be, g, IC, N, OC, wb, IC, ob, OC, 0);
+        return;
+    }
     if (!db) {
         const void *wd = merge ? lora_merge(be, w, A, Bm, IC, OC, r, s) : w;
         cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0, dinp_zero);
@@ -312,8 +426,10 @@ void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void
             0.0f, (float *)du, r, 0, 1);
     if (IC > 0 && db) {
         cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
-        cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, IC, db, ldd, dinp_zero ? 0.0f : 1.0f,
-                     (float *)dinp, IC);
+        if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, IC, db, ldd, rx);
+        else
+            cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, IC, db, ldd,
+                         dinp_zero ? 0.0f : 1.0f, (float *)dinp, IC);
     } else if (IC > 0 && !merge && dinp)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,
                 (float *)dinp, IC, 0, 1);

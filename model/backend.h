@@ -99,6 +99,15 @@ struct swq_backend {
     void (*lora_linear_bwd)(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                             const void *dout, const void *inp, const void *u, const void *w, const void *A,
                             const void *Bm, int N, int IC, int OC, int r, double s);
+    // Optional fusion (NULL: the caller zeroes scratch, issues lora_linear_bwd with dinp = scratch,
+    // zeroes dpre, then gelu_bwd(dpre, pre, scratch)): the backward of a linear whose input was
+    // gelu(pre) (the MLP's second linear), its input gradient passed back through the GELU:
+    // dpre[N,IC] = gelu'(pre) * (dout @ w + du @ A) (=, not +=); du, dA, dB, dw, dbias as
+    // lora_linear_bwd. dpre only goes on as the dout of a linear's backward (as xent_kl's grad = 2:
+    // a backend may keep it only in the form those read); scratch [N,IC] is workspace.
+    void (*lora_linear_bwd_gelu)(swq_backend *be, void *dpre, void *scratch, const void *pre, void *dw, void *dbias,
+                                 void *dA, void *dB, void *du, const void *dout, const void *inp, const void *u,
+                                 const void *w, const void *A, const void *Bm, int N, int IC, int OC, int r, double s);
 
     // ---- attention (causal, qkv packed [B,T,3C], heads of C/NH) ----
     // out[B,T,C] =; att: what the backward needs (=): the softmax probabilities [B,NH,T,T] on the

@@ -341,6 +341,27 @@ static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x
                         c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
 }
 
+// The MLP's second linear, whose input x was gelu(pre): dpre = gelu'(pre) * (dout @ (W + s B A)) (=),
+// fused where the backend can; scratch [rows, IC].
+static void linear_bwd_gelu(gpt2 *m, int l, void *dpre, void *scratch, const void *pre, const void *dout,
+                            const void *x, int rows) {
+    gpt2_linear *li = &m->lin[l];
+    size_t n = (size_t)rows * li->IC;
+    if (!BE->lora_linear_bwd_gelu) {
+        BE->zero(BE, scratch, n * BE->real_size);
+        linear_bwd(m, l, scratch, dout, x, rows);
+        BE->zero(BE, dpre, n * BE->real_size);
+        BE->gelu_bwd(BE, dpre, pre, scratch, n);
+        return;
+    }
+    lin_ctx c = linear_prepare(m, l, x, rows, 0);
+    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
+    void *dA = AT(m->grads, lo), *dB = AT(m->grads, lo + (size_t)c.r * li->IC);
+    int tb = m->train_base;
+    BE->lora_linear_bwd_gelu(BE, dpre, scratch, pre, tb ? li->dw : NULL, tb ? li->db : NULL, dA, dB, m->a.du, dout,
+                             c.x, m->a.u[l], c.w, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
+}
+
 #define PT(t) AT(m->params, m->tensor_off[t])
 #define GT(t) AT(m->grads, m->tensor_off[t])
 
@@ -407,10 +428,7 @@ void gpt2_backward(gpt2 *m) {
     for (int l = L - 1; l >= 0; l--) {
         const void *res_in = l == 0 ? a->encoded : a->res3[l - 1];
         // res3 = res2 + fcproj(gelu(fc(ln2(res2))))
-        BE->zero(BE, a->dbig, (size_t)N * 4 * C * rs);
-        linear_bwd(m, 4 * l + LIN_MLP_OUT, a->dbig, a->dres, a->fch_gelu[l], N);
-        BE->zero(BE, a->dbig2, (size_t)N * 4 * C * rs);
-        BE->gelu_bwd(BE, a->dbig2, a->fch[l], a->dbig, (size_t)N * 4 * C);
+        linear_bwd_gelu(m, 4 * l + LIN_MLP_OUT, a->dbig2, a->dbig, a->fch[l], a->dres, a->fch_gelu[l], N);
         BE->zero(BE, a->dln, (size_t)N * C * rs);
         linear_bwd(m, 4 * l + LIN_MLP_IN, a->dln, a->dbig2, a->ln2[l], N);
         BE->layernorm_bwd(BE, a->dres, tb ? AT(GT(P_LN2W), l * C_) : NULL, tb ? AT(GT(P_LN2B), l * C_) : NULL,

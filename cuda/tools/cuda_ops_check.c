@@ -745,6 +745,42 @@ static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
     report("lora_linear_bwd dA", w, pb_err(&dA), K_GEMM2);
     report("lora_linear_bwd dB", w, pb_err(&dB), K_GEMM);
     report("lora_linear_bwd du", w, pb_err(&du), K_GEMM);
+    if (GPU->lora_linear_bwd_gelu && IC % 8 == 0) {
+        // the MLP-out form (input gradient through the GELU of pre) against the CPU's two ops; without
+        // an adapter as plain training (the weight's gradients too)
+        char v[128];
+        snprintf(v, sizeof v, "%s (input gelu)", w);
+        size_t n = (size_t)N * IC;
+        int plain = r == 0;
+        pbuf pre = pb_new(n, "pre"), scr = pb_new(n, "scratch"), dpre = pb_new(n, "dpre"),
+             dw = pb_new((size_t)OC * IC, "dw"), dbias = pb_new(OC, "dbias");
+        pb_rand(&pre, 3);
+        pb_rand(&dA, 1);
+        pb_rand(&dB, 1);
+        pb_rand(&dw, 1);
+        pb_rand(&dbias, 1);
+        pb_poison(&du);
+        pb_poison(&dpre);
+        pb_poison(&scr);
+        CPU->zero(CPU, scr.c, n * 4);
+        CPU->lora_linear_bwd(CPU, scr.c, plain ? dw.c : NULL, plain ? dbias.c : NULL, dA.c, dB.c, du.c, dout.c, inp.c,
+                             u.c, wt.c, A.c, Bm.c, N, IC, OC, r, s);
+        CPU->zero(CPU, dpre.c, n * 4);
+        CPU->gelu_bwd(CPU, dpre.c, pre.c, scr.c, n);
+        GPU->lora_linear_bwd_gelu(GPU, dpre.g, scr.g, pre.g, plain ? dw.g : NULL, plain ? dbias.g : NULL, dA.g, dB.g,
+                                  du.g, dout.g, inp.g, u.g, wt.g, A.g, Bm.g, N, IC, OC, r, s);
+        report("lora_linear_bwd_gelu dpre", v, pb_err(&dpre), K_GEMM2);
+        if (r > 0) {
+            report("lora_linear_bwd_gelu dA", v, pb_err(&dA), K_GEMM2);
+            report("lora_linear_bwd_gelu dB", v, pb_err(&dB), K_GEMM);
+            report("lora_linear_bwd_gelu du", v, pb_err(&du), K_GEMM);
+        } else {
+            report("lora_linear_bwd_gelu dw", v, pb_err(&dw), K_GEMM2);
+            report("lora_linear_bwd_gelu dbias", v, pb_err(&dbias), K_GEMM2);
+        }
+        pbuf *g[] = {&pre, &scr, &dpre, &dw, &dbias};
+        for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) pb_free(g[i]);
+    }
     pbuf *all[] = {&inp, &wt, &A, &Bm, &out, &u, &dout, &dinp, &dA, &dB, &du};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
 }

@@ -19,7 +19,7 @@
 // Five configs as the seeds: weight bits 16/8/6/5/4, LoRA ranks 8/8/8/16/16, alpha 2r (4r at 4 bits).
 //   usage: cuda_step_check [--precision fp32|tf32|bf16|all] [--variants a,b,...] [--steps N]
 //                          [--steps-124m N] [--bt-124m B:T] [--self]
-//   variants: small small-full small-act8 small-qa 124m (default: all)
+//   variants: small small-full small-plain small-act8 small-qa 124m (default: all)
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,15 +39,16 @@
 typedef struct {
     const char *name;
     gpt2_shape s;
-    int task, act_bits, full, B, T, big;
+    int task, act_bits, full, B, T, big, plain;   // plain: one config, 32 bits, no adapter (plain training)
 } variant;
 
 static const variant VARIANTS[] = {
-    {"small", {2, 4, 64, 64, 512}, TASK_LM, 32, 0, 2, 32, 0},
-    {"small-full", {2, 4, 64, 64, 512}, TASK_LM, 32, 1, 2, 32, 0},
-    {"small-act8", {2, 4, 64, 64, 512}, TASK_LM, 8, 0, 2, 32, 0},
-    {"small-qa", {2, 4, 64, 64, 512}, TASK_QA, 8, 0, 2, 32, 0},
-    {"124m", {12, 12, 768, 1024, 50257}, TASK_LM, 32, 0, 1, 32, 1},
+    {"small", {2, 4, 64, 64, 512}, TASK_LM, 32, 0, 2, 32, 0, 0},
+    {"small-full", {2, 4, 64, 64, 512}, TASK_LM, 32, 1, 2, 32, 0, 0},
+    {"small-plain", {2, 4, 64, 64, 512}, TASK_LM, 32, 1, 2, 32, 0, 1},
+    {"small-act8", {2, 4, 64, 64, 512}, TASK_LM, 8, 0, 2, 32, 0, 0},
+    {"small-qa", {2, 4, 64, 64, 512}, TASK_QA, 8, 0, 2, 32, 0, 0},
+    {"124m", {12, 12, 768, 1024, 50257}, TASK_LM, 32, 0, 1, 32, 1, 0},
 };
 #define NVAR ((int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])))
 
@@ -69,19 +70,20 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static qconfig_set *make_configs(int n_layer, int act_bits, const gpt2_shape *s) {
-    qconfig_set *qs = qconfig_set_new(n_layer, 5);
+static qconfig_set *make_configs(int n_layer, int act_bits, const gpt2_shape *s, int plain) {
+    qconfig_set *qs = qconfig_set_new(n_layer, plain ? 1 : 5);
     if (!qs) {
         fprintf(stderr, "cuda_step_check: qconfig_set_new failed\n");
         exit(1);
     }
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < qs->K; k++) {
         qconfig *c = &qs->cfg[k];
-        snprintf(c->name, sizeof(c->name), "w%d", BITS[k]);
-        c->lora_rank = RANKS[k];
-        c->lora_alpha = RANKS[k] * (BITS[k] == 4 ? 4.0 : 2.0);
+        int bits = plain ? 32 : BITS[k];
+        snprintf(c->name, sizeof(c->name), "w%d", bits);
+        c->lora_rank = plain ? 0 : RANKS[k];
+        c->lora_alpha = plain ? 0.0 : RANKS[k] * (BITS[k] == 4 ? 4.0 : 2.0);
         for (int l = 0; l < qs->n_linear; l++)
-            c->lin[l] = (lin_bits){(unsigned char)BITS[k], (unsigned char)act_bits, (unsigned char)BITS[k], 32};
+            c->lin[l] = (lin_bits){(unsigned char)bits, (unsigned char)act_bits, (unsigned char)bits, 32};
     }
     size_t *lp = xmalloc(sizeof(size_t) * qs->n_linear);
     gpt2_linear_params_all(s, lp);
@@ -187,10 +189,10 @@ static int run_variant(const variant *v, const char *prec, int steps) {
         fprintf(stderr, "cuda_step_check: %s\n", err);
         exit(2);
     }
-    qconfig_set *qs = make_configs(v->s.n_layer, v->act_bits, &v->s);
+    qconfig_set *qs = make_configs(v->s.n_layer, v->act_bits, &v->s, v->plain);
     printf("== %s (%s, bounds loss %.0e, grads/params %.0e): L=%d C=%d V=%d B=%d T=%d task=%s act_bits=%d %s, %d steps\n", v->name, prec,
            tol, gtol, v->s.n_layer, v->s.n_embd, v->s.vocab_size, v->B, v->T, v->task == TASK_LM ? "lm" : "qa", v->act_bits,
-           v->full ? "full fine-tune" : "LoRA (qcache)", steps);
+           v->plain ? "plain training" : v->full ? "full fine-tune" : "LoRA (qcache)", steps);
     double t0 = now_s();
     for (int i = 0; i < 2; i++) {
         if (gpt2_create(&sd[i].m, v->s, qs, sd[i].be, err, sizeof(err))) {
@@ -255,6 +257,7 @@ static int run_variant(const variant *v, const char *prec, int steps) {
             for (int k = 0; k < qs->K; k++) {
                 size_t a = mc->n_base + mc->lora_off[(size_t)k * NL];
                 size_t b = k + 1 < qs->K ? mc->n_base + mc->lora_off[(size_t)(k + 1) * NL] : nt;
+                if (b == a) continue;   // no adapter (plain training)
                 snprintf(what, sizeof(what), "step1 grad lora[%s]", qs->cfg[k].name);
                 report(what, rel_err(hg + a, hc + a, b - a), gtol);
             }
