@@ -366,6 +366,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
             e->ld_src = ld_src;
             e->valid = 1;
             e->sole = 0;
+            e->fread = 0;
             e->used = now;
             e->in_graph |= c->capturing;
             return (__nv_bfloat16 *)e->bf;
@@ -551,6 +552,21 @@ void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n) {
     return cu_bf16_wanted(be, src, n) ? bf16_slot(be, src, n, 0, 0) : NULL;
 }
 
+void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole) {
+    cuda_ctx *c = CTX(be);
+    *sole = 0;
+    if (c->precision != CU_BF16 || !n) return NULL;
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (e->src == src && e->n == n && !e->ld_bf) {
+            if (e->valid) return NULL;   // (the caller did not drop it: not a producer)
+            *sole = !e->fread && !c->sole_off;
+            return bf16_slot(be, src, n, 0, 0);
+        }
+    }
+    return NULL;
+}
+
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }
@@ -598,7 +614,9 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         const char *s = (const char *)e->src, *t = s + e->n * sizeof(float);
-        if (!e->valid || !e->sole || !(s < hi && lo < t)) continue;
+        if (!e->valid || !(s < hi && lo < t)) continue;
+        e->fread = 1;
+        if (!e->sole) continue;
         int cols = e->ld_bf ? e->ld_src : 1;
         size_t rows = e->n / cols;
         bf16_rows_to_float_kernel<<<grid_for(e->n, 256), 256, 0, c->stream>>>(

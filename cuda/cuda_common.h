@@ -56,6 +56,7 @@ struct cu_bf16_entry {
     unsigned long long used;
     unsigned char valid, async, in_graph;   // async: from cudaMallocAsync; in_graph: a recording uses it
     unsigned char sole;            // src was not written (cu_bf16_sole): while valid, never evicted
+    unsigned char fread;           // src's floats were read (cu_sole_in) while this copy was valid
 };
 // A recorded run of ops (graph_begin/graph_end) and the copy table as it left it.
 struct cu_graph {
@@ -329,6 +330,11 @@ void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, i
 // one reads in bf16 gets none. NULL otherwise.
 void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n);
 int cu_bf16_wanted(swq_backend *be, const float *src, size_t n);   // whether it would give one
+// The same, and *sole = 1 where the producer may write only the copy (then marking it with
+// cu_bf16_sole): no op read src's floats while the last copy was valid (SWQ_CUDA_SOLE=0: never).
+// A reader of floats that comes after all the same gets them back (cu_sole_in), and the next
+// copy is not sole.
+void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole);
 // The same for rows x ld floats at src, stored with rows ld_bf apart (ld_bf >= ld, a multiple
 // of 8: 16-byte aligned rows for the GEMMs); the GEMMs that read src with leading dimension ld
 // use it with ld_bf.

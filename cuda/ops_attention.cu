@@ -244,7 +244,9 @@ __device__ __forceinline__ void fa_load_rows(float *ls, float *ds, const float *
 // grid (key tiles, first = most query tiles; B*NH): a warp owns 16 keys of the block's 64 and
 // accumulates their dK, dV in registers over the query tiles at or after the key tile; dQ of
 // each query tile goes through shared memory (dS) and float2 atomics (dqkv's q part zeroed before).
-__global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, const __nv_bfloat16 *qkv,
+// gb: dK and dV go to dqkv's bf16 copy (rows ldg apart) instead of dqkv.
+__global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, __nv_bfloat16 *gb, int ldg,
+                                                               const __nv_bfloat16 *qkv,
                                                                const __nv_bfloat16 *dout, const float *lse,
                                                                const float *Dr, int T, int C, int NH, float sc) {
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -333,6 +335,23 @@ __global__ void __launch_bounds__(FA_THREADS) flash_bwd_kernel(float *dqkv, cons
         if (qt + 1 < nT) cp_async_wait<0>();
         __syncthreads();
     }
+    if (gb) {
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            const int col = h * FA + n * 8 + 2 * tq;
+            if (key0 < T) {
+                __nv_bfloat16 *p = gb + ((size_t)b * T + key0) * ldg + col;
+                *(uint32_t *)(p + C) = mma_pack(sc * dk[n][0], sc * dk[n][1]);
+                *(uint32_t *)(p + 2 * (size_t)C) = mma_pack(dv[n][0], dv[n][1]);
+            }
+            if (key1 < T) {
+                __nv_bfloat16 *p = gb + ((size_t)b * T + key1) * ldg + col;
+                *(uint32_t *)(p + C) = mma_pack(sc * dk[n][2], sc * dk[n][3]);
+                *(uint32_t *)(p + 2 * (size_t)C) = mma_pack(dv[n][2], dv[n][3]);
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int n = 0; n < 8; n++) {
         const int col = h * FA + n * 8 + 2 * tq;
@@ -370,6 +389,16 @@ static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
     CUDA_LAUNCH_CHECK();
 }
 
+// dst[p*ldd + j] = bf16(src[p*lds + j]), j < cols (two at a time: cols, lds, ldd even)
+__global__ void q_cols_to_bf16_kernel(__nv_bfloat16 *dst, int ldd, const float *src, int lds, int rows, int cols) {
+    const size_t n = (size_t)rows * (cols / 2);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        size_t p = i / (cols / 2), j = 2 * (i % (cols / 2));
+        float2 v = *(const float2 *)(src + p * lds + j);
+        *(__nv_bfloat162 *)(dst + p * ldd + j) = __floats2bfloat162_rn(v.x, v.y);
+    }
+}
+
 static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                       const void *att, int B, int T, int C, int NH) {
     flash_setup();
@@ -383,10 +412,23 @@ static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
                                  STREAM(be)));
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
     const __nv_bfloat16 *db = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)dout, (size_t)B * T * C);
+    // bf16: dqkv is read only by the qkv linear's backward GEMMs, which read its bf16 copy: dK and dV
+    // are written there directly, dQ (accumulated in fp32) converted after, and the copy is dqkv's
+    // only form (rows with room for the adapter's du columns, as xent_kl's gradient)
+    const int ldg = (3 * C + CU_ROWS_SPARE + 7) & ~7;
+    __nv_bfloat16 *gb = CTX(be)->sole_off ? NULL
+                                          : (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)dqkv, B * T,
+                                                                                 3 * C, ldg);
     dim3 grid((T + FA - 1) / FA, B * NH);
-    flash_bwd_kernel<<<grid, FA_THREADS, FA_BWD_SMEM, STREAM(be)>>>((float *)dqkv, qb, db, (const float *)att, D, T,
-                                                                    C, NH, (float)(1.0 / sqrt((double)FA)));
+    flash_bwd_kernel<<<grid, FA_THREADS, FA_BWD_SMEM, STREAM(be)>>>((float *)dqkv, gb, ldg, qb, db, (const float *)att,
+                                                                    D, T, C, NH, (float)(1.0 / sqrt((double)FA)));
     CUDA_LAUNCH_CHECK();
+    if (gb) {
+        size_t n = (size_t)B * T * (C / 2);
+        q_cols_to_bf16_kernel<<<grid_for(n, 256), 256, 0, STREAM(be)>>>(gb, ldg, (const float *)dqkv, 3 * C, B * T, C);
+        CUDA_LAUNCH_CHECK();
+        cu_bf16_sole(be, (const float *)dqkv);
+    }
 }
 
 void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {

@@ -20,11 +20,11 @@ __global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, float *mean,
         v += d * d;
     }
     float r = rsqrtf(warp_sum(v) / C + LN_EPS);
-    float *o = out + (size_t)row * C;
+    float *o = out ? out + (size_t)row * C : NULL;
     __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
     for (int i = lane; i < C; i += 32) {
         float y = (x[i] - m) * r * w[i] + b[i];
-        o[i] = y;
+        if (o) o[i] = y;
         if (obr) obr[i] = __float2bfloat16_rn(y);
     }
     if (lane == 0) {   // NULL when not needed for backward
@@ -58,7 +58,7 @@ __global__ void layernorm_fwd_vec_kernel(float *out, __nv_bfloat16 *ob, float *m
         v += (a * a + bb * bb) + (c * c + d * d);
     }
     const float r = rsqrtf(warp_sum(v) / C + LN_EPS);
-    float4 *o4 = (float4 *)(out + (size_t)row * C);
+    float4 *o4 = out ? (float4 *)(out + (size_t)row * C) : NULL;
 #pragma unroll
     for (int k = 0; k < V4; k++) {
         const int i = lane + 32 * k;
@@ -67,7 +67,7 @@ __global__ void layernorm_fwd_vec_kernel(float *out, __nv_bfloat16 *ob, float *m
         y.y = (x[k].y - m) * r * ww.y + bv.y;
         y.z = (x[k].z - m) * r * ww.z + bv.z;
         y.w = (x[k].w - m) * r * ww.w + bv.w;
-        o4[i] = y;
+        if (o4) o4[i] = y;
         if (ob) store_bf16x4(ob + (size_t)row * C + 4 * i, y);
     }
     if (lane == 0) {
@@ -184,7 +184,14 @@ __global__ void layernorm_bwd_dwdb_kernel(float *dw, float *db, const float *dou
 void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
                       const void *b, int N, int C) {
     if (N <= 0) return;
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)N * C);
+    // bf16: out only as its copy where no op read its floats last time (the GEMMs read the copy)
+    int sole = 0;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto(be, (const float *)out, (size_t)N * C, &sole);
+    if (!ob) ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)N * C);
+    if (sole) {
+        cu_bf16_sole(be, (const float *)out);
+        out = NULL;
+    }
     const unsigned nb = (N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, nt = 32 * ROWS_PER_BLOCK;
     cudaStream_t st = STREAM(be);
     switch (ln_vec(C, out, inp, w, b, ob)) {

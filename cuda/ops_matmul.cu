@@ -226,17 +226,15 @@ static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, c
     dim3 grid((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS);
     cudaStream_t st = STREAM(be);
     const size_t n = (size_t)N * OC;
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)(act ? cu_bf16_slot(be, out, n) : cu_bf16_slot_wanted(be, out, n));
+    int sole = 0;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)(act ? cu_bf16_slot(be, out, n) : cu_bf16_slot_auto(be, out, n, &sole));
     __nv_bfloat16 *ab = act ? (__nv_bfloat16 *)cu_bf16_slot(be, act, n) : NULL;
-    float *outs = out, *acts = act;
-    if (act && ob && ab && !CTX(be)->sole_off) {
+    if (act) sole = ob && ab && !CTX(be)->sole_off;
+    if (sole) {   // (where the GEMM wrote its product into out, the floats there are stale now)
         cu_bf16_sole(be, out);
-        cu_bf16_sole(be, act);
-        acts = NULL;
-        outs = NULL;   // (where the GEMM wrote its product into out, the floats there are stale now)
+        if (act) cu_bf16_sole(be, act);
+        out = act = NULL;
     }
-    out = outs;
-    act = acts;
 #define UP_PACK(RR) lora_up_pack_kernel<RR><<<grid, LORA_UP_COLS, 0, st>>>(out, ob, o, ldp, bias, u, ldu, uout, Bm, N, OC, r, s, act, ab)
     if (r <= 0) UP_PACK(0);
     else if (r <= 8) UP_PACK(8);
