@@ -101,7 +101,13 @@ static void stream_sync(cuda_ctx *c) {
     }
     tl_synced(c);
 }
-#define TL(phase, op) (cu_zero_flush(be), cu_tl_op(be, (phase), (op)))
+// An op starts: the copies it uses from now on are not evicted until the next op starts (it may
+// hold several at once: an operand's copy, then a slot for its output that forces evictions).
+static inline void op_begin(swq_backend *be) {
+    cuda_ctx *c = CTX(be);
+    c->bfc_pin = c->bfc_clock + 1;
+}
+#define TL(phase, op) (op_begin(be), cu_zero_flush(be), cu_tl_op(be, (phase), (op)))
 
 // ---- memory ----
 static void rec_push(struct cu_alloc_rec **v, int *n, int *cap, struct cu_alloc_rec r) {
@@ -532,7 +538,6 @@ static void *bf16_slot(swq_backend *be, const float *src, size_t n, int ld, int 
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return NULL;
     cu_bf16_invalidate(be, src, n * sizeof(float));
-    c->bfc_pin = c->bfc_clock + 1;
     return bfc_new(c, src, n, ld, ld_bf, ++c->bfc_clock);
 }
 
@@ -649,7 +654,6 @@ __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, 
     size_t n = (size_t)rows * cols;
     if (c->precision != CU_BF16 || !n) return NULL;
     if (frozen_holding(c, src, 1)) return NULL;
-    c->bfc_pin = c->bfc_clock + 1;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         if (!e->valid || src + n <= e->src || e->src + e->n <= src) continue;
@@ -669,7 +673,6 @@ __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, 
 const void *cu_bf16_copy(swq_backend *be, const float *p, size_t n) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return NULL;
-    c->bfc_pin = c->bfc_clock + 1;
     return bf16_of(be, p, n, NULL, 0);
 }
 
@@ -799,7 +802,7 @@ static struct cu_lt_plan *lt_plan(cuda_ctx *c, int kind, int m, int n, int k, in
 }
 
 int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
-                    const float *bias, float *C, int ldc) {
+                    const float *bias, const float *R, float *C, int ldc) {
     cuda_ctx *c = CTX(be);
     if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || !bias || (uintptr_t)bias % 16)
         return 0;
@@ -809,8 +812,8 @@ int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
     const float one = 1.0f, zero = 0.0f;
     cu_tl_part(be, "GEMM, other");
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, &zero, C, p->lc, C, p->lc, &p->algo,
-                                       c->cublas_ws, c->cublas_ws_bytes, c->stream);
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, R ? &one : &zero, R ? R : C, p->lc,
+                                       C, p->lc, &p->algo, c->cublas_ws, c->cublas_ws_bytes, c->stream);
     cu_tl_part(be, "outside GEMMs");
     if (st != CUBLAS_STATUS_SUCCESS) {   // (not expected: the heuristic offered it) the other path from now on
         fprintf(stderr, "swq cuda: cuBLASLt bias GEMM %dx%dx%d: %s; using cuBLAS and a bias pass instead\n", m, n, k,
@@ -883,7 +886,6 @@ int cu_flash_attention(swq_backend *be, int C, int NH) {
 void cu_bf16_prefetch(swq_backend *be, const float *p, size_t n) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return;
-    c->bfc_pin = c->bfc_clock + 1;
     (void)bf16_of(be, p, n, NULL, 0);
 }
 
@@ -938,8 +940,7 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
     if (c->precision == CU_BF16) {   // bf16 operands, fp32 accumulation and output
         cu_tl_part(be, "bf16 operand conversion");
         cu_bf16_invalidate(be, C, span(m, n, ldc, sC, batch) * sizeof(float));
-        c->bfc_pin = c->bfc_clock + 1;
-        // a padded copy (batch 1 only) changes the leading dimension
+            // a padded copy (batch 1 only) changes the leading dimension
         int *la = batch == 1 ? &lda : NULL, *lb = batch == 1 ? &ldb : NULL;
         int ra = ta == CUBLAS_OP_N ? m : k, rb = tb == CUBLAS_OP_N ? k : n;
         a = bf16_of(be, A, span(ra, ta == CUBLAS_OP_N ? k : m, lda, sA, batch), la, ra);
@@ -995,8 +996,7 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
     if (c->precision == CU_BF16) {
         size_t sc = (size_t)(nb - 1) * sbC + (size_t)(nh - 1) * shC + span(m, n, ldc, 0, 1);
         cu_bf16_invalidate(be, C, sc * sizeof(float));
-        c->bfc_pin = c->bfc_clock + 1;
-        size_t sa = (size_t)(nb - 1) * sbA + (size_t)(nh - 1) * shA +
+            size_t sa = (size_t)(nb - 1) * sbA + (size_t)(nh - 1) * shA +
                     span(ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda, 0, 1);
         size_t sb = (size_t)(nb - 1) * sbB + (size_t)(nh - 1) * shB +
                     span(tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb, 0, 1);
@@ -1023,6 +1023,7 @@ void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int
 
 // The switchable linear's kind, from its shape (GPT-2: qkv 3C, proj C, fc 4C, fcproj C/4).
 static void lin_mark(swq_backend *be, int IC, int OC, int fwd) {
+    op_begin(be);
     if (!CTX(be)->tl) return;
     const char *k;
     if (OC == 3 * IC) k = fwd ? "lora_linear_fwd qkv" : "lora_linear_bwd qkv";
@@ -1124,26 +1125,32 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
     INV(dbias, (size_t)OC * F4);
     cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, w, N, IC, OC, scale, dinp_zero);
 }
-// act: lora_linear_gelu_fwd's GELU output (NULL for lora_linear_fwd)
+// act: lora_linear_gelu_fwd's GELU output, res: lora_linear_res_fwd's residual (NULL for lora_linear_fwd)
 static void lora_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w, const void *bias,
-                     const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+                     const void *A, const void *Bm, int N, int IC, int OC, int r, double s, const void *res) {
     cu_zero_flush(be);
     lin_mark(be, IC, OC, 1);
+    IN(res, (size_t)N * OC * F4);
     INV(out, (size_t)N * OC * F4);
     INV(act, (size_t)N * OC * F4);
     INV(u, (size_t)N * r * F4);
     CTX(be)->skinny_fp32 = 1;
-    cu_lora_linear_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+    cu_lora_linear_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, res);
     CTX(be)->skinny_fp32 = 0;
 }
 static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                               const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
-    lora_fwd(be, out, NULL, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+    lora_fwd(be, out, NULL, u, inp, w, bias, A, Bm, N, IC, OC, r, s, NULL);
+}
+static void w_lora_linear_res_fwd(swq_backend *be, void *out, const void *res, void *u, const void *inp, const void *w,
+                                  const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
+                                  double s) {
+    lora_fwd(be, out, NULL, u, inp, w, bias, A, Bm, N, IC, OC, r, s, res);
 }
 static void w_lora_linear_gelu_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
                                    const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
                                    double s) {
-    lora_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s);
+    lora_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, NULL);
 }
 static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                               const void *dout, const void *inp, const void *u, const void *w, const void *A,
@@ -1249,6 +1256,7 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
     cu_xent_kl(be, logits, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P, V);
 }
 static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
+    op_begin(be);
     cu_zero_flush(be);
     IN(logits, (size_t)P * V * F4);
     cu_argmax_rows(be, out_host, logits, P, V);
@@ -1399,6 +1407,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->lora_linear_fwd = w_lora_linear_fwd;
     be->lora_linear_gelu_fwd = w_lora_linear_gelu_fwd;
     be->lora_linear_bwd_gelu = w_lora_linear_bwd_gelu;
+    be->lora_linear_res_fwd = w_lora_linear_res_fwd;
     be->lora_linear_bwd = w_lora_linear_bwd;
     be->attention_fwd = w_attention_fwd;
     be->attention_bwd = w_attention_bwd;

@@ -299,11 +299,12 @@ __nv_bfloat16 *cu_bf16_rows_padded(swq_backend *be, const float *src, int rows, 
 void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src, int rows, int cols, int width);
 // Room a producer leaves after each row of a gradient's bf16 copy, for the adapter's du columns.
 #define CU_ROWS_SPARE 32
-// bf16 mode: C[m,n] (fp32) = A^T B + bias (bias per row of C: per output channel), A [k, m] and
-// B [k, n] bf16 column-major (lda, ldb), by cuBLASLt with the bias in the epilogue. 0 (nothing done) when there is no such plan for the shape or the bias is not
+// bf16 mode: C[m,n] (fp32) = A^T B + bias (+ R: R[m,n], ld ldc, may be NULL) (bias per row of C: per
+// output channel), A [k, m] and B [k, n] bf16 column-major (lda, ldb), by cuBLASLt with the bias in
+// the epilogue. 0 (nothing done) when there is no such plan for the shape or the bias is not
 // 16-byte aligned.
 int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
-                    const float *bias, float *C, int ldc);
+                    const float *bias, const float *R, float *C, int ldc);
 // bf16 mode: D[m,n] (bf16, column-major, ldd) = gelu'(aux) * (A B), A [m, k] and B [k, n] bf16
 // column-major (lda, ldb), aux [m, n] bf16 (ld m: the GELU's input), by cuBLASLt with the DGELU
 // epilogue. 0 (nothing done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
@@ -391,9 +392,10 @@ void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, c
 void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const void *dout,
                    const void *inp, const void *w, int N, int IC, int OC, double scale, int dinp_zero);
 
-// act != NULL: also act = gelu(out) (the fused pass writes both where it runs)
+// act != NULL: also act = gelu(out) (the fused pass writes both where it runs); res != NULL: out = res +
+// the linear (lora_linear_res_fwd)
 void cu_lora_linear_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w, const void *bias,
-                        const void *A, const void *Bm, int N, int IC, int OC, int r, double s);
+                        const void *A, const void *Bm, int N, int IC, int OC, int r, double s, const void *res);
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                         const void *dout, const void *inp, const void *u, const void *w, const void *A,
                         const void *Bm, int N, int IC, int OC, int r, double s, int dinp_zero);

@@ -248,11 +248,15 @@ static void lora_up_pack(swq_backend *be, float *out, const float *o, int ldp, c
 // backward must ask for the same number.
 static int lora_ext_rows(int r) { return (r + 15) / 16 * 16; }
 
-// The forward's paths; 1 where the fused pass wrote act too, 0 where gelu_fwd still has to.
+// The forward's paths; 1 where the fused pass wrote act too, 0 where gelu_fwd still has to. res
+// (lora_linear_res_fwd): *res_done = 1 where the path added it: only the cuBLASLt bias GEMM, which
+// reads it as its C (adding it in the fused pass instead measured 1.3 ms slower a CDT step than
+// the separate add at B=8 T=512 bf16: the pass is latency-bound).
 static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
                                  const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
-                                 double s) {
+                                 double s, const float *res, int *res_done) {
     cuda_ctx *c = CTX(be);
+    *res_done = 0;
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
@@ -296,7 +300,10 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
         if (r <= 0 && bias && !pad && !cu_bf16_wanted(be, (const float *)out, (size_t)N * OC)) {
             const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-            if (cu_gemm_bias_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, (float *)out, OC)) return 0;
+            if (cu_gemm_bias_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, res, (float *)out, OC)) {
+                *res_done = 1;
+                return 0;
+            }
         }
         int ldo = pad ? cu_pad_ld(OC) : OC;
         float *o = pad ? (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
@@ -326,10 +333,14 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
 }
 
 void cu_lora_linear_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
-                        const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
+                        const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r, double s,
+                        const void *res) {
     if (N <= 0 || OC <= 0) return;
-    if (!lora_linear_fwd_paths(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s) && act)
+    int res_done;
+    if (!lora_linear_fwd_paths(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, (const float *)res,
+                               &res_done) && act)
         cu_gelu_fwd(be, act, out, (size_t)N * OC);
+    if (res && !res_done) cu_add(be, out, out, res, (size_t)N * OC);   // (fp32 sums commute: as the model's add)
 }
 
 // lora_linear_bwd_gelu's input gradient (bf16): dpre = gelu'(pre) * (A B) (A [IC, K], B [K, N] bf16

@@ -94,6 +94,12 @@ struct swq_backend {
     void (*lora_linear_gelu_fwd)(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
                                  const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
                                  double s);
+    // Optional fusion (NULL: the caller issues lora_linear_fwd into a buffer of its own, then
+    // add(out, res, that)): out[N,OC] = res + (the same linear) (=), u as above; a residual
+    // branch's last linear and the residual add in one op.
+    void (*lora_linear_res_fwd)(swq_backend *be, void *out, const void *res, void *u, const void *inp, const void *w,
+                                const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
+                                double s);
     // du[N,r] = s * dout @ Bm (=, scratch); dinp += dout @ w + du @ A; dA += du^T @ inp;
     // dB += s * dout^T @ u; dw += dout^T @ inp; dbias += sum_rows dout   (dw, dbias may be NULL)
     void (*lora_linear_bwd)(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,

@@ -330,6 +330,18 @@ static void linear_fwd(gpt2 *m, int l, void *out, void *act, const void *x, int 
     if (act) BE->gelu_fwd(BE, act, out, (size_t)rows * li->OC);
 }
 
+// out = res + linear l (x), fused where the backend can; tmp [rows, OC]: the linear's output otherwise.
+static void linear_fwd_res(gpt2 *m, int l, void *out, void *tmp, const void *res, const void *x, int rows) {
+    gpt2_linear *li = &m->lin[l];
+    if (!BE->lora_linear_res_fwd) {
+        linear_fwd(m, l, tmp, NULL, x, rows);
+        BE->add(BE, out, res, tmp, (size_t)rows * li->OC);
+        return;
+    }
+    lin_ctx c = linear_prepare(m, l, x, rows, 1);
+    BE->lora_linear_res_fwd(BE, out, res, m->a.u[l], c.x, c.w, c.b, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
+}
+
 // dx += dout @ (W + s B A) (straight through all quantizers); grads of W, b (if train_base) and A, B.
 static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x, int rows) {
     gpt2_linear *li = &m->lin[l];
@@ -384,13 +396,11 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
                           AT(PT(P_LN1W), l * C_), AT(PT(P_LN1B), l * C_), N, C);
         linear_fwd(m, 4 * l + LIN_QKV, a->qkv[l], NULL, a->ln1[l], N);
         BE->attention_fwd(BE, a->atty[l], a->att[l], a->qkv[l], B, T, C, NH);
-        linear_fwd(m, 4 * l + LIN_ATTN_PROJ, a->attproj[l], NULL, a->atty[l], N);
-        BE->add(BE, a->res2[l], res, a->attproj[l], (size_t)N * C);
+        linear_fwd_res(m, 4 * l + LIN_ATTN_PROJ, a->res2[l], a->attproj[l], res, a->atty[l], N);
         BE->layernorm_fwd(BE, a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res2[l],
                           AT(PT(P_LN2W), l * C_), AT(PT(P_LN2B), l * C_), N, C);
         linear_fwd(m, 4 * l + LIN_MLP_IN, a->fch[l], a->fch_gelu[l], a->ln2[l], N);
-        linear_fwd(m, 4 * l + LIN_MLP_OUT, a->fcproj[l], NULL, a->fch_gelu[l], N);
-        BE->add(BE, a->res3[l], a->res2[l], a->fcproj[l], (size_t)N * C);
+        linear_fwd_res(m, 4 * l + LIN_MLP_OUT, a->res3[l], a->fcproj[l], a->res2[l], a->fch_gelu[l], N);
         res = a->res3[l];
     }
     BE->layernorm_fwd(BE, a->lnf, a->lnf_mean, a->lnf_rstd, res, PT(P_LNFW), PT(P_LNFB), N, C);

@@ -31,6 +31,12 @@ check() {
     build_check || { echo "device_bench: cannot build cuda_step_check"; return 1; }
     timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" ${CHECK_ARGS:---steps 20 --steps-124m 8 --bt-124m 1:32} \
         2>&1 | tee "$LOG/step_check.log" | grep -E "^==|FAIL|worst|cuda_step_check|\(.*s\)"
+    # bf16 with no room for kept operand copies: every new copy evicts the others the op in hand is
+    # not using, so a copy an op still needs (or one that is a value's only form) being evicted shows
+    echo "== bf16, no room for kept operand copies (SWQ_CUDA_BF16_CACHE_MB=0)"
+    SWQ_CUDA_BF16_CACHE_MB=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+        --variants small,small-full,small-plain,small-qa,124m --steps 10 --steps-124m 4 --bt-124m 1:32 \
+        2>&1 | tee "$LOG/step_check_evict.log" | grep -E "^==|FAIL|worst|cuda_step_check"
 }
 
 sanitize() {

@@ -727,6 +727,20 @@ static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
             report("lora_linear_gelu_fwd u", v, pb_err(&u), K_GEMM);
             pb_free(&act);
         }
+        if (GPU->lora_linear_res_fwd) {   // with the residual add, against the CPU's linear and add
+            pbuf res = pb_new((size_t)N * OC, "res"), tmp = pb_new((size_t)N * OC, "tmp");
+            pb_rand(&res, 1);
+            pb_poison(&out);
+            pb_poison(&u);
+            CPU->lora_linear_fwd(CPU, tmp.c, u.c, inp.c, wt.c, hb ? bias.c : NULL, A.c, Bm.c, N, IC, OC, r, s);
+            CPU->add(CPU, out.c, res.c, tmp.c, (size_t)N * OC);
+            GPU->lora_linear_res_fwd(GPU, out.g, res.g, u.g, inp.g, wt.g, hb ? bias.g : NULL, A.g, Bm.g, N, IC, OC, r,
+                                     s);
+            report("lora_linear_res_fwd out", v, pb_err(&out), K_GEMM2);
+            report("lora_linear_res_fwd u", v, pb_err(&u), K_GEMM);
+            pb_free(&res);
+            pb_free(&tmp);
+        }
     }
     pb_free(&bias);
     pbuf dout = pb_new((size_t)N * OC, "dout"), dinp = pb_new((size_t)N * IC, "dinp"), dA = pb_new((size_t)r * IC, "dA"),
