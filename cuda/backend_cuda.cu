@@ -264,20 +264,28 @@ static void bfc_release(cuda_ctx *c, int i) {
     c->bfc[i] = c->bfc[--c->n_bfc];
 }
 
-void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
-    cuda_ctx *c = CTX(be);
-    if (!p || (!c->n_bfc && !c->n_frozen)) return;
-    const char *lo = (const char *)p, *hi = lo + bytes;
+// [lo, hi) = [p, p + bytes); bytes 0: the whole allocation holding p (or, not one of ours, the
+// element at p).
+static void byte_range(const cuda_ctx *c, const void *p, size_t bytes, const char **lo, const char **hi) {
+    *lo = (const char *)p;
+    *hi = *lo + bytes;
     if (!bytes)
         for (int i = 0; i < c->n_allocs; i++) {
             const char *a = (const char *)c->allocs[i].p;
-            if (lo >= a && lo < a + c->allocs[i].bytes) {
-                lo = a;
-                hi = a + c->allocs[i].bytes;
+            if (*lo >= a && *lo < a + c->allocs[i].bytes) {
+                *lo = a;
+                *hi = a + c->allocs[i].bytes;
                 break;
             }
         }
-    if (hi == lo) hi = lo + 1;   // not one of ours: at least the element at p
+    if (*hi == *lo) *hi = *lo + 1;
+}
+
+void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
+    cuda_ctx *c = CTX(be);
+    if (!p || (!c->n_bfc && !c->n_frozen)) return;
+    const char *lo, *hi;
+    byte_range(c, p, bytes, &lo, &hi);
     for (int i = 0; lo < c->a_hi && c->a_lo < hi && i < c->n_frozen; i++) {   // adapter rows after frozen weights
         struct cu_alloc_rec *r = &c->frozen[i];
         const char *a = (const char *)r->a_src;
@@ -605,17 +613,8 @@ __global__ void bf16_rows_to_float_kernel(float *dst, const __nv_bfloat16 *src, 
 void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !p || !c->n_bfc) return;
-    const char *lo = (const char *)p, *hi = lo + bytes;
-    if (!bytes)   // the whole allocation holding p
-        for (int i = 0; i < c->n_allocs; i++) {
-            const char *a = (const char *)c->allocs[i].p;
-            if (lo >= a && lo < a + c->allocs[i].bytes) {
-                lo = a;
-                hi = a + c->allocs[i].bytes;
-                break;
-            }
-        }
-    if (hi == lo) hi = lo + 1;
+    const char *lo, *hi;
+    byte_range(c, p, bytes, &lo, &hi);
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         const char *s = (const char *)e->src, *t = s + e->n * sizeof(float);
@@ -801,6 +800,27 @@ static struct cu_lt_plan *lt_plan(cuda_ctx *c, int kind, int m, int n, int k, in
     return p;
 }
 
+// Runs plan p: D = A B (+ C, beta 1, when Cin is given) through its epilogue. 1 if done; on a
+// failure (not expected: the heuristic offered the algorithm) says so once and turns the plan
+// off, so the caller's other path serves that shape from then on.
+static int lt_run(swq_backend *be, struct cu_lt_plan *p, const char *what, const void *A, const void *B,
+                  const void *Cin, void *D, int m, int n, int k) {
+    cuda_ctx *c = CTX(be);
+    const float one = 1.0f, zero = 0.0f;
+    prof_begin(c);
+    prof_mid(c);
+    cu_tl_part(be, "GEMM, other");
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, Cin ? &one : &zero, Cin ? Cin : D,
+                                       p->lc, D, p->lc, &p->algo, c->cublas_ws, c->cublas_ws_bytes, c->stream);
+    cu_tl_part(be, "outside GEMMs");
+    prof_end(c, 3, 2.0 * m * n * (double)k);
+    if (st == CUBLAS_STATUS_SUCCESS) return 1;
+    fprintf(stderr, "swq cuda: cuBLASLt %s GEMM %dx%dx%d: %s; using cuBLAS and a separate pass instead\n", what, m, n,
+            k, cublasGetStatusString(st));
+    p->ok = 0;
+    return 0;
+}
+
 int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                     const float *bias, const float *R, float *C, int ldc) {
     cuda_ctx *c = CTX(be);
@@ -810,18 +830,7 @@ int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     if (!p->ok) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
-    const float one = 1.0f, zero = 0.0f;
-    cu_tl_part(be, "GEMM, other");
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, R ? &one : &zero, R ? R : C, p->lc,
-                                       C, p->lc, &p->algo, c->cublas_ws, c->cublas_ws_bytes, c->stream);
-    cu_tl_part(be, "outside GEMMs");
-    if (st != CUBLAS_STATUS_SUCCESS) {   // (not expected: the heuristic offered it) the other path from now on
-        fprintf(stderr, "swq cuda: cuBLASLt bias GEMM %dx%dx%d: %s; using cuBLAS and a bias pass instead\n", m, n, k,
-                cublasGetStatusString(st));
-        p->ok = 0;
-        return 0;
-    }
-    return 1;
+    return lt_run(be, p, "bias", A, B, R, C, m, n, k);
 }
 
 int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
@@ -833,21 +842,7 @@ int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int ld
     struct cu_lt_plan *p = lt_plan(c, CU_LT_DGELU, m, n, k, lda, ldb, ldd);
     if (!p->ok) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-    const float one = 1.0f, zero = 0.0f;
-    prof_begin(c);
-    prof_mid(c);
-    cu_tl_part(be, "GEMM, other");
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, &zero, D, p->lc, D, p->lc, &p->algo,
-                                       c->cublas_ws, c->cublas_ws_bytes, c->stream);
-    cu_tl_part(be, "outside GEMMs");
-    prof_end(c, 3, 2.0 * m * n * (double)k);
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "swq cuda: cuBLASLt DGELU GEMM %dx%dx%d: %s; using cuBLAS and a GELU pass instead\n", m, n, k,
-                cublasGetStatusString(st));
-        p->ok = 0;
-        return 0;
-    }
-    return 1;
+    return lt_run(be, p, "DGELU", A, B, NULL, D, m, n, k);
 }
 
 int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
@@ -860,21 +855,7 @@ int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     if (!p->ok) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-    const float one = 1.0f, zero = 0.0f;
-    prof_begin(c);
-    prof_mid(c);
-    cu_tl_part(be, "GEMM, other");
-    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, A, p->la, B, p->lb, &zero, D, p->lc, D, p->lc, &p->algo,
-                                       c->cublas_ws, c->cublas_ws_bytes, c->stream);
-    cu_tl_part(be, "outside GEMMs");
-    prof_end(c, 3, 2.0 * m * n * (double)k);
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "swq cuda: cuBLASLt GELU GEMM %dx%dx%d: %s; using cuBLAS and a GELU pass instead\n", m, n, k,
-                cublasGetStatusString(st));
-        p->ok = 0;
-        return 0;
-    }
-    return 1;
+    return lt_run(be, p, "GELU", A, B, NULL, D, m, n, k);
 }
 
 int swq_backend_cuda_flash_attention(swq_backend *be, int C, int NH) { return cu_flash_attention(be, C, NH); }
@@ -1152,18 +1133,23 @@ static void w_lora_linear_gelu_fwd(swq_backend *be, void *out, void *act, void *
                                    double s) {
     lora_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, NULL);
 }
-static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
-                              const void *dout, const void *inp, const void *u, const void *w, const void *A,
-                              const void *Bm, int N, int IC, int OC, int r, double s) {
-    int dinp_zero = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
+// A LoRA linear's backward starts: its outputs' copies dropped (dinp's floats back first where it adds to them)
+static void lora_bwd_begin(swq_backend *be, void *dinp, int adds, void *dw, void *dbias, void *dA, void *dB, void *du,
+                           int N, int IC, int OC, int r) {
     lin_mark(be, IC, OC, 0);
-    IN(dinp, (size_t)N * IC * F4);
+    if (adds) IN(dinp, (size_t)N * IC * F4);
     INV(dinp, (size_t)N * IC * F4);
     INV(dw, (size_t)OC * IC * F4);
     INV(dbias, (size_t)OC * F4);
     INV(dA, (size_t)r * IC * F4);
     INV(dB, (size_t)OC * r * F4);
     INV(du, (size_t)N * r * F4);
+}
+static void w_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
+                              const void *dout, const void *inp, const void *u, const void *w, const void *A,
+                              const void *Bm, int N, int IC, int OC, int r, double s) {
+    int dinp_zero = dinp && N > 0 && IC > 0 && OC > 0 && zero_take(be, dinp, (size_t)N * IC * F4);
+    lora_bwd_begin(be, dinp, 1, dw, dbias, dA, dB, du, N, IC, OC, r);
     cu_lora_linear_bwd(be, dinp, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, dinp_zero);
 }
 static void w_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, const void *pre, void *dw,
@@ -1171,14 +1157,8 @@ static void w_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, c
                                    const void *u, const void *w, const void *A, const void *Bm, int N, int IC, int OC,
                                    int r, double s) {
     cu_zero_flush(be);
-    lin_mark(be, IC, OC, 0);
-    INV(dpre, (size_t)N * IC * F4);
+    lora_bwd_begin(be, dpre, 0, dw, dbias, dA, dB, du, N, IC, OC, r);
     INV(scratch, (size_t)N * IC * F4);
-    INV(dw, (size_t)OC * IC * F4);
-    INV(dbias, (size_t)OC * F4);
-    INV(dA, (size_t)r * IC * F4);
-    INV(dB, (size_t)OC * r * F4);
-    INV(du, (size_t)N * r * F4);
     cu_lora_linear_bwd_gelu(be, dpre, scratch, pre, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
 }
 static size_t w_attention_buffer_elems(swq_backend *be, int B, int T, int C, int NH) {
