@@ -551,14 +551,20 @@ static void *bf16_slot(swq_backend *be, const float *src, size_t n, int ld, int 
 
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) { return bf16_slot(be, src, n, 0, 0); }
 
+// The entry of an unpadded copy of exactly [src, src + n), valid or stale, or NULL.
+static struct cu_bf16_entry *plain_entry(cuda_ctx *c, const float *src, size_t n) {
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (e->src == src && e->n == n && !e->ld_bf) return e;
+    }
+    return NULL;
+}
+
 int cu_bf16_wanted(swq_backend *be, const float *src, size_t n) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return 0;
-    for (int i = 0; i < c->n_bfc; i++) {
-        struct cu_bf16_entry *e = &c->bfc[i];
-        if (e->src == src && e->n == n && !e->ld_bf) return !e->valid;
-    }
-    return 0;
+    struct cu_bf16_entry *e = plain_entry(c, src, n);
+    return e && !e->valid;
 }
 
 void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n) {
@@ -569,15 +575,10 @@ void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole) 
     cuda_ctx *c = CTX(be);
     *sole = 0;
     if (c->precision != CU_BF16 || !n) return NULL;
-    for (int i = 0; i < c->n_bfc; i++) {
-        struct cu_bf16_entry *e = &c->bfc[i];
-        if (e->src == src && e->n == n && !e->ld_bf) {
-            if (e->valid) return NULL;   // (the caller did not drop it: not a producer)
-            *sole = !e->fread && !c->sole_off;
-            return bf16_slot(be, src, n, 0, 0);
-        }
-    }
-    return NULL;
+    struct cu_bf16_entry *e = plain_entry(c, src, n);
+    if (!e || e->valid) return NULL;   // (valid: the caller did not drop it, so it is not a producer)
+    *sole = !e->fread && !c->sole_off;
+    return bf16_slot(be, src, n, 0, 0);
 }
 
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {

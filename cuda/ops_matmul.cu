@@ -368,6 +368,18 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
                      const void *dout, const void *inp, const void *u, const void *w, const void *A, const void *Bm,
                      int N, int IC, int OC, int r, double s, int dinp_zero, const struct gelu_dinp *g);
 
+// The model's unfused steps for lora_linear_bwd_gelu: the input gradient into scratch (written, not
+// added to), then the GELU pass into dpre.
+static void gelu_bwd_unfused(swq_backend *be, const struct gelu_dinp *g, void *dw, void *dbias, void *dA, void *dB,
+                             void *du, const void *dout, const void *inp, const void *u, const void *w, const void *A,
+                             const void *Bm, int N, int IC, int OC, int r, double s) {
+    const size_t n = (size_t)N * IC;
+    cu_sole_in(be, g->pre, n * sizeof(float));
+    if (OC > 0) lora_bwd(be, g->scratch, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, NULL);
+    else CUDA_CHECK(cudaMemsetAsync(g->scratch, 0, n * sizeof(float), STREAM(be)));
+    cu_gelu_bwd(be, g->dpre, g->pre, g->scratch, n, 1);
+}
+
 void cu_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, const void *pre, void *dw, void *dbias,
                              void *dA, void *dB, void *du, const void *dout, const void *inp, const void *u,
                              const void *w, const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
@@ -376,15 +388,8 @@ void cu_lora_linear_bwd_gelu(swq_backend *be, void *dpre, void *scratch, const v
     struct gelu_dinp g = {NULL, (const float *)pre, (float *)dpre, (float *)scratch};
     if (c->precision == CU_BF16 && !c->lt_off && !c->lora_merge && OC > 0 && IC % 8 == 0 && r <= LORA_UP_MAX_R)
         g.preb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)pre, (size_t)N * IC);
-    if (g.preb) {
-        lora_bwd(be, dpre, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, &g);
-        return;
-    }
-    // the model's unfused steps: the input gradient into scratch (zero beforehand, so written), the GELU pass
-    cu_sole_in(be, pre, (size_t)N * IC * sizeof(float));
-    lora_bwd(be, scratch, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, NULL);
-    if (OC <= 0) CUDA_CHECK(cudaMemsetAsync(scratch, 0, (size_t)N * IC * sizeof(float), STREAM(be)));
-    cu_gelu_bwd(be, dpre, pre, scratch, (size_t)N * IC, 1);
+    if (g.preb) lora_bwd(be, dpre, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, &g);
+    else gelu_bwd_unfused(be, &g, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
 }
 
 void cu_lora_linear_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
@@ -411,10 +416,8 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && dinp && !dw && !dbias && !merge)
         we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
     if (we) db = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd);
-    if (g && !db && r > 0) {   // no concatenated GEMM to put the GELU in: the unfused steps
-        cu_sole_in(be, g->pre, (size_t)N * IC * sizeof(float));
-        lora_bwd(be, g->scratch, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s, 1, NULL);
-        cu_gelu_bwd(be, g->dpre, g->pre, g->scratch, (size_t)N * IC, 1);
+    if (g && !db && r > 0) {   // no concatenated GEMM to put the GELU in
+        gelu_bwd_unfused(be, g, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
         return;
     }
     if (g && !db) {   // no adapter: the weight's gradients, then the input's with the GELU in its epilogue

@@ -283,6 +283,13 @@ void gpt2_init_random(gpt2 *m, uint64_t seed) {
 
 typedef struct { const void *w, *b, *A, *Bm; const void *x; int r; double s; } lin_ctx;
 
+// The active config's adapter of linear l (rank r) in buf (params or grads): A [r, IC], then B [OC, r].
+static void lora_pair(gpt2 *m, void *buf, int l, int r, void **A, void **B) {
+    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
+    *A = AT(buf, lo);
+    *B = AT(buf, lo + (size_t)r * m->lin[l].IC);
+}
+
 static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) {
     const qconfig *cf = &m->qs->cfg[m->active];
     lin_bits lb = cf->lin[l];
@@ -307,9 +314,10 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     }
     c.r = cf->lora_rank;
     c.s = c.r > 0 ? cf->lora_alpha / c.r : 0.0;
-    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
-    c.A = AT(m->params, lo);
-    c.Bm = AT(m->params, lo + (size_t)c.r * li->IC);
+    void *A, *Bm;
+    lora_pair(m, m->params, l, c.r, &A, &Bm);
+    c.A = A;
+    c.Bm = Bm;
     if (lb.lora < 32 && c.r > 0) {
         BE->quantize_rows(BE, a->aq, c.A, c.r, li->IC, lb.lora);
         BE->quantize_rows(BE, a->bq_lora, c.Bm, li->OC, c.r, lb.lora);
@@ -346,8 +354,8 @@ static void linear_fwd_res(gpt2 *m, int l, void *out, void *tmp, const void *res
 static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x, int rows) {
     gpt2_linear *li = &m->lin[l];
     lin_ctx c = linear_prepare(m, l, x, rows, 0);
-    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
-    void *dA = AT(m->grads, lo), *dB = AT(m->grads, lo + (size_t)c.r * li->IC);
+    void *dA, *dB;
+    lora_pair(m, m->grads, l, c.r, &dA, &dB);
     int tb = m->train_base;
     BE->lora_linear_bwd(BE, dx, tb ? li->dw : NULL, tb ? li->db : NULL, dA, dB, m->a.du, dout, c.x, m->a.u[l], c.w,
                         c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
@@ -367,8 +375,8 @@ static void linear_bwd_gelu(gpt2 *m, int l, void *dpre, void *scratch, const voi
         return;
     }
     lin_ctx c = linear_prepare(m, l, x, rows, 0);
-    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
-    void *dA = AT(m->grads, lo), *dB = AT(m->grads, lo + (size_t)c.r * li->IC);
+    void *dA, *dB;
+    lora_pair(m, m->grads, l, c.r, &dA, &dB);
     int tb = m->train_base;
     BE->lora_linear_bwd_gelu(BE, dpre, scratch, pre, tb ? li->dw : NULL, tb ? li->db : NULL, dA, dB, m->a.du, dout,
                              c.x, m->a.u[l], c.w, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
