@@ -179,6 +179,7 @@ int cmd_bench(int argc, char **argv) {
     }
     m.task = o.task;
     m.train_base = o.full;
+    gpt2_keep_grads(&m, gpt2_trainable_from(&m));   // LoRA mode: none for the frozen base
     gpt2_init_random(&m, 1);
     if (o.qcache && !o.full) gpt2_qcache_enable(&m, 1);
     cdt_state cs;

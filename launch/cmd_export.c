@@ -61,6 +61,7 @@ int cmd_export(int argc, char **argv) {
     rc = 1;
     if (!gpt2_create(&m, shape, s.qs, be, err, sizeof err)) {
         m.task = !strcmp(s.task, "span") ? TASK_QA : TASK_LM;
+        gpt2_keep_grads(&m, m.n_total);   // no gradients
         if (!model_ckpt_apply(path, &c, &m, NULL, err, sizeof err) && !hf_save_gpt2(out, &m, k, mode, err, sizeof err)) {
             printf("exported %s (%s%s%s) to %s\n", path, mode, strcmp(mode, "fp32") ? ", config " : "",
                    strcmp(mode, "fp32") ? s.qs->cfg[k].name : "", out);

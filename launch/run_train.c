@@ -124,6 +124,7 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
     if (gpt2_create(&m, shape, s->qs, be, err, errlen)) goto out_data;
     m.task = d.task;
     m.train_base = !strcmp(s->finetune, "full");
+    gpt2_keep_grads(&m, gpt2_trainable_from(&m));   // LoRA mode: none for the frozen base
     gpt2_init_random(&m, s->seed);
     if (s->init_from[0] && !resume_dir) {   // a Hugging Face GPT-2 directory or an swq checkpoint
         struct stat st;
@@ -195,7 +196,7 @@ int run_train(settings *s, const char *out_dir, const char *resume_dir, swq_dist
         if (world > 1) {
             // the losses were downloaded, so the backend is idle: time the reduction alone
             double ta = now_s();
-            if (dist->allreduce_grads(dist, be, swq_at(be, m.grads, goff), gn)) { snprintf(err, errlen, "rank %d: gradient all-reduce failed", rank); goto out_loop; }
+            if (dist->allreduce_grads(dist, be, gpt2_grad(&m, goff), gn)) { snprintf(err, errlen, "rank %d: gradient all-reduce failed", rank); goto out_loop; }
             be->synchronize(be);
             ar_ms = 1e3 * (now_s() - ta);
             // losses for the log, and whether any rank was signalled: all ranks stop together
@@ -300,6 +301,7 @@ int run_eval_checkpoint(settings *s, const char *ckpt, const char *out_dir, char
     }
     if (swq_mkdir_p(out_dir, err, errlen)) goto out_model;
     m.task = d.task;
+    gpt2_keep_grads(&m, m.n_total);   // evaluation only: no gradients
     cdt_state cs;
     cdt_init(&cs, &m);
     char title[4300];

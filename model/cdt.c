@@ -140,7 +140,7 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
     int K = qs->K;
     int streams, R, V;
     loss_shape(m, b, &streams, &R, &V);
-    be->zero(be, m->grads, m->n_total * be->real_size);
+    be->zero(be, m->grads, (m->n_total - m->grad_lo) * be->real_size);
     be->zero(be, st->acc, sizeof(double) * 2 * K);
     if (single >= 0) {
         m->active = single;

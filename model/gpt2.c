@@ -37,6 +37,17 @@ size_t gpt2_linear_params(const gpt2 *m, int l) {
     return (size_t)m->lin[l].IC * m->lin[l].OC;
 }
 
+// Element offsets of linear l's weight and bias (the LM head: the tied wte, no bias).
+static size_t linear_w_off(const gpt2 *m, int l) {
+    if (l == m->qs->n_linear - 1) return m->tensor_off[P_WTE];
+    int wt[4] = { P_QKVW, P_ATTPROJW, P_FCW, P_FCPROJW };
+    return m->tensor_off[wt[l % 4]] + (size_t)(l / 4) * m->lin[l].IC * m->lin[l].OC;
+}
+static size_t linear_b_off(const gpt2 *m, int l) {
+    int bt[4] = { P_QKVB, P_ATTPROJB, P_FCB, P_FCPROJB };
+    return m->tensor_off[bt[l % 4]] + (size_t)(l / 4) * m->lin[l].OC;
+}
+
 int gpt2_create(gpt2 *m, gpt2_shape s, qconfig_set *qs, swq_backend *be, char *err, size_t errlen) {
     memset(m, 0, sizeof(*m));
     if (s.n_layer < 1 || s.n_head < 1 || s.n_embd < 1 || s.n_embd % s.n_head || s.n_ctx < 1 || s.vocab_size < 1) {
@@ -79,23 +90,43 @@ int gpt2_create(gpt2 *m, gpt2_shape s, qconfig_set *qs, swq_backend *be, char *e
     m->n_lora = lo;
     m->n_total = m->n_base + m->n_lora;
     m->params = be->alloc(be, m->n_total * be->real_size, "parameters");
-    m->grads = be->alloc(be, m->n_total * be->real_size, "gradients");
     be->zero(be, m->params, m->n_total * be->real_size);
-    be->zero(be, m->grads, m->n_total * be->real_size);
     for (int l = 0; l < NL; l++) {
         gpt2_linear *li = &m->lin[l];
-        if (l == NL - 1) {
-            li->w = AT(m->params, m->tensor_off[P_WTE]); li->dw = AT(m->grads, m->tensor_off[P_WTE]);
-            continue;
-        }
-        int blk = l / 4, kind = l % 4;
-        int wt[4] = { P_QKVW, P_ATTPROJW, P_FCW, P_FCPROJW }, bt[4] = { P_QKVB, P_ATTPROJB, P_FCB, P_FCPROJB };
-        size_t wo = m->tensor_off[wt[kind]] + (size_t)blk * li->IC * li->OC;
-        size_t bo = m->tensor_off[bt[kind]] + (size_t)blk * li->OC;
-        li->w = AT(m->params, wo); li->dw = AT(m->grads, wo);
-        li->b = AT(m->params, bo); li->db = AT(m->grads, bo);
+        li->w = AT(m->params, linear_w_off(m, l));
+        if (l < NL - 1) li->b = AT(m->params, linear_b_off(m, l));
     }
+    gpt2_keep_grads(m, 0);
     return 0;
+}
+
+void *gpt2_grad(const gpt2 *m, size_t off) {
+    if (off < m->grad_lo || off > m->n_total) {
+        fprintf(stderr, "model: gradient of element %zu asked for, only %zu..%zu kept\n", off, m->grad_lo, m->n_total);
+        abort();
+    }
+    return AT(m->grads, off - m->grad_lo);
+}
+
+size_t gpt2_trainable_from(const gpt2 *m) {
+    if (m->train_base) return 0;
+    return m->task == TASK_QA ? m->tensor_off[P_QAW] : m->n_base;
+}
+
+void gpt2_keep_grads(gpt2 *m, size_t from) {
+    if (from > m->n_total) from = m->n_total;
+    if (m->grads) BE->free(BE, m->grads);
+    m->grad_lo = from;
+    size_t n = m->n_total - from ? m->n_total - from : 1;   // (an empty range: still a buffer to point into)
+    m->grads = BE->alloc(BE, n * BE->real_size, "gradients");
+    BE->zero(BE, m->grads, n * BE->real_size);
+    // the linears' weight and bias gradients, where kept (else NULL: only train_base uses them)
+    for (int l = 0; l < m->qs->n_linear; l++) {
+        gpt2_linear *li = &m->lin[l];
+        size_t wo = linear_w_off(m, l), bo = l < m->qs->n_linear - 1 ? linear_b_off(m, l) : 0;
+        li->dw = wo >= from && wo < m->n_total ? gpt2_grad(m, wo) : NULL;
+        li->db = l < m->qs->n_linear - 1 && bo >= from && bo < m->n_total ? gpt2_grad(m, bo) : NULL;
+    }
 }
 
 static void acts_free(gpt2 *m) {
@@ -283,11 +314,15 @@ void gpt2_init_random(gpt2 *m, uint64_t seed) {
 
 typedef struct { const void *w, *b, *A, *Bm; const void *x; int r; double s; } lin_ctx;
 
-// The active config's adapter of linear l (rank r) in buf (params or grads): A [r, IC], then B [OC, r].
-static void lora_pair(gpt2 *m, void *buf, int l, int r, void **A, void **B) {
-    size_t lo = m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l];
-    *A = AT(buf, lo);
-    *B = AT(buf, lo + (size_t)r * m->lin[l].IC);
+// The active config's adapter of linear l (rank r): A [r, IC], then B [OC, r]; and their gradients.
+static size_t lora_at(const gpt2 *m, int l) { return m->n_base + m->lora_off[(size_t)m->active * m->qs->n_linear + l]; }
+static void lora_pair(gpt2 *m, int l, int r, void **A, void **B) {
+    *A = AT(m->params, lora_at(m, l));
+    *B = AT(m->params, lora_at(m, l) + (size_t)r * m->lin[l].IC);
+}
+static void lora_grads(gpt2 *m, int l, int r, void **dA, void **dB) {
+    *dA = gpt2_grad(m, lora_at(m, l));
+    *dB = gpt2_grad(m, lora_at(m, l) + (size_t)r * m->lin[l].IC);
 }
 
 static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) {
@@ -315,7 +350,7 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     c.r = cf->lora_rank;
     c.s = c.r > 0 ? cf->lora_alpha / c.r : 0.0;
     void *A, *Bm;
-    lora_pair(m, m->params, l, c.r, &A, &Bm);
+    lora_pair(m, l, c.r, &A, &Bm);
     c.A = A;
     c.Bm = Bm;
     if (lb.lora < 32 && c.r > 0) {
@@ -355,7 +390,7 @@ static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x
     gpt2_linear *li = &m->lin[l];
     lin_ctx c = linear_prepare(m, l, x, rows, 0);
     void *dA, *dB;
-    lora_pair(m, m->grads, l, c.r, &dA, &dB);
+    lora_grads(m, l, c.r, &dA, &dB);
     int tb = m->train_base;
     BE->lora_linear_bwd(BE, dx, tb ? li->dw : NULL, tb ? li->db : NULL, dA, dB, m->a.du, dout, c.x, m->a.u[l], c.w,
                         c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
@@ -376,14 +411,14 @@ static void linear_bwd_gelu(gpt2 *m, int l, void *dpre, void *scratch, const voi
     }
     lin_ctx c = linear_prepare(m, l, x, rows, 0);
     void *dA, *dB;
-    lora_pair(m, m->grads, l, c.r, &dA, &dB);
+    lora_grads(m, l, c.r, &dA, &dB);
     int tb = m->train_base;
     BE->lora_linear_bwd_gelu(BE, dpre, scratch, pre, tb ? li->dw : NULL, tb ? li->db : NULL, dA, dB, m->a.du, dout,
                              c.x, m->a.u[l], c.w, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
 }
 
 #define PT(t) AT(m->params, m->tensor_off[t])
-#define GT(t) AT(m->grads, m->tensor_off[t])
+#define GT(t) gpt2_grad(m, m->tensor_off[t])
 
 void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P) {
     acts_ensure(m, B, T, P);

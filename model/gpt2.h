@@ -50,7 +50,9 @@ typedef struct {
     size_t tensor_off[GPT2_NUM_TENSORS], tensor_n[GPT2_NUM_TENSORS];
     size_t n_base, n_lora, n_total;
     size_t *lora_off;           // [K * n_linear]: offset of A (B follows A) inside the LoRA bank
-    void *params, *grads;       // [n_total] each
+    void *params;               // [n_total]
+    void *grads;                // [n_total - grad_lo]: element off's gradient at off - grad_lo (gpt2_grad)
+    size_t grad_lo;             // 0 unless gpt2_keep_grads
     gpt2_linear *lin;           // [n_linear]
     gpt2_acts a;                // capacity: a.B, a.T, a.P
     int B, T, P;                // shape of the last forward
@@ -61,6 +63,12 @@ typedef struct {
 // Sets up offsets and allocates params/grads on be (params zeroed: call gpt2_init_random or load).
 int gpt2_create(gpt2 *m, gpt2_shape s, qconfig_set *qs, swq_backend *be, char *err, size_t errlen);
 void gpt2_destroy(gpt2 *m);
+// Keeps gradients for elements from.. only (n_total: none), reallocated and zeroed. What LoRA mode
+// trains is a suffix (gpt2_trainable_from: [QA head |] LoRA bank), so the frozen base needs no
+// gradient buffer (0.5 GB at 124M). Set train_base and task first.
+void gpt2_keep_grads(gpt2 *m, size_t from);
+size_t gpt2_trainable_from(const gpt2 *m);   // 0 when train_base
+void *gpt2_grad(const gpt2 *m, size_t off);  // the gradient of element off (>= grad_lo)
 // GPT-2 init (N(0,0.02), residual projections scaled by 1/sqrt(2L), LN = 1/0); LoRA A ~ N(0,1/IC), B = 0.
 void gpt2_init_random(gpt2 *m, uint64_t seed);
 // Re-initialize only the LoRA bank (A random, B zero).

@@ -58,7 +58,7 @@ double optimizer_step(adamw_state *o, double lr) {
     gpt2 *m = o->m;
     swq_backend *be = m->be;
     be->zero(be, o->acc, sizeof(double));
-    for (int i = 0; i < o->nseg; i++) be->sumsq(be, o->acc, swq_at(be, m->grads, o->seg[i].off), o->seg[i].n);
+    for (int i = 0; i < o->nseg; i++) be->sumsq(be, o->acc, gpt2_grad(m, o->seg[i].off), o->seg[i].n);
     double ss;
     be->download_f64(be, &ss, o->acc, 1);
     double norm = sqrt(ss);
@@ -67,7 +67,7 @@ double optimizer_step(adamw_state *o, double lr) {
     size_t mo = 0;
     for (int i = 0; i < o->nseg; i++) {
         opt_segment s = o->seg[i];
-        be->adamw(be, swq_at(be, m->params, s.off), swq_at(be, m->grads, s.off), swq_at(be, o->mom1, mo),
+        be->adamw(be, swq_at(be, m->params, s.off), gpt2_grad(m, s.off), swq_at(be, o->mom1, mo),
                   swq_at(be, o->mom2, mo), s.n, lr, o->b1, o->b2, o->eps, s.decay ? o->wd : 0.0, o->t, gs);
         mo += s.n;
     }

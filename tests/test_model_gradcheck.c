@@ -9,6 +9,7 @@
 #include "check.h"
 #include "model/gpt2.h"
 #include "model/cdt.h"
+#include "model/optimizer.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -471,7 +472,55 @@ static void rank0_is_no_adapter(void) {
     cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
+// gpt2_keep_grads(m, gpt2_trainable_from(m)): a model that keeps gradients only for what it
+// trains (LoRA mode: [QA head |] LoRA bank) takes the same steps, bit for bit, as one that keeps
+// them all; its gradients are that suffix of the other's.
+static void kept_grads_suffix(int task, int full, const int *rank) {
+    swq_backend *be = swq_backend_cpu(4);
+    qconfig_set *qs = make_configs(8, 0, rank);
+    gpt2 ma, mb;
+    char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    CHECK(gpt2_create(&ma, s, qs, be, err, sizeof err) == 0 && gpt2_create(&mb, s, qs, be, err, sizeof err) == 0,
+          "create: %s", err);
+    ma.task = mb.task = task;
+    ma.train_base = mb.train_base = full;
+    size_t from = gpt2_trainable_from(&mb);
+    size_t want = full ? 0 : task == TASK_QA ? mb.tensor_off[P_QAW] : mb.n_base;
+    CHECK(from == want, "task %d full %d: trainable from %zu, expected %zu", task, full, from, want);
+    gpt2_keep_grads(&mb, from);
+    randomize(&ma, 5);
+    randomize(&mb, 5);
+    host_batch hb; make_batch(&hb);
+    swq_batch b; upload_batch(be, &hb, &b);
+    if (task == TASK_QA) b.weight = 1.0 / B_;
+    cdt_state sa, sb; cdt_init(&sa, &ma); cdt_init(&sb, &mb);
+    adamw_state oa, ob;
+    optimizer_init(&oa, &ma, -1, 0.9, 0.999, 1e-8, 0.01, 1.0);
+    optimizer_init(&ob, &mb, -1, 0.9, 0.999, 1e-8, 0.01, 1.0);
+    size_t n = ma.n_total - from;
+    for (int step = 0; step < 3; step++) {
+        cdt_losses La, Lb;
+        cdt_step_grads(&sa, &b, 0.7, -1, &La);
+        cdt_step_grads(&sb, &b, 0.7, -1, &Lb);
+        CHECK(memcmp(&La, &Lb, sizeof La) == 0, "task %d full %d step %d: losses differ", task, full, step);
+        CHECK(memcmp(gpt2_grad(&ma, from), mb.grads, n * sizeof(float)) == 0,
+              "task %d full %d step %d: the kept gradients differ", task, full, step);
+        double na = optimizer_step(&oa, 1e-2), nb = optimizer_step(&ob, 1e-2);
+        CHECK(na == nb, "task %d full %d step %d: gradient norms %g and %g", task, full, step, na, nb);
+    }
+    CHECK(memcmp(ma.params, mb.params, ma.n_total * sizeof(float)) == 0, "task %d full %d: parameters differ", task,
+          full);
+    optimizer_free(&oa); optimizer_free(&ob);
+    cdt_free(&sa); cdt_free(&sb); free_batch(be, &b);
+    gpt2_destroy(&ma); gpt2_destroy(&mb); qconfig_set_free(qs); swq_backend_destroy(be);
+}
+
 int main(void) {
+    kept_grads_suffix(TASK_LM, 0, RANKS);
+    kept_grads_suffix(TASK_QA, 0, RANKS);
+    kept_grads_suffix(TASK_LM, 0, RANK0_MID);
+    kept_grads_suffix(TASK_LM, 1, RANKS);
     gradcheck(TASK_LM, 1, 32, RANKS);
     gradcheck(TASK_LM, 1, 6, RANKS);
     gradcheck(TASK_LM, 0, 6, RANKS);
