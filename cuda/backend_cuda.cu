@@ -1254,8 +1254,24 @@ static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, voi
 #undef F4
 
 // ---- construction ----
+// An optional environment switch that is 64 (default) or 128.
+static int env_64_or_128(const char *name, int *v, char *err, size_t errlen) {
+    const char *e = getenv(name);
+    *v = 64;
+    if (!e || !*e) return 1;
+    if (!strcmp(e, "64") || !strcmp(e, "128")) {
+        *v = atoi(e);
+        return 1;
+    }
+    snprintf(err, errlen, "%s = \"%s\": expected 64 or 128", name, e);
+    return 0;
+}
+
 swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *err, size_t errlen) {
-    int prec;
+    int prec, flash_rows, flash_keys;
+    if (!env_64_or_128("SWQ_CUDA_FLASH_ROWS", &flash_rows, err, errlen) ||
+        !env_64_or_128("SWQ_CUDA_FLASH_KEYS", &flash_keys, err, errlen))
+        return NULL;
     if (!precision || !strcmp(precision, "fp32")) prec = CU_FP32;
     else if (!strcmp(precision, "tf32")) prec = CU_TF32;
     else if (!strcmp(precision, "bf16")) prec = CU_BF16;
@@ -1334,6 +1350,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->compute = prec == CU_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const char *fl = getenv("SWQ_CUDA_FLASH");
     c->no_flash = fl && *fl && !strcmp(fl, "0");
+    c->flash_rows = flash_rows;
+    c->flash_keys = flash_keys;
     const char *lm = getenv("SWQ_CUDA_LORA_MERGE");
     c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
     const char *so = getenv("SWQ_CUDA_SOLE");

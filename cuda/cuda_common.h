@@ -98,6 +98,7 @@ typedef struct {
     float *lw;                     // w + s Bm A of the LoRA linear in hand (lora_linear_*), grown on demand
     size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
+    int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64 or 128)
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
     int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too

@@ -4,10 +4,17 @@
 // not of 128, so the 8 rows of an 8x8 matrix fall in distinct banks).
 // Accumulator layout of a 16 x 8 tile, lane = 4 g + t: c[0..1] = row g, columns 2t, 2t+1;
 // c[2..3] = row g + 8. That is the A-operand layout of the next product (mma_acc_to_a).
+// With SWQ_WARP_SIM defined (a C++ host build), the primitives are cuda/tools/warp_sim.h's CPU
+// stand-ins and the rest of this file is unchanged.
 #ifndef SWQ_MMA_BF16_CUH
 #define SWQ_MMA_BF16_CUH
-#include <cuda_bf16.h>
 #include <stdint.h>
+#ifdef SWQ_WARP_SIM
+#include "cuda/tools/warp_sim.h"
+#else
+#include <cuda_bf16.h>
+// a kernel's dynamic shared memory (the launch's third argument), 16-byte aligned
+#define SWQ_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 
 __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 // four 8x8 matrices; lanes 8i..8i+7 give the row addresses of matrix i
@@ -28,10 +35,6 @@ __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint3
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ uint32_t mma_pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
 // 16 bytes global -> shared, asynchronously; zero-filled when !valid (src is then not read)
 __device__ __forceinline__ void cp_async16(__nv_bfloat16 *dst, const __nv_bfloat16 *src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
@@ -40,6 +43,12 @@ __device__ __forceinline__ void cp_async16(__nv_bfloat16 *dst, const __nv_bfloat
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+#endif
+
+__device__ __forceinline__ uint32_t mma_pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
 
 // ldmatrix.x4 row addresses for a 16 x 16 block:
 //  frag_a:      A operand, stored [m][k] (row-major), block at (m0, k0)            -> mma_ldsm

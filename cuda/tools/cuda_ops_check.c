@@ -3,8 +3,10 @@
 // and case. Outputs of "=" ops are poisoned with NaN first (an unwritten element fails);
 // outputs of "+=" ops start from random values (the accumulation is checked). Exits 1 if
 // any case is over its tolerance, 2 if no CUDA backend can be made.
-// --time instead times the GPU ops at GPT-2 small shapes (no CPU, no check).
-//   usage: cuda_ops_check [--small] [--time] [--seed N] [--precision fp32|tf32|bf16|all]
+// --time instead times the GPU ops at GPT-2 small shapes (no CPU, no check); --attention runs
+// (or times) only the attention cases. In bf16 the attention cases run again (or are timed) with
+// each of flash attention's other block shapes (SWQ_CUDA_FLASH_ROWS, SWQ_CUDA_FLASH_KEYS).
+//   usage: cuda_ops_check [--small] [--time] [--attention] [--seed N] [--precision fp32|tf32|bf16|all]
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -622,6 +624,24 @@ static void *grand(size_t n, float scale) {   // a random GPU buffer
         fflush(stdout);                                                                             \
     } while (0)
 
+// flops: the full T x T products (the causal half is what the kernels do)
+static void time_attention(int B, int T, int C, int NH) {
+    const int reps = 20, N = B * T;
+    size_t natt = swq_backend_cuda_flash_attention(GPU, C, NH) ? (size_t)B * NH * T : (size_t)B * NH * T * T;
+    float *x = grand((size_t)N * 3 * C, 1), *y = grand((size_t)N * 3 * C, 1);
+    float *att = grand(natt, 1), *scr = grand(natt > (size_t)B * NH * T ? natt : (size_t)B * NH * T, 1);
+    double fa = 4.0 * B * NH * (double)T * T * (C / NH);
+    char lab[64];
+    snprintf(lab, sizeof lab, "attention_fwd B=%d T=%d", B, T);
+    TIME_OP(lab, fa, 4.0 * (N * 4.0 * C + 2.0 * natt), GPU->attention_fwd(GPU, y, att, x, B, T, C, NH));
+    snprintf(lab, sizeof lab, "attention_bwd B=%d T=%d", B, T);
+    TIME_OP(lab, 2 * fa, 4.0 * (N * 7.0 * C + 4.0 * natt), GPU->attention_bwd(GPU, y, scr, x, x, x, att, B, T, C, NH));
+    GPU->free(GPU, x);
+    GPU->free(GPU, y);
+    GPU->free(GPU, att);
+    GPU->free(GPU, scr);
+}
+
 static void run_timing(void) {
     const int reps = 20, B = 8, T = 1024, C = 768, NH = 12, V = 50257, N = B * T;
     printf("timing: B=%d T=%d C=%d NH=%d V=%d (GPT-2 small shapes)\n", B, T, C, NH, V);
@@ -640,14 +660,7 @@ static void run_timing(void) {
     TIME_OP("quantize_rows act N x 768", 0, 4.0 * 2 * N * C, GPU->quantize_rows(GPU, y, x, N, C, 8));
     GPU->free(GPU, mean);
     GPU->free(GPU, rstd);
-    size_t natt = (size_t)B * NH * T * T;
-    float *att = grand(natt, 1), *scr = grand(natt, 1);
-    double fa = 4.0 * B * NH * (double)T * T * (C / NH);
-    TIME_OP("attention_fwd", fa, 4.0 * (N * 4.0 * C + 2.0 * natt), GPU->attention_fwd(GPU, y, att, x, B, T, C, NH));
-    TIME_OP("attention_bwd", 2 * fa, 4.0 * (N * 7.0 * C + 4.0 * natt),
-            GPU->attention_bwd(GPU, y, scr, x, x, x, att, B, T, C, NH));
-    GPU->free(GPU, att);
-    GPU->free(GPU, scr);
+    time_attention(B, T, C, NH);
     int P = 2048;
     float *z = grand((size_t)P * V, 4), *tS = grand((size_t)P * V, 1e-4f), *nS = grand((size_t)P * V, 1e-4f);
     float *tH = grand(P, 1), *nH = grand(P, 1);
@@ -801,6 +814,8 @@ static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
 
 // ---------------------------------------------------------------- main
 
+static void run_attention_checks(void);
+
 static void run_gemm_checks(int small) {
     if (small) {
         check_matmul(32, 48, 40);
@@ -827,6 +842,10 @@ static void run_gemm_checks(int small) {
     check_lora_linear(2 * 384, 768, 3072, 0, 0);   // no adapter: the bias in the GEMM epilogue (bf16)
     check_lora_linear(77, 3072, 768, 0, 0);
     check_lora_linear(2 * 64, 768, 50257, 0, 0);
+    run_attention_checks();
+}
+
+static void run_attention_checks(void) {
     check_attention(2, 64, 64, 4);
     check_attention(2, 384, 768, 12);
     check_attention(2, 77, 96, 3);
@@ -834,6 +853,10 @@ static void run_gemm_checks(int small) {
     check_attention(2, 77, 128, 2);      // flash: a partial tile
     check_attention(3, 200, 192, 3);
     check_attention(1, 1, 64, 1);
+    check_attention(1, 65, 64, 1);       // flash: partial 128-row forward and backward blocks
+    check_attention(2, 129, 64, 1);
+    check_attention(1, 191, 128, 2);
+    check_attention(2, 255, 64, 1);
 }
 
 static void run_other_checks(int small) {
@@ -876,17 +899,25 @@ static void run_other_checks(int small) {
     check_argmax(37, 1001);
 }
 
+static int make_gpu(const char *prec) {
+    char err[256];
+    GPU = swq_backend_cuda(0, prec, err, sizeof err);
+    if (!GPU) fprintf(stderr, "%s\n", err);
+    return GPU != NULL;
+}
+
 int main(int argc, char **argv) {
-    int small = 0, timing = 0;
+    int small = 0, timing = 0, attention = 0;
     const char *only = "all";
     uint64_t seed = (uint64_t)time(NULL);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--small")) small = 1;
         else if (!strcmp(argv[i], "--time")) timing = 1;
+        else if (!strcmp(argv[i], "--attention")) attention = 1;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--small] [--time] [--seed N] [--precision fp32|tf32|bf16|all]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--small] [--time] [--attention] [--seed N] [--precision fp32|tf32|bf16|all]\n", argv[0]);
             return 2;
         }
     }
@@ -897,23 +928,43 @@ int main(int argc, char **argv) {
     const char *precs[] = {"fp32", "tf32", "bf16"};
     for (int k = 0; k < 3; k++) {
         if (strcmp(only, "all") && strcmp(only, precs[k])) continue;
-        char err[256];
-        GPU = swq_backend_cuda(0, precs[k], err, sizeof err);
-        if (!GPU) {
-            fprintf(stderr, "%s\n", err);
-            return 2;
-        }
         PREC = precs[k];
-        if (timing) {
+        if (!make_gpu(precs[k])) return 2;
+        if (timing && attention) {
+            time_attention(8, 512, 768, 12);
+            time_attention(32, 1024, 768, 12);
+        } else if (timing) {
             run_timing();
-            swq_backend_cuda_destroy(GPU);
-            continue;
+        } else {
+            printf("%-17s %-44s %-4s %10s %7s\n", "op", "case", "prec", "rel.err", "tol");
+            if (attention) {
+                run_attention_checks();
+            } else {
+                run_gemm_checks(small);
+                if (k == 0 || strcmp(only, "all")) run_other_checks(small);   // no GEMM inside: precision-independent
+            }
         }
-        printf("%-17s %-44s %-4s %10s %7s\n", "op", "case", "prec", "rel.err", "tol");
-        run_gemm_checks(small);
-        if (k == 0 || strcmp(only, "all")) run_other_checks(small);   // no GEMM inside: precision-independent
         swq_backend_cuda_destroy(GPU);
         GPU = NULL;
+        if (k != 2 || (timing && !attention) || small) continue;
+        // bf16: flash attention's other block shapes (query rows a forward block, keys a backward one)
+        const char *shape[][2] = {{"128", "64"}, {"64", "128"}, {"128", "128"}};
+        for (int i = 0; i < 3; i++) {
+            setenv("SWQ_CUDA_FLASH_ROWS", shape[i][0], 1);
+            setenv("SWQ_CUDA_FLASH_KEYS", shape[i][1], 1);
+            if (!make_gpu(precs[k])) return 2;
+            printf("flash attention blocks: SWQ_CUDA_FLASH_ROWS=%s SWQ_CUDA_FLASH_KEYS=%s\n", shape[i][0], shape[i][1]);
+            if (timing) {
+                time_attention(8, 512, 768, 12);
+                time_attention(32, 1024, 768, 12);
+            } else {
+                run_attention_checks();
+            }
+            swq_backend_cuda_destroy(GPU);
+            GPU = NULL;
+        }
+        unsetenv("SWQ_CUDA_FLASH_ROWS");
+        unsetenv("SWQ_CUDA_FLASH_KEYS");
     }
     swq_backend_destroy(CPU);
     printf("cuda_ops_check: %d of %d checks failed\n", n_fail, n_run);

@@ -1,0 +1,72 @@
+// The CUDA kernel of the adapter's weight gradients (cuda/lora_grads.cuh: dB += s dout^T u and
+// dA += du^T inp in one launch), run on the CPU through the warp simulator
+// (cuda/tools/warp_sim.h), against the sums in double on the same bf16 inputs: ranks 8 to 32
+// (both instantiations), output rows and reductions that leave partial tiles and chunks, row
+// strides wider than the rows, one slice of the reduction (plain adds) and several (atomics).
+#define SWQ_WARP_SIM 1
+#include "cuda/lora_grads.cuh"
+#include <vector>
+extern "C" {
+#include "tests/check.h"
+}
+
+static uint64_t RNG = 777;
+static std::vector<__nv_bfloat16> rand_bf16(size_t n) {
+    std::vector<__nv_bfloat16> v(n);
+    for (auto &x : v) x = __float2bfloat16_rn((float)(2 * check_urand(&RNG) - 1));
+    return v;
+}
+static float f(__nv_bfloat16 b) { return __bfloat162float(b); }
+
+static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
+    const int ldd = (OC + 7) / 8 * 8 + 8, ldu = r + 8, ldi = (IC + 7) / 8 * 8, lddu = r;
+    const float s = 0.75f;
+    std::vector<__nv_bfloat16> dout = rand_bf16((size_t)N * ldd), u = rand_bf16((size_t)N * ldu),
+                               inp = rand_bf16((size_t)N * ldi), du = rand_bf16((size_t)N * lddu);
+    std::vector<float> dB((size_t)OC * r), dA((size_t)r * IC);
+    for (auto &x : dB) x = (float)(2 * check_urand(&RNG) - 1);   // += : the old values stay
+    for (auto &x : dA) x = (float)(2 * check_urand(&RNG) - 1);
+    std::vector<double> eB(dB.begin(), dB.end()), eA(dA.begin(), dA.end());
+    for (int t = 0; t < N; t++) {
+        for (int m = 0; m < OC; m++)
+            for (int j = 0; j < r; j++) eB[(size_t)m * r + j] += (double)s * f(dout[(size_t)t * ldd + m]) * f(u[(size_t)t * ldu + j]);
+        for (int j = 0; j < r; j++)
+            for (int m = 0; m < IC; m++) eA[(size_t)j * IC + m] += (double)f(inp[(size_t)t * ldi + m]) * f(du[(size_t)t * lddu + j]);
+    }
+    // the launch of cu_lora_weight_grads, with the number of slices given
+    lg_prob p0 = {dB.data(), dout.data(), u.data(), ldd, ldu, OC, 0, s};
+    lg_prob p1 = {dA.data(), inp.data(), du.data(), ldi, lddu, IC, 1, 1.0f};
+    const int mb0 = (OC + 63) / 64, mb = mb0 + (IC + 63) / 64;
+    const int rper = ((N + splits_wanted - 1) / splits_wanted + LG_KC - 1) / LG_KC * LG_KC, splits = (N + rper - 1) / rper;
+    for (int y = 0; y < splits; y++)
+        for (int x = 0; x < mb; x++) {
+            blockIdx = {(unsigned)x, (unsigned)y, 0};
+            warp_sim::run_block(128, 0, [&] {
+                if (r <= 16) lora_grads_kernel<16>(p0, p1, mb0, N, r, rper, splits > 1);
+                else lora_grads_kernel<32>(p0, p1, mb0, N, r, rper, splits > 1);
+            });
+        }
+    auto err = [](const std::vector<float> &a, const std::vector<double> &e) {
+        double d = 0, n = 0;
+        for (size_t i = 0; i < a.size(); i++) {
+            if (!(a[i] == a[i])) return (double)INFINITY;
+            d += (a[i] - e[i]) * (a[i] - e[i]);
+            n += e[i] * e[i];
+        }
+        return sqrt(d / n);
+    };
+    double e0 = err(dB, eB), e1 = err(dA, eA);
+    printf("N=%d OC=%d IC=%d r=%d, %d slice(s): dB %.2e dA %.2e\n", N, OC, IC, r, splits, e0, e1);
+    CHECK(e0 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dB rel. error %.3g", N, OC, IC, r, splits, e0);
+    CHECK(e1 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dA rel. error %.3g", N, OC, IC, r, splits, e1);
+}
+
+int main(void) {
+    check_case(64, 64, 64, 16, 1);
+    check_case(200, 100, 72, 8, 1);
+    check_case(300, 100, 72, 8, 3);
+    check_case(300, 130, 200, 24, 2);
+    check_case(257, 96, 40, 32, 1);
+    check_case(129, 13, 70, 16, 2);
+    return check_summary("test_lora_grads_sim");
+}
