@@ -9,13 +9,8 @@
 #ifndef SWQ_MMA_BF16_CUH
 #define SWQ_MMA_BF16_CUH
 #include <stdint.h>
-#ifdef SWQ_WARP_SIM
-#include "cuda/tools/warp_sim.h"
-#else
-#include <cuda_bf16.h>
-// a kernel's dynamic shared memory (the launch's third argument), 16-byte aligned
-#define SWQ_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
-
+#include "cuda/device_common.cuh"
+#ifndef SWQ_WARP_SIM
 __device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 // four 8x8 matrices; lanes 8i..8i+7 give the row addresses of matrix i
 __device__ __forceinline__ void mma_ldsm(uint32_t r[4], const __nv_bfloat16 *p) {

@@ -1,13 +1,15 @@
 // A CPU stand-in for what the hand-written tensor-core kernels use (cuda/mma_bf16.cuh's
 // primitives, warp shuffles, __syncthreads, thread and block indices, bf16), so that their index
 // and fragment logic is tested without a GPU (tests/test_flash_sim.cpp; C++17, -DSWQ_WARP_SIM).
-// Not a performance model and not a race detector.
+// Not a performance model, not a race detector, and memory is the host's: a plain access the
+// GPU would fault on for its alignment (a float4 off a 16-byte boundary) goes through here.
 //
-// One thread block at a time (warp_sim::run_block); each CUDA thread is a ucontext fiber that
-// runs until it reaches a collective: an mma, ldmatrix or shuffle of its warp, or a __syncthreads
-// of its block. A collective executes, with the PTX semantics of the instruction, once every
-// thread it involves has reached it; a warp whose lanes wait at different collectives, or a block
-// that can make no progress, aborts with a message. cp.async copies land only at the
+// One thread block (1-3 dimensions) at a time (warp_sim::run_block); each CUDA thread is a
+// ucontext fiber that runs until it reaches a collective: an mma, ldmatrix or shuffle of its
+// warp, or a __syncthreads of its block. A collective executes, with the PTX semantics of the
+// instruction, once every thread it involves has reached it; a warp whose lanes wait at
+// different collectives, or a block that can make no progress, aborts with a message, as does
+// an ldmatrix row or cp.async address that is not 16-byte aligned. cp.async copies land only at the
 // cp.async.wait_group that covers them, and their destination holds NaNs from the issue until
 // then, so a read that comes before its wait shows up as NaN in the results. Dynamic shared
 // memory (SWQ_DYNAMIC_SMEM) is the size run_block is given, NaN-filled, with a guard after it
@@ -31,7 +33,7 @@
 #define __launch_bounds__(...)
 #define __shared__ static
 #define SWQ_DYNAMIC_SMEM(name) unsigned char *name = warp_sim::blk()->smem.data()
-#define __align__(n)
+#define __align__(n) __attribute__((aligned(n)))
 
 struct __nv_bfloat16 {
     uint16_t bits;
@@ -44,6 +46,9 @@ struct float2 {
 };
 struct float4 {
     float x, y, z, w;
+};
+struct uint2 {
+    unsigned x, y;
 };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
@@ -63,8 +68,10 @@ inline float __bfloat162float(__nv_bfloat16 b) {
 inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
-inline float atomicAdd(float *p, float v) {   // one OS thread: plain
-    float o = *p;
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+template <class T>
+inline T atomicAdd(T *p, T v) {   // one OS thread: plain
+    T o = *p;
     *p = o + v;
     return o;
 }
@@ -84,10 +91,9 @@ struct Copy {
 };
 struct Fiber {
     ucontext_t ctx;
-    std::vector<char> stack;
     sim_dim3 tid;
     Op op = RUN;
-    float fv = 0;   // shfl: in, then out
+    uint64_t fv = 0;   // shfl: the value's bytes in, then out
     int lanemask = 0;
     const void *addr = nullptr;   // ldmatrix: this lane's row address; r: out
     uint32_t r[4] = {0, 0, 0, 0};
@@ -104,7 +110,11 @@ struct Block {
     int cur = 0;
     const std::function<void()> *body = nullptr;
 };
-static const size_t GUARD = 1 << 16;
+static const size_t GUARD = 1 << 16, STACK = 128 << 10;
+inline std::vector<char *> &stacks() {   // one per thread of the largest block so far, reused
+    static std::vector<char *> v;
+    return v;
+}
 inline Block *&blk() {
     static Block *b;
     return b;
@@ -141,11 +151,13 @@ inline void execute(Fiber *L, int w) {
     for (int l = 1; l < 32; l++)
         if (L[l].op != op) fail("lanes of a warp at different collectives (divergence)", w);
     if (op == SHFL) {
-        float in[32];
+        uint64_t in[32];
         for (int l = 0; l < 32; l++) in[l] = L[l].fv;
         for (int l = 0; l < 32; l++) L[l].fv = in[(l ^ L[l].lanemask) & 31];
     } else if (op == LDSM || op == LDSM_T) {
         // x4: lanes 8j..8j+7 give the row addresses of 8x8 matrix j (8 contiguous b16 each)
+        for (int l = 0; l < 32; l++)
+            if ((uintptr_t)L[l].addr % 16) fail("an ldmatrix row address not 16-byte aligned", w);
         for (int l = 0; l < 32; l++)
             for (int j = 0; j < 4; j++) {
                 const uint16_t *lo, *hi;
@@ -193,26 +205,36 @@ inline void execute(Fiber *L, int w) {
     for (int l = 0; l < 32; l++) L[l].op = RUN;
 }
 
-// Runs `body` (the kernel call) as a block of nthreads (a multiple of 32) threads with smem bytes
-// of dynamic shared memory, at blockIdx.
-inline void run_block(int nthreads, size_t smem, const std::function<void()> &body) {
+// (apart, so that getcontext, which returns twice, clobbers no loop variable)
+[[gnu::noinline]] inline void init_fiber(Block &b, unsigned i) {
+    Fiber &f = b.f[i];
+    f.tid = {i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y)};
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = stacks()[i];
+    f.ctx.uc_stack.ss_size = STACK;
+    f.ctx.uc_link = &b.sched;
+    makecontext(&f.ctx, entry, 0);
+}
+
+// Runs `body` (the kernel call) as a thread block of shape `block` (threads a multiple of 32,
+// numbered x fastest as in CUDA; warps are 32 consecutive numbers) with smem bytes of dynamic
+// shared memory, at blockIdx.
+inline void run_block(sim_dim3 block, size_t smem, const std::function<void()> &body) {
+    const int nthreads = (int)(block.x * (block.y ? block.y : 1) * (block.z ? block.z : 1));
+    if (nthreads % 32) fail("a block of threads not a multiple of 32", -1);
     Block b;
     b.f.resize(nthreads);
+    b.body = &body;
     b.smem.assign(smem + GUARD, 0xa5);
     memset(b.smem.data(), 0xff, smem);   // bf16 and float NaN
-    b.body = &body;
     blk() = &b;
-    blockDim = {(unsigned)nthreads, 1, 1};
-    for (int i = 0; i < nthreads; i++) {
-        Fiber &f = b.f[i];
-        f.tid = {(unsigned)i, 0, 0};
-        f.stack.resize(256 << 10);
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
-        f.ctx.uc_link = &b.sched;
-        makecontext(&f.ctx, entry, 0);
+    blockDim = {block.x, block.y ? block.y : 1, block.z ? block.z : 1};
+    while ((int)stacks().size() < nthreads) {
+        char *st = (char *)malloc(STACK);
+        if (!st) fail("out of memory for thread stacks", -1);
+        stacks().push_back(st);
     }
+    for (int i = 0; i < nthreads; i++) init_fiber(b, i);
     for (;;) {
         for (int i = 0; i < nthreads; i++)
             if (b.f[i].op == RUN) {
@@ -247,18 +269,25 @@ inline void run_block(int nthreads, size_t smem, const std::function<void()> &bo
         if (b.smem[i] != 0xa5) fail("wrote past the end of its dynamic shared memory", -1);
     blk() = nullptr;
 }
+inline void run_block(int nthreads, size_t smem, const std::function<void()> &body) {
+    run_block(sim_dim3{(unsigned)nthreads, 1, 1}, smem, body);
+}
 }   // namespace warp_sim
 
 #define threadIdx (warp_sim::me().tid)
 
 inline void __syncthreads() { warp_sim::wait_at(warp_sim::SYNC); }
-inline float __shfl_xor_sync(unsigned mask, float v, int lanemask) {
+template <class T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lanemask) {
+    static_assert(sizeof(T) <= 8, "a shuffle moves at most 8 bytes");
     (void)mask;
     warp_sim::Fiber &f = warp_sim::me();
-    f.fv = v;
+    f.fv = 0;
+    memcpy(&f.fv, &v, sizeof v);
     f.lanemask = lanemask;
     warp_sim::wait_at(warp_sim::SHFL);
-    return warp_sim::me().fv;
+    memcpy(&v, &warp_sim::me().fv, sizeof v);
+    return v;
 }
 
 // cuda/mma_bf16.cuh's primitives
@@ -281,6 +310,8 @@ inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
     warp_sim::wait_at(warp_sim::MMA);
 }
 inline void cp_async16(__nv_bfloat16 *dst, const __nv_bfloat16 *src, bool valid) {
+    if ((uintptr_t)dst % 16 || (valid && (uintptr_t)src % 16))
+        warp_sim::fail("a cp.async address not 16-byte aligned", (int)(threadIdx.x / 32));
     warp_sim::Copy c;
     c.dst = dst;
     if (valid) memcpy(c.data, src, 16);

@@ -1,0 +1,79 @@
+// Device helpers shared by the kernels (vector loads and stores, GELU, warp and block
+// reductions). No runtime API here, so cuda/tools/warp_sim.h can compile it for the CPU.
+#ifndef SWQ_DEVICE_COMMON_CUH
+#define SWQ_DEVICE_COMMON_CUH
+#include <math.h>
+#include <stdint.h>
+#ifdef SWQ_WARP_SIM
+#include "cuda/tools/warp_sim.h"
+#else
+#include <cuda_bf16.h>
+// a kernel's dynamic shared memory (the launch's third argument), 16-byte aligned
+#define SWQ_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
+// Columns c..c+3 of a row at p (p points at column c): one float4 when V4 (16-byte aligned),
+// else element by element, zeros from column lim on.
+template <bool V4>
+__device__ __forceinline__ float4 load4_cols(const float *p, int c, int lim) {
+    if (V4) return *(const float4 *)p;
+    return make_float4(p[0], c + 1 < lim ? p[1] : 0.0f, c + 2 < lim ? p[2] : 0.0f, c + 3 < lim ? p[3] : 0.0f);
+}
+
+// Four floats to bf16 at p (8-byte aligned), one store.
+__device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
+    uint2 u;
+    u.x = *(const uint32_t *)&lo;
+    u.y = *(const uint32_t *)&hi;
+    *(uint2 *)p = u;
+}
+
+// GELU (tanh approximation, as GPT-2) and its derivative.
+#define GELU_K 0.7978845608028654f   // sqrt(2/pi)
+__device__ __forceinline__ float gelu_f(float x) {
+    float cube = 0.044715f * x * x * x;
+    return 0.5f * x * (1.0f + tanhf(GELU_K * (x + cube)));
+}
+__device__ __forceinline__ float gelu_grad(float x) {   // d gelu / dx
+    float cube = 0.044715f * x * x * x;
+    float th = tanhf(GELU_K * (x + cube));
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + x * 0.5f * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+// Full-warp reductions.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Block-wide sum/max (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+// `sh` is 32 elements of shared memory; the function syncs before reusing it.
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : (T)0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return warp_max(v);
+}
+#endif

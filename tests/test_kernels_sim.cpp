@@ -1,0 +1,302 @@
+// The CUDA backend's hand-written reduction and pass kernels, run on the CPU through the warp
+// simulator (cuda/tools/warp_sim.h) against the CPU backend (float) on the same inputs:
+// layernorm forward and backward (row kernels, their float4 forms, the dw/db column sums),
+// the fused softmax + cross-entropy + KL (both block forms, masked rows and columns, teachers,
+// the teacher sums updated in place, bf16-only gradients, unaligned rows), argmax with ties, and
+// the pass after a linear's GEMM (bias, the adapter's up-product at every rank form, GELU, padded
+// input rows, bf16 copies). Unwritten outputs start as NaN.
+#define SWQ_WARP_SIM 1
+#include "cuda/layernorm.cuh"
+#include "cuda/lora_up_pack.cuh"
+#include "cuda/xent.cuh"
+#include <vector>
+extern "C" {
+#include "model/backend.h"
+#include "tests/check.h"
+}
+
+static uint64_t RNG = 4242;
+static swq_backend *CPU;
+static const float NaN = NAN;
+
+static std::vector<float> rnd(size_t n, float lo, float hi) {
+    std::vector<float> v(n);
+    for (auto &x : v) x = (float)(lo + (hi - lo) * check_urand(&RNG));
+    return v;
+}
+// the CPU backend's memory is host memory (upload/download keep the op table's protocol)
+static void *up(const std::vector<float> &h) {
+    void *p = CPU->alloc(CPU, h.size() * 4 + 4, "ref");
+    CPU->upload(CPU, p, h.data(), h.size());
+    return p;
+}
+static std::vector<float> down(void *p, size_t n) {
+    std::vector<float> h(n);
+    CPU->download(CPU, h.data(), p, n);
+    CPU->free(CPU, p);
+    return h;
+}
+static double rel(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(a[i] == a[i]) || !(b[i] == b[i])) return INFINITY;
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return sqrt(d / (r > 0 ? r : 1));
+}
+static size_t bf16_mismatch(const __nv_bfloat16 *b, const float *f, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += b[i].bits != __float2bfloat16_rn(f[i]).bits;
+    return k;
+}
+// every block of grid (gx, gy), blocks of `block` threads
+template <class F>
+static void launch(unsigned gx, unsigned gy, sim_dim3 block, size_t smem, F body) {
+    gridDim = {gx, gy, 1};
+    for (unsigned y = 0; y < gy; y++)
+        for (unsigned x = 0; x < gx; x++) {
+            blockIdx = {x, y, 0};
+            warp_sim::run_block(block, smem, body);
+        }
+}
+
+// ---------------------------------------------------------------- layernorm
+static void check_layernorm(int N, int C, int vec) {
+    std::vector<float> x = rnd((size_t)N * C, -2, 3), w = rnd(C, 0.5f, 1.5f), b = rnd(C, -0.5f, 0.5f);
+    std::vector<float> dy = rnd((size_t)N * C, -1, 1), dx0 = rnd((size_t)N * C, -1, 1);
+    std::vector<float> dw0 = rnd(C, -1, 1), db0 = rnd(C, -1, 1);
+    void *rx = up(x), *rw = up(w), *rb = up(b), *ro = up(std::vector<float>((size_t)N * C)), *rm = up(std::vector<float>(N)),
+         *rr = up(std::vector<float>(N)), *rdy = up(dy), *rdx = up(dx0), *rdw = up(dw0), *rdb = up(db0);
+    CPU->layernorm_fwd(CPU, ro, rm, rr, rx, rw, rb, N, C);
+    CPU->layernorm_bwd(CPU, rdx, rdw, rdb, rdy, rx, rw, rm, rr, N, C);
+    std::vector<float> eo = down(ro, (size_t)N * C), em = down(rm, N), er = down(rr, N), edx = down(rdx, (size_t)N * C),
+                       edw = down(rdw, C), edb = down(rdb, C);
+    for (void *p : {rx, rw, rb, rdy}) CPU->free(CPU, p);
+
+    std::vector<float> out((size_t)N * C, NaN), mean(N, NaN), rstd(N, NaN);
+    std::vector<__nv_bfloat16> ob((size_t)N * C, __float2bfloat16_rn(NaN));
+    const unsigned nb = (N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    const sim_dim3 rows_block = {32 * ROWS_PER_BLOCK, 1, 1};
+    launch(nb, 1, rows_block, 0, [&] {
+        switch (vec) {
+        case 0: layernorm_fwd_kernel(out.data(), ob.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C); break;
+        case 1: layernorm_fwd_vec_kernel<1>(out.data(), ob.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N); break;
+        case 2: layernorm_fwd_vec_kernel<2>(out.data(), ob.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N); break;
+        default: layernorm_fwd_vec_kernel<6>(out.data(), ob.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N);
+        }
+    });
+    const char *form = vec ? "float4" : "rows";
+    CHECK(rel(out.data(), eo.data(), out.size()) < 1e-5, "layernorm_fwd (%s) N=%d C=%d: out %.3g", form, N, C,
+          rel(out.data(), eo.data(), out.size()));
+    CHECK(rel(mean.data(), em.data(), N) < 1e-5 && rel(rstd.data(), er.data(), N) < 1e-5,
+          "layernorm_fwd (%s) N=%d C=%d: mean/rstd", form, N, C);
+    CHECK(bf16_mismatch(ob.data(), out.data(), out.size()) == 0, "layernorm_fwd (%s) N=%d C=%d: bf16 copy", form, N, C);
+
+    const int ldb = C + 24;   // the gradient's bf16 copy has spare columns per row
+    std::vector<float> dx = dx0;
+    std::vector<__nv_bfloat16> db16((size_t)N * ldb, __float2bfloat16_rn(NaN));
+    launch(nb, 1, rows_block, 0, [&] {
+        switch (vec) {
+        case 0: layernorm_bwd_dinp_kernel(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N, C); break;
+        case 1: layernorm_bwd_dinp_vec_kernel<1>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
+        case 2: layernorm_bwd_dinp_vec_kernel<2>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
+        default: layernorm_bwd_dinp_vec_kernel<6>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N);
+        }
+    });
+    CHECK(rel(dx.data(), edx.data(), dx.size()) < 1e-5, "layernorm_bwd (%s) N=%d C=%d: dinp %.3g", form, N, C,
+          rel(dx.data(), edx.data(), dx.size()));
+    size_t bad = 0;
+    for (int r = 0; r < N; r++) bad += bf16_mismatch(&db16[(size_t)r * ldb], &dx[(size_t)r * C], C);
+    CHECK(bad == 0, "layernorm_bwd (%s) N=%d C=%d: %zu bf16 copies of dinp wrong", form, N, C, bad);
+
+    // dw, db: column sums over row slices of rows_per (atomics between slices)
+    for (int v4 = 0; v4 <= (C % 4 == 0); v4++) {
+        std::vector<float> dw = dw0, db = db0;
+        const int rows_per = 11, tiles = (C + 127) / 128, splits = (N + rows_per - 1) / rows_per;
+        launch(tiles, splits, sim_dim3{32, 8, 1}, 0, [&] {
+            if (v4) layernorm_bwd_dwdb_kernel<true>(dw.data(), db.data(), dy.data(), x.data(), em.data(), er.data(), N, C, rows_per);
+            else layernorm_bwd_dwdb_kernel<false>(dw.data(), db.data(), dy.data(), x.data(), em.data(), er.data(), N, C, rows_per);
+        });
+        CHECK(rel(dw.data(), edw.data(), C) < 1e-5 && rel(db.data(), edb.data(), C) < 1e-5,
+              "layernorm_bwd dw/db (%s) N=%d C=%d: %.3g %.3g", v4 ? "float4" : "scalar", N, C,
+              rel(dw.data(), edw.data(), C), rel(db.data(), edb.data(), C));
+    }
+}
+
+// ---------------------------------------------------------------- softmax + CE + KL, argmax
+struct xent_case {
+    int P, V, teachers, masked, grad, alias;   // alias: the new teacher sums are the old ones
+};
+static void check_xent(xent_case k, int row) {
+    const int P = k.P, V = k.V;
+    std::vector<float> z = rnd((size_t)P * V, -4, 4), tS((size_t)P * V), tH(P), nS, nH;
+    for (int p = 0; p < P; p++) {   // teacher sums: n_teachers probability rows summed, and sum p log p
+        double h = 0;
+        for (int t = 0; t < k.teachers; t++) {
+            std::vector<float> q = rnd(V, 0, 1);
+            double s = 0;
+            for (float x : q) s += x;
+            for (int v = 0; v < V; v++) {
+                tS[(size_t)p * V + v] += (float)(q[v] / s);
+                h += q[v] / s * log(q[v] / s);
+            }
+        }
+        tH[p] = (float)h;
+    }
+    std::vector<int> tgt(P), len(P);
+    for (int p = 0; p < P; p++) {
+        len[p] = k.masked ? (p == 1 ? 0 : V - 1 - 7 * p) : V;
+        tgt[p] = p == 2 || len[p] <= 0 ? -1 : (p * 37 + 5) % len[p];
+    }
+    nS = k.alias ? tS : rnd((size_t)P * V, 0, 1);
+    nH = k.alias ? tH : rnd(P, -1, 1);
+    const double beta = 0.7, weight = 0.125, gscale = 2.0;
+    // the reference
+    void *rz = up(z), *rtS = up(tS), *rtH = up(tH), *rnS = k.alias ? rtS : up(nS), *rnH = k.alias ? rtH : up(nH);
+    int *rt = (int *)CPU->alloc(CPU, P * sizeof(int), "t"), *rl = (int *)CPU->alloc(CPU, P * sizeof(int), "l");
+    CPU->upload_i32(CPU, rt, tgt.data(), P);
+    CPU->upload_i32(CPU, rl, len.data(), P);
+    double *racc = (double *)CPU->alloc(CPU, 2 * sizeof(double), "acc");
+    CPU->zero(CPU, racc, 2 * sizeof(double));
+    const int nt = k.teachers;
+    CPU->xent_kl(CPU, rz, rt, k.masked ? rl : NULL, nt ? rtS : NULL, nt ? rtH : NULL, nt, beta, rnS, rnH, racc, weight,
+                 gscale, k.grad ? 1 : 0, P, V);
+    double eacc[2];
+    CPU->download_f64(CPU, eacc, racc, 2);
+    std::vector<float> ez = down(rz, (size_t)P * V), enS = down(rnS, (size_t)P * V), enH = down(rnH, P);
+    if (!k.alias) {
+        CPU->free(CPU, rtS);
+        CPU->free(CPU, rtH);
+    }
+    CPU->free(CPU, rt);
+    CPU->free(CPU, rl);
+    CPU->free(CPU, racc);
+
+    // the kernel (the launch of cu_xent_kl)
+    std::vector<float> zk = z, nSk = k.alias ? tS : nS, nHk = k.alias ? tH : nH;
+    std::vector<float> &tSk = k.alias ? nSk : tS, &tHk = k.alias ? nHk : tH;
+    const int ldg = V + 40;
+    std::vector<__nv_bfloat16> gb((size_t)P * ldg, __float2bfloat16_rn(NaN));
+    double acc[2] = {0, 0};
+    const size_t smem = row ? ((size_t)V + 4) * sizeof(float) : 0;
+    launch(P, 1, sim_dim3{(unsigned)(row ? XENT_ROW_BLOCK : XENT_BLOCK), 1, 1}, smem, [&] {
+        auto kern = row ? xent_kl_kernel<true> : xent_kl_kernel<false>;
+        kern(zk.data(), k.grad ? gb.data() : nullptr, ldg, tgt.data(), k.masked ? len.data() : nullptr,
+             nt ? tSk.data() : nullptr, nt ? tHk.data() : nullptr, (float)(beta * nt), (float)beta, nSk.data(),
+             nHk.data(), acc, weight, (float)(gscale * weight), k.grad, V);
+    });
+    char what[128];
+    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d",
+             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias);
+    CHECK(fabs(acc[0] - eacc[0]) <= 1e-5 * fabs(eacc[0]) + 1e-9, "%s: CE %.9g vs %.9g", what, acc[0], eacc[0]);
+    CHECK(fabs(acc[1] - eacc[1]) <= 1e-4 * fabs(eacc[1]) + 1e-7, "%s: KL %.9g vs %.9g", what, acc[1], eacc[1]);
+    CHECK(rel(nSk.data(), enS.data(), nSk.size()) < 1e-5 && rel(nHk.data(), enH.data(), P) < 1e-5,
+          "%s: teacher sums %.3g %.3g", what, rel(nSk.data(), enS.data(), nSk.size()), rel(nHk.data(), enH.data(), P));
+    if (k.grad) {
+        std::vector<float> g((size_t)P * V);
+        for (int p = 0; p < P; p++)
+            for (int v = 0; v < V; v++) g[(size_t)p * V + v] = __bfloat162float(gb[(size_t)p * ldg + v]);
+        CHECK(rel(g.data(), ez.data(), g.size()) < 5e-3, "%s: bf16 gradient %.3g", what, rel(g.data(), ez.data(), g.size()));
+        if (k.grad == 1) {
+            CHECK(rel(zk.data(), ez.data(), zk.size()) < 1e-5, "%s: gradient %.3g", what, rel(zk.data(), ez.data(), zk.size()));
+            size_t bad = 0;
+            for (int p = 0; p < P; p++) bad += bf16_mismatch(&gb[(size_t)p * ldg], &zk[(size_t)p * V], V);
+            CHECK(bad == 0, "%s: %zu bf16 copies of the gradient wrong", what, bad);
+        } else {
+            CHECK(memcmp(zk.data(), z.data(), z.size() * 4) == 0, "%s: grad 2 wrote the float logits", what);
+        }
+    } else {
+        CHECK(memcmp(zk.data(), z.data(), z.size() * 4) == 0, "%s: no gradient asked, logits changed", what);
+    }
+}
+
+static void check_argmax(int P, int V) {
+    std::vector<float> z = rnd((size_t)P * V, -1, 1);
+    for (int p = 0; p < P; p++) {   // ties: the first maximum wins
+        z[(size_t)p * V + (p * 13) % V] = 5.0f;
+        z[(size_t)p * V + (p * 29 + 7) % V] = 5.0f;
+    }
+    void *rz = up(z);
+    std::vector<int> e(P), out(P, -1);
+    CPU->argmax_rows(CPU, e.data(), rz, P, V);
+    CPU->free(CPU, rz);
+    launch(P, 1, sim_dim3{ARGMAX_BLOCK, 1, 1}, 0, [&] { argmax_rows_kernel(out.data(), z.data(), V); });
+    CHECK(out == e, "argmax_rows P=%d V=%d", P, V);
+}
+
+// ---------------------------------------------------------------- the pass after a linear's GEMM
+// in_place: o is out itself (rows of OC) and u a buffer of its own; else o has padded rows
+// (ldp = OC + pad, pad >= r) with u in the extra columns, as [o | u] = inp [w ; A]^T writes them.
+static void check_up_pack(int N, int OC, int r, int pad, int with_bias, int with_act, int in_place) {
+    const float s = 1.5f;
+    const int ldp = in_place ? OC : OC + pad, R1 = r ? r : 1;
+    std::vector<float> o = rnd((size_t)N * ldp, -2, 2), ub = rnd((size_t)N * R1, -1, 1), bias = rnd(OC, -1, 1),
+                       Bm = rnd((size_t)OC * R1, -1, 1);
+    const float *u = in_place ? ub.data() : o.data() + OC;
+    const int ldu = in_place ? r : ldp;
+    std::vector<float> e((size_t)N * OC), ea((size_t)N * OC);
+    for (int p = 0; p < N; p++)
+        for (int v = 0; v < OC; v++) {
+            double x = (double)o[(size_t)p * ldp + v] + (with_bias ? bias[v] : 0.0f), a = 0;
+            for (int j = 0; j < r; j++) a += (double)u[(size_t)p * ldu + j] * Bm[(size_t)v * r + j];
+            x += s * a;
+            e[(size_t)p * OC + v] = (float)x;
+            const double c = 0.044715 * x * x * x;
+            ea[(size_t)p * OC + v] = (float)(0.5 * x * (1 + tanh(0.7978845608028654 * (x + c))));
+        }
+    std::vector<float> out = in_place ? o : std::vector<float>((size_t)N * OC, NaN), act((size_t)N * OC, NaN),
+                       uout((size_t)N * R1, NaN);
+    std::vector<__nv_bfloat16> ob((size_t)N * OC, __float2bfloat16_rn(NaN)), ab(ob);
+    const float *op = in_place ? out.data() : o.data();
+    launch((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS, sim_dim3{LORA_UP_COLS, 1, 1},
+           0, [&] {
+               float *a = with_act ? act.data() : nullptr, *uo = r ? uout.data() : nullptr;
+               __nv_bfloat16 *abp = with_act ? ab.data() : nullptr;
+               const float *bp = with_bias ? bias.data() : nullptr;
+#define UP(RR) lora_up_pack_kernel<RR>(out.data(), ob.data(), op, ldp, bp, u, ldu, uo, Bm.data(), N, OC, r, s, a, abp)
+               if (r <= 0) UP(0);
+               else if (r <= 8) UP(8);
+               else if (r <= 16) UP(16);
+               else UP(32);
+#undef UP
+           });
+    char what[128];
+    snprintf(what, sizeof what, "lora_up_pack N=%d OC=%d r=%d ldp=%d bias=%d act=%d in_place=%d", N, OC, r, ldp,
+             with_bias, with_act, in_place);
+    CHECK(rel(out.data(), e.data(), e.size()) < 1e-6, "%s: out %.3g", what, rel(out.data(), e.data(), e.size()));
+    CHECK(bf16_mismatch(ob.data(), out.data(), out.size()) == 0, "%s: bf16 copy of out", what);
+    if (with_act) {
+        CHECK(rel(act.data(), ea.data(), ea.size()) < 1e-6, "%s: act %.3g", what, rel(act.data(), ea.data(), ea.size()));
+        CHECK(bf16_mismatch(ab.data(), act.data(), act.size()) == 0, "%s: bf16 copy of act", what);
+    }
+    size_t bad = 0;
+    for (int p = 0; p < N; p++)
+        for (int j = 0; j < r; j++) bad += uout[(size_t)p * r + j] != u[(size_t)p * ldu + j];
+    CHECK(bad == 0, "%s: %zu values of u not copied out", what, bad);
+}
+
+int main(void) {
+    CPU = swq_backend_cpu(4);
+    if (!CPU) return 2;
+    check_layernorm(13, 100, 0);
+    check_layernorm(19, 128, 1);
+    check_layernorm(17, 256, 2);
+    check_layernorm(12, 768, 3);
+    check_layernorm(21, 768, 0);
+    const xent_case xc[] = {
+        {4, 1000, 0, 0, 1, 0}, {5, 1001, 2, 1, 1, 0}, {5, 1001, 2, 1, 2, 0}, {4, 777, 1, 0, 0, 0},
+        {5, 1003, 3, 1, 1, 1}, {3, 4099, 2, 0, 2, 1},
+    };
+    for (const xent_case &k : xc)
+        for (int row = 0; row <= 1; row++) check_xent(k, row);
+    check_argmax(5, 1000);
+    check_argmax(3, 37);
+    check_up_pack(70, 300, 0, 4, 1, 0, 1);    // no adapter: bias only, in place
+    check_up_pack(70, 300, 5, 12, 1, 0, 0);   // [o | u] rows
+    check_up_pack(33, 260, 16, 20, 0, 1, 0);  // GELU, no bias
+    check_up_pack(40, 100, 20, 36, 1, 1, 1);  // r = 20 (the 32 form), in place
+    check_up_pack(9, 1001, 8, 31, 1, 0, 0);
+    swq_backend_destroy(CPU);
+    return check_summary("test_kernels_sim");
+}
