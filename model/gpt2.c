@@ -134,10 +134,11 @@ static void acts_free(gpt2 *m) {
     if (!a->B) return;
     void **singles[] = { &a->encoded, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->hx, &a->logits, &a->qa_out,
                          &a->qa_start, &a->qa_end, &a->dres, &a->dln, &a->dbig, &a->dbig2, &a->dqkv,
-                         &a->datt_scratch, &a->du, &a->dhx, &a->dqa, &a->wq, &a->bq, &a->wte_q, &a->aq, &a->bq_lora };
+                         &a->datt_scratch, &a->du, &a->dhx, &a->dqa, &a->wq, &a->bq, &a->wte_q, &a->aq, &a->bq_lora,
+                         &a->proj };
     for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]); i++) { BE->free(BE, *singles[i]); *singles[i] = NULL; }
-    void ***multi[] = { &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att, &a->attproj, &a->res2,
-                        &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->fcproj, &a->res3 };
+    void ***multi[] = { &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att, &a->res2,
+                        &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->res3 };
     for (size_t i = 0; i < sizeof(multi) / sizeof(multi[0]); i++) { free_per_layer(m, *multi[i]); *multi[i] = NULL; }
     int NL = m->qs->n_linear;
     for (int l = 0; l < NL; l++) { BE->free(BE, a->xq[l]); BE->free(BE, a->u[l]); }
@@ -168,14 +169,13 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
     size_t natt = BE->attention_buffer_elems ? BE->attention_buffer_elems(BE, B, T, (int)C, (int)NH)
                                              : (size_t)B * NH * T * T;
     a->att = alloc_per_layer(m, natt, "activations.att");
-    a->attproj = alloc_per_layer(m, N * C, "activations.attproj");
     a->res2 = alloc_per_layer(m, N * C, "activations.res2");
     a->ln2 = alloc_per_layer(m, N * C, "activations.ln2");
     a->ln2_mean = alloc_per_layer(m, N, "activations.ln2_mean");
     a->ln2_rstd = alloc_per_layer(m, N, "activations.ln2_rstd");
     a->fch = alloc_per_layer(m, N * 4 * C, "activations.fch");
     a->fch_gelu = alloc_per_layer(m, N * 4 * C, "activations.fch_gelu");
-    a->fcproj = alloc_per_layer(m, N * C, "activations.fcproj");
+    if (!BE->lora_linear_res_fwd) a->proj = AL(N * C, "scratch.projection");
     a->res3 = alloc_per_layer(m, N * C, "activations.res3");
     a->lnf = AL(N * C, "activations.lnf");
     a->lnf_mean = AL(N, "activations.lnf_mean");
@@ -206,10 +206,6 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
     a->du = AL(rowsmax * rmax, "scratch.du");
     a->dhx = AL((size_t)P * C, "scratch.dhx");
     a->dqa = AL(N * 2, "scratch.dqa");
-    size_t wmax = 4 * C * C > V * C ? 4 * C * C : V * C;
-    a->wq = AL(wmax, "scratch.quantized_weight");
-    a->bq = AL(V > 4 * C ? V : 4 * C, "scratch.quantized_bias");
-    a->wte_q = AL(V * C, "scratch.quantized_wte");
     size_t lmax = (size_t)rmax * (V > 4 * C ? V : 4 * C);
     a->aq = AL(lmax, "scratch.quantized_lora_a");
     a->bq_lora = AL(lmax, "scratch.quantized_lora_b");
@@ -325,6 +321,21 @@ static void lora_grads(gpt2 *m, int l, int r, void **dA, void **dB) {
     *dB = gpt2_grad(m, lora_at(m, l) + (size_t)r * m->lin[l].IC);
 }
 
+// A quantization scratch made on first use (a run whose configs are all cached, or all 32-bit,
+// never makes it); the first use is in a step no backend records, since recordings start with
+// the second identical step.
+static void *quant_scratch(gpt2 *m, void **slot, int which) {
+    if (*slot) return *slot;
+    size_t C = m->s.n_embd, V = m->s.vocab_size;
+    size_t n = which == 0 ? (4 * C * C > V * C ? 4 * C * C : V * C) : which == 1 ? (V > 4 * C ? V : 4 * C) : V * C;
+    const char *what[3] = { "scratch.quantized_weight", "scratch.quantized_bias", "scratch.quantized_wte" };
+    *slot = BE->alloc(BE, n * BE->real_size, what[which]);
+    return *slot;
+}
+#define WQ(m) quant_scratch(m, &(m)->a.wq, 0)
+#define BQ(m) quant_scratch(m, &(m)->a.bq, 1)
+#define WTEQ(m) quant_scratch(m, &(m)->a.wte_q, 2)
+
 static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) {
     const qconfig *cf = &m->qs->cfg[m->active];
     lin_bits lb = cf->lin[l];
@@ -340,12 +351,12 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     int qc = qc_on(m);
     if (lb.w >= 32) c.w = li->w;
     else if (qc) c.w = qc_get(m, l, 0, lb.w);
-    else if (head) c.w = a->wte_q;   // wte_q made once per forward
-    else { BE->quantize_rows(BE, a->wq, li->w, li->OC, li->IC, lb.w); c.w = a->wq; }
+    else if (head) c.w = WTEQ(m);   // wte_q made once per forward
+    else { c.w = WQ(m); BE->quantize_rows(BE, (void *)c.w, li->w, li->OC, li->IC, lb.w); }
     c.b = li->b;
     if (li->b && lb.b < 32) {
         if (qc) c.b = qc_get(m, l, 1, lb.b);
-        else { BE->quantize_rows(BE, a->bq, li->b, 1, li->OC, lb.b); c.b = a->bq; }
+        else { c.b = BQ(m); BE->quantize_rows(BE, (void *)c.b, li->b, 1, li->OC, lb.b); }
     }
     c.r = cf->lora_rank;
     c.s = c.r > 0 ? cf->lora_alpha / c.r : 0.0;
@@ -431,7 +442,7 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     // the tied matrix is quantized once (per row = per token) and serves lookup and head
     const void *wte = PT(P_WTE);
     if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w);
-    else if (hb.w < 32) { BE->quantize_rows(BE, a->wte_q, wte, V, C, hb.w); wte = a->wte_q; }
+    else if (hb.w < 32) { void *q = WTEQ(m); BE->quantize_rows(BE, q, wte, V, C, hb.w); wte = q; }
     BE->encoder_fwd(BE, a->encoded, tokens, wte, PT(P_WPE), B, T, C);
     const void *res = a->encoded;
     for (int l = 0; l < L; l++) {
@@ -439,11 +450,11 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
                           AT(PT(P_LN1W), l * C_), AT(PT(P_LN1B), l * C_), N, C);
         linear_fwd(m, 4 * l + LIN_QKV, a->qkv[l], NULL, a->ln1[l], N);
         BE->attention_fwd(BE, a->atty[l], a->att[l], a->qkv[l], B, T, C, NH);
-        linear_fwd_res(m, 4 * l + LIN_ATTN_PROJ, a->res2[l], a->attproj[l], res, a->atty[l], N);
+        linear_fwd_res(m, 4 * l + LIN_ATTN_PROJ, a->res2[l], a->proj, res, a->atty[l], N);
         BE->layernorm_fwd(BE, a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res2[l],
                           AT(PT(P_LN2W), l * C_), AT(PT(P_LN2B), l * C_), N, C);
         linear_fwd(m, 4 * l + LIN_MLP_IN, a->fch[l], a->fch_gelu[l], a->ln2[l], N);
-        linear_fwd_res(m, 4 * l + LIN_MLP_OUT, a->res3[l], a->fcproj[l], a->res2[l], a->fch_gelu[l], N);
+        linear_fwd_res(m, 4 * l + LIN_MLP_OUT, a->res3[l], a->proj, a->res2[l], a->fch_gelu[l], N);
         res = a->res3[l];
     }
     BE->layernorm_fwd(BE, a->lnf, a->lnf_mean, a->lnf_rstd, res, PT(P_LNFW), PT(P_LNFB), N, C);

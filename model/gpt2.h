@@ -26,15 +26,17 @@ typedef struct {
 typedef struct {
     int B, T, P, rmax;
     void *encoded, *lnf, *lnf_mean, *lnf_rstd;
-    void **ln1, **ln1_mean, **ln1_rstd, **qkv, **atty, **att, **attproj, **res2;
-    void **ln2, **ln2_mean, **ln2_rstd, **fch, **fch_gelu, **fcproj, **res3;
+    void **ln1, **ln1_mean, **ln1_rstd, **qkv, **atty, **att, **res2;
+    void **ln2, **ln2_mean, **ln2_rstd, **fch, **fch_gelu, **res3;
+    void *proj;       // [N,C] a projection's output before its residual add (no backward reads it),
+                      // only where the backend has no lora_linear_res_fwd
     void **xq;        // [n_linear] quantized inputs (NULL where activations are 32-bit)
     void **u;         // [n_linear] LoRA intermediate x @ A^T, [rows, rmax]
     void *hx, *logits;          // LM head input rows [P,C] and logits [P,V] (gradient in place)
     void *qa_out, *qa_start, *qa_end;   // [N,2], [B,T], [B,T] (gradients in place in start/end)
     // backward scratch
     void *dres, *dln, *dbig, *dbig2, *dqkv, *datt_scratch, *du, *dhx, *dqa;
-    // quantization scratch
+    // quantization scratch (wq, bq, wte_q made on first use: quantized on the fly, not cached)
     void *wq, *bq, *wte_q, *aq, *bq_lora;
     const int *tokens, *rows;   // of the last forward (backend memory)
 } gpt2_acts;

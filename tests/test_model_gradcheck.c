@@ -516,7 +516,65 @@ static void kept_grads_suffix(int task, int full, const int *rank) {
     gpt2_destroy(&ma); gpt2_destroy(&mb); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
+// What a step allocates: in LoRA mode with cached quantized weights no on-the-fly quantization
+// scratch and gradients for the LoRA bank only; one projection scratch for all layers (the CPU
+// has no fused residual linear); quantizing on the fly makes its scratch once, on first use.
+static struct { char what[64]; size_t bytes; } allocs[512];
+static int n_allocs;
+static void *(*orig_alloc)(swq_backend *, size_t, const char *);
+static void *alloc_rec(swq_backend *be, size_t bytes, const char *what) {
+    if (n_allocs < 512) {
+        snprintf(allocs[n_allocs].what, sizeof allocs[0].what, "%s", what ? what : "");
+        allocs[n_allocs++].bytes = bytes;
+    }
+    return orig_alloc(be, bytes, what);
+}
+static int allocated(const char *what, size_t *bytes) {
+    int k = 0;
+    for (int i = 0; i < n_allocs; i++)
+        if (!strcmp(allocs[i].what, what)) {
+            k++;
+            if (bytes) *bytes = allocs[i].bytes;
+        }
+    return k;
+}
+static void step_allocations(void) {
+    swq_backend *be = swq_backend_cpu(4);
+    orig_alloc = be->alloc;
+    be->alloc = alloc_rec;
+    qconfig_set *qs = make_configs(8, 0, RANKS);
+    gpt2 m;
+    host_batch hb;
+    swq_batch b;
+    tiny_lm(be, qs, 3, &m, &hb, &b);
+    m.train_base = 0;
+    gpt2_keep_grads(&m, gpt2_trainable_from(&m));
+    gpt2_qcache_enable(&m, 1);
+    n_allocs = 0;
+    cdt_state st; cdt_init(&st, &m);
+    cdt_losses L;
+    cdt_step_grads(&st, &b, 0.5, -1, &L);
+    size_t gb = 0;
+    CHECK(allocated("scratch.quantized_weight", NULL) == 0 && allocated("scratch.quantized_wte", NULL) == 0 &&
+          allocated("scratch.quantized_bias", NULL) == 0, "a cached LoRA step made on-the-fly quantization scratch");
+    CHECK(allocated("scratch.projection", NULL) == 1, "projection scratch made %d times",
+          allocated("scratch.projection", NULL));
+    n_allocs = 0;
+    gpt2_keep_grads(&m, gpt2_trainable_from(&m));
+    CHECK(allocated("gradients", &gb) == 1 && gb == m.n_lora * sizeof(float), "LoRA-mode gradients: %zu bytes for %zu",
+          gb, m.n_lora);
+    gpt2_qcache_enable(&m, 0);
+    n_allocs = 0;
+    cdt_step_grads(&st, &b, 0.5, -1, &L);
+    cdt_step_grads(&st, &b, 0.5, -1, &L);
+    CHECK(allocated("scratch.quantized_weight", NULL) == 1 && allocated("scratch.quantized_wte", NULL) == 1,
+          "quantizing on the fly: weight scratch made %d times, wte %d times",
+          allocated("scratch.quantized_weight", NULL), allocated("scratch.quantized_wte", NULL));
+    cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
+}
+
 int main(void) {
+    step_allocations();
     kept_grads_suffix(TASK_LM, 0, RANKS);
     kept_grads_suffix(TASK_QA, 0, RANKS);
     kept_grads_suffix(TASK_LM, 0, RANK0_MID);
