@@ -281,11 +281,19 @@ static void byte_range(const cuda_ctx *c, const void *p, size_t bytes, const cha
     if (*hi == *lo) *hi = *lo + 1;
 }
 
+// [lo, hi) meets the pending lazy output's floats
+static int lazy_overlaps(const cuda_ctx *c, const char *lo, const char *hi) {
+    const char *s = (const char *)c->lazy.out;
+    return s && s < hi && lo < s + (size_t)c->lazy.rows * c->lazy.cols * sizeof(float);
+}
+
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
-    if (!p || (!c->n_bfc && !c->n_frozen)) return;
+    if (!p) return;
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
+    if (lazy_overlaps(c, lo, hi)) c->lazy.out = NULL;   // overwritten: nothing to pack
+    if (!c->n_bfc && !c->n_frozen) return;
     for (int i = 0; lo < c->a_hi && c->a_lo < hi && i < c->n_frozen; i++) {   // adapter rows after frozen weights
         struct cu_alloc_rec *r = &c->frozen[i];
         const char *a = (const char *)r->a_src;
@@ -448,8 +456,9 @@ void cu_before_free(swq_backend *be, const char *what) {
 }
 
 void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const char *what) {
-    if (bytes <= *cap && *p) return *p;
     cuda_ctx *c = CTX(be);
+    if (c->lazy.out && *p == (const void *)c->lazy.o) cu_lazy_materialize(be);   // its next user overwrites it
+    if (bytes <= *cap && *p) return *p;
     char why[160];
     snprintf(why, sizeof(why), "growing the %s", what);
     cu_before_free(be, why);
@@ -613,9 +622,11 @@ __global__ void bf16_rows_to_float_kernel(float *dst, const __nv_bfloat16 *src, 
 
 void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
-    if (c->precision != CU_BF16 || !p || !c->n_bfc) return;
+    if (!p) return;
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
+    if (lazy_overlaps(c, lo, hi)) cu_lazy_materialize(be);
+    if (c->precision != CU_BF16 || !c->n_bfc) return;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         const char *s = (const char *)e->src, *t = s + e->n * sizeof(float);
@@ -1227,14 +1238,25 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
                       const void *tH, int n_teachers, double beta, void *nS, void *nH, double *acc, double weight,
                       double grad_scale, int grad, int P, int V) {
     TL("head: xent_kl", "xent_kl");
-    IN(logits, (size_t)P * V * F4);
+    // logits left in the padded GEMM output (cu_lazy): read there, unless the gradient is to
+    // replace them (grad 1) or teacher rows, V apart, would lose the float4 path
+    const cuda_ctx *c = CTX(be);
+    const float *zin = NULL;
+    int ldz = V;
+    if (c->lazy.out == logits && c->lazy.rows == P && c->lazy.cols == V && grad != 1 && !tS && !nS) {
+        zin = c->lazy.o;
+        ldz = c->lazy.ldo;
+    } else {
+        IN(logits, (size_t)P * V * F4);
+    }
     if (tS) IN(tS, (size_t)P * V * F4);
     if (tH) IN(tH, (size_t)P * F4);
-    INV(logits, (size_t)P * V * F4);
+    if (grad || !zin) INV(logits, (size_t)P * V * F4);   // (grad 0 keeps a pending lazy output pending)
     INV(nS, (size_t)P * V * F4);
     INV(nH, (size_t)P * F4);
     INV(acc, 2 * sizeof(double));
-    cu_xent_kl(be, logits, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P, V);
+    cu_xent_kl(be, logits, zin, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P,
+               V);
 }
 static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
     op_begin(be);
@@ -1348,6 +1370,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     // bf16 mode converts the operands itself (FAST_16BF on fp32 operands was seen to give
     // tf32-level errors on an H100, i.e. not bf16 math).
     c->compute = prec == CU_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    const char *lh = getenv("SWQ_CUDA_LAZY_HEAD");
+    c->lazy_head = lh && *lh && strcmp(lh, "0");
     const char *fl = getenv("SWQ_CUDA_FLASH");
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     c->flash_rows = flash_rows;

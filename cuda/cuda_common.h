@@ -79,6 +79,17 @@ struct cu_lt_plan {
 struct cu_tl_mark { cudaEvent_t ev; const char *phase, *op, *part; };
 struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 
+// A linear's output left in the padded GEMM output scratch (pad) instead of packed into out (the
+// LM head without adapter or bias, as in plain training: a 13 GB pass at B=32 T=1024): out's
+// floats are stale while out != NULL. xent_kl reads the padded rows directly; any other reader of
+// out's floats (cu_sole_in), and any reuse of the scratch, packs it first (cu_lazy_materialize);
+// a write to out drops it (cu_bf16_invalidate).
+struct cu_lazy {
+    float *out;
+    const float *o;
+    int ldo, rows, cols;
+};
+
 typedef struct {
     int device;
     int precision;                 // CU_*
@@ -100,6 +111,8 @@ typedef struct {
     size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64 or 128)
+    int lazy_head;                 // SWQ_CUDA_LAZY_HEAD=1: a head output may stay pending (cu_lazy)
+    struct cu_lazy lazy;
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
     int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too
@@ -227,6 +240,7 @@ void cu_bf16_sole(swq_backend *be, const float *src);
 // converted back into their floats (and become plain copies). Every op-table entry calls it for
 // the inputs its kernels read as floats, and download does, so a sole copy is never observable.
 void cu_sole_in(swq_backend *be, const void *p, size_t bytes);
+void cu_lazy_materialize(swq_backend *be);   // out's floats written from pad; nothing pending after
 // bf16 mode: src's bf16 copy as rows of `cols` at least min_ld apart, the columns past cols free
 // for the caller (a K-concatenated GEMM operand): the valid padded copy src has, or a new one
 // (converted now) when src has no valid copy at all; NULL when it has another kind of copy
@@ -345,7 +359,8 @@ void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                       const void *att, int B, int T, int C, int NH);
 
-void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len,
+// zin (NULL: logits) holds the logits to read, rows ldz apart; grad 1 needs zin NULL
+void cu_xent_kl(swq_backend *be, void *logits, const float *zin, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH, int n_teachers, double beta,
                 void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,
                 int P, int V);

@@ -7,7 +7,8 @@
 #include "cuda/cuda_common.h"
 #include "cuda/xent.cuh"
 
-void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len, const void *tS, const void *tH,
+void cu_xent_kl(swq_backend *be, void *logits, const float *zin, int ldz, const int *target, const int *len,
+                const void *tS, const void *tH,
                 int n_teachers, double beta, void *nS, void *nH, double *acc, double weight, double grad_scale,
                 int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
@@ -34,7 +35,7 @@ void cu_xent_kl(swq_backend *be, void *logits, const int *target, const int *len
     const int keep = row_ok && row <= XENT_ROW_MAX;
     auto kernel = keep ? xent_kl_kernel<true> : xent_kl_kernel<false>;
     kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
-        (float *)logits, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
+        (float *)logits, zin ? zin : (const float *)logits, zin ? ldz : V, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
         (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
     CUDA_LAUNCH_CHECK();
 }

@@ -10,10 +10,12 @@
 #define ARGMAX_BLOCK 256
 
 // ROW: the row is kept in dynamic shared memory from the first pass (V floats, at most
-// XENT_ROW_MAX), so the second pass reads it there instead of from memory again.
+// XENT_ROW_MAX), so the second pass reads it there instead of from memory again. The logits are
+// read from zin, rows ldz apart (a GEMM output with padded rows, say); with grad 1 zin must be
+// logits itself (ldz = V), which the gradient then replaces.
 template <bool ROW>
 __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_kernel(
-    float *logits, __nv_bfloat16 *gb, int ldg, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
+    float *logits, const float *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
     float *nS, float *nH, double *acc, double weight, float gscale, int grad, int V) {
     // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb
     __shared__ float shf[32];
@@ -22,6 +24,7 @@ __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_ker
     float *xrow = (float *)xrow_bytes;
     const int p = blockIdx.x;
     float *z = logits + (size_t)p * V;
+    const float *zr = zin + (size_t)p * ldz;
     int n = len ? len[p] : V;
     if (n > V) n = V;
     if (n <= 0) {   // no valid column: no loss, no teacher mass, zero gradient
@@ -37,14 +40,15 @@ __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_ker
     float *ns = nS ? nS + (size_t)p * V : NULL;
     // float4 over the row from its first 16-byte boundary when the teacher rows share the
     // logits row's alignment (rows of V floats start anywhere); scalars before and after
-    int h = (int)((16 - (uintptr_t)z % 16) % 16 / 4);
-    if ((ts && ((uintptr_t)ts - (uintptr_t)z) % 16) || (ns && ((uintptr_t)ns - (uintptr_t)z) % 16) || (uintptr_t)z % 4)
+    int h = (int)((16 - (uintptr_t)zr % 16) % 16 / 4);
+    if ((ts && ((uintptr_t)ts - (uintptr_t)zr) % 16) || (ns && ((uintptr_t)ns - (uintptr_t)zr) % 16) || (uintptr_t)zr % 4)
         h = n;
     if (h > n) h = n;
     const int n4 = (n - h) / 4, t0 = h + 4 * n4;
-    const float4 *z4 = (const float4 *)(z + h);
-    // the kept row, shifted so that its float4 part is 16-byte aligned as z's is (h < 4 there)
-    float *zs = ROW ? xrow + (h < 4 ? (4 - h) & 3 : 0) : z;
+    const float4 *z4 = (const float4 *)(zr + h);
+    // the kept row, shifted so that its float4 part is 16-byte aligned as zr's is (h < 4 there);
+    // without it pass 2 reads zr again (zs is written only when ROW)
+    float *zs = ROW ? xrow + (h < 4 ? (4 - h) & 3 : 0) : (float *)zr;
     float4 *zs4 = (float4 *)(zs + h);
 
     // pass 1: running max and sum of exp (four loads in flight per thread)
@@ -59,7 +63,7 @@ __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_ker
         }
     };
     for (int v = threadIdx.x; v < h; v += blockDim.x) {
-        float x = z[v];
+        float x = zr[v];
         if (ROW) zs[v] = x;
         upd(x);
     }
@@ -83,11 +87,11 @@ __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_ker
         }
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) {
-        float x = z[v];
+        float x = zr[v];
         if (ROW) zs[v] = x;
         upd(x);
     }
-    float zt = (tgt >= 0 && threadIdx.x == 0) ? z[tgt] : 0.0f;   // read before pass 2 overwrites it
+    float zt = (tgt >= 0 && threadIdx.x == 0) ? zr[tgt] : 0.0f;   // read before pass 2 overwrites it
     float M = block_max(m, shf);
     s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)M);
     double S = block_sum<double>(s, shd);

@@ -9,6 +9,7 @@
 #include "cuda/layernorm.cuh"
 #include "cuda/lora_up_pack.cuh"
 #include "cuda/xent.cuh"
+#include <algorithm>
 #include <vector>
 extern "C" {
 #include "model/backend.h"
@@ -127,6 +128,7 @@ static void check_layernorm(int N, int C, int vec) {
 // ---------------------------------------------------------------- softmax + CE + KL, argmax
 struct xent_case {
     int P, V, teachers, masked, grad, alias;   // alias: the new teacher sums are the old ones
+    int pad;   // > 0: the logits are read from a copy with rows V + pad apart (the floats stay stale)
 };
 static void check_xent(xent_case k, int row) {
     const int P = k.P, V = k.V;
@@ -175,6 +177,14 @@ static void check_xent(xent_case k, int row) {
 
     // the kernel (the launch of cu_xent_kl)
     std::vector<float> zk = z, nSk = k.alias ? tS : nS, nHk = k.alias ? tH : nH;
+    const int ldz = V + k.pad;
+    std::vector<float> zin;
+    if (k.pad) {
+        zin.assign((size_t)P * ldz, NaN);
+        for (int p = 0; p < P; p++) memcpy(&zin[(size_t)p * ldz], &z[(size_t)p * V], V * sizeof(float));
+        std::fill(zk.begin(), zk.end(), NaN);
+    }
+    const std::vector<float> z_before = zk;
     std::vector<float> &tSk = k.alias ? nSk : tS, &tHk = k.alias ? nHk : tH;
     const int ldg = V + 40;
     std::vector<__nv_bfloat16> gb((size_t)P * ldg, __float2bfloat16_rn(NaN));
@@ -182,13 +192,13 @@ static void check_xent(xent_case k, int row) {
     const size_t smem = row ? ((size_t)V + 4) * sizeof(float) : 0;
     launch(P, 1, sim_dim3{(unsigned)(row ? XENT_ROW_BLOCK : XENT_BLOCK), 1, 1}, smem, [&] {
         auto kern = row ? xent_kl_kernel<true> : xent_kl_kernel<false>;
-        kern(zk.data(), k.grad ? gb.data() : nullptr, ldg, tgt.data(), k.masked ? len.data() : nullptr,
+        kern(zk.data(), k.pad ? zin.data() : zk.data(), ldz, k.grad ? gb.data() : nullptr, ldg, tgt.data(), k.masked ? len.data() : nullptr,
              nt ? tSk.data() : nullptr, nt ? tHk.data() : nullptr, (float)(beta * nt), (float)beta, nSk.data(),
              nHk.data(), acc, weight, (float)(gscale * weight), k.grad, V);
     });
     char what[128];
-    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d",
-             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias);
+    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d",
+             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz);
     CHECK(fabs(acc[0] - eacc[0]) <= 1e-5 * fabs(eacc[0]) + 1e-9, "%s: CE %.9g vs %.9g", what, acc[0], eacc[0]);
     CHECK(fabs(acc[1] - eacc[1]) <= 1e-4 * fabs(eacc[1]) + 1e-7, "%s: KL %.9g vs %.9g", what, acc[1], eacc[1]);
     CHECK(rel(nSk.data(), enS.data(), nSk.size()) < 1e-5 && rel(nHk.data(), enH.data(), P) < 1e-5,
@@ -204,10 +214,10 @@ static void check_xent(xent_case k, int row) {
             for (int p = 0; p < P; p++) bad += bf16_mismatch(&gb[(size_t)p * ldg], &zk[(size_t)p * V], V);
             CHECK(bad == 0, "%s: %zu bf16 copies of the gradient wrong", what, bad);
         } else {
-            CHECK(memcmp(zk.data(), z.data(), z.size() * 4) == 0, "%s: grad 2 wrote the float logits", what);
+            CHECK(memcmp(zk.data(), z_before.data(), z.size() * 4) == 0, "%s: grad 2 wrote the float logits", what);
         }
     } else {
-        CHECK(memcmp(zk.data(), z.data(), z.size() * 4) == 0, "%s: no gradient asked, logits changed", what);
+        CHECK(memcmp(zk.data(), z_before.data(), z.size() * 4) == 0, "%s: no gradient asked, logits changed", what);
     }
 }
 
@@ -285,8 +295,9 @@ int main(void) {
     check_layernorm(12, 768, 3);
     check_layernorm(21, 768, 0);
     const xent_case xc[] = {
-        {4, 1000, 0, 0, 1, 0}, {5, 1001, 2, 1, 1, 0}, {5, 1001, 2, 1, 2, 0}, {4, 777, 1, 0, 0, 0},
-        {5, 1003, 3, 1, 1, 1}, {3, 4099, 2, 0, 2, 1},
+        {4, 1000, 0, 0, 1, 0, 0}, {5, 1001, 2, 1, 1, 0, 0}, {5, 1001, 2, 1, 2, 0, 0}, {4, 777, 1, 0, 0, 0, 0},
+        {5, 1003, 3, 1, 1, 1, 0}, {3, 4099, 2, 0, 2, 1, 0},
+        {5, 1001, 0, 0, 2, 0, 23}, {4, 1001, 0, 1, 0, 0, 63}, {3, 50, 1, 0, 2, 0, 14},   // padded rows
     };
     for (const xent_case &k : xc)
         for (int row = 0; row <= 1; row++) check_xent(k, row);

@@ -290,6 +290,13 @@ static void tiny_lm(swq_backend *be, qconfig_set *qs, uint64_t seed, gpt2 *m, ho
     upload_batch(be, hb, b);
 }
 
+// tiny_lm with its own configs (8-bit activations, RANKS); the caller frees them.
+static qconfig_set *tiny_lm_8bit(swq_backend *be, uint64_t seed, gpt2 *m, host_batch *hb, swq_batch *b) {
+    qconfig_set *qs = make_configs(8, 0, RANKS);
+    tiny_lm(be, qs, seed, m, hb, b);
+    return qs;
+}
+
 // The CDT loss by hand: logits of each config downloaded, softmax/CE/KL computed here.
 static void cdt_by_hand(void) {
     swq_backend *be = swq_backend_cpu(8);
@@ -360,11 +367,10 @@ static void recorded_step(void) {
     swq_backend *be = swq_backend_cpu(8);
     be->graph_begin = rec_begin;
     be->graph_end = rec_end;
-    qconfig_set *qs = make_configs(8, 0, RANKS);
     gpt2 m;
     host_batch hb;
     swq_batch b;
-    tiny_lm(be, qs, 7, &m, &hb, &b);
+    qconfig_set *qs = tiny_lm_8bit(be, 7, &m, &hb, &b);
     cdt_state st; cdt_init(&st, &m);
     cdt_losses L0, L1;
     cdt_step_grads(&st, &b, 0.5, -1, &L0);
@@ -542,11 +548,10 @@ static void step_allocations(void) {
     swq_backend *be = swq_backend_cpu(4);
     orig_alloc = be->alloc;
     be->alloc = alloc_rec;
-    qconfig_set *qs = make_configs(8, 0, RANKS);
     gpt2 m;
     host_batch hb;
     swq_batch b;
-    tiny_lm(be, qs, 3, &m, &hb, &b);
+    qconfig_set *qs = tiny_lm_8bit(be, 3, &m, &hb, &b);
     m.train_base = 0;
     gpt2_keep_grads(&m, gpt2_trainable_from(&m));
     gpt2_qcache_enable(&m, 1);

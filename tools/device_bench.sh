@@ -1,10 +1,12 @@
 #!/bin/bash
 # On the GPU machine, from the checkout's root, after `source .devdeps/env.sh` and the CMake
 # build of swq in $BUILD (default build-dev, built with SWQ_CUDA=ON):
-#   tools/device_bench.sh [check|flash|sanitize|bench|peer|table|all]   (default all)
+#   tools/device_bench.sh [check|flash|lazy|sanitize|bench|peer|table|all]   (default all)
 #   check     cuda/tools/cuda_step_check: whole CDT steps, CPU against CUDA, every precision
 #   flash     flash attention's block shapes (SWQ_CUDA_FLASH_ROWS/KEYS): checked, timed, and the
 #             pretraining and CDT steps timed with each
+#   lazy      the head's output left padded for xent_kl (SWQ_CUDA_LAZY_HEAD=1): op checks, and
+#             plain training timed with it and without
 #   sanitize  compute-sanitizer memcheck on a short step check
 #   bench     swq bench at the peer's settings (and plain bf16 training for MFU)
 #   peer      the peer, $PEER (default build-peer/torch_cdt_bench.py, a copy of
@@ -39,10 +41,29 @@ check() {
     SWQ_CUDA_BF16_CACHE_MB=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants small,small-full,small-plain,small-qa,124m --steps 10 --steps-124m 4 --bt-124m 1:32 \
         2>&1 | tee "$LOG/step_check_evict.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    echo "== bf16, the head's output left in its padded GEMM rows for xent_kl (SWQ_CUDA_LAZY_HEAD=1)"
+    SWQ_CUDA_LAZY_HEAD=1 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+        --variants small-plain,124m,124m-plain --steps 10 --steps-124m 3 --bt-124m 2:64 \
+        2>&1 | tee "$LOG/step_check_lazy.log" | grep -E "^==|FAIL|worst|cuda_step_check"
     echo "== bf16, flash attention blocks of 128 query rows (forward) and 128 keys (backward)"
     SWQ_CUDA_FLASH_ROWS=128 SWQ_CUDA_FLASH_KEYS=128 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants small,124m --steps 10 --steps-124m 3 --bt-124m 1:160 \
         2>&1 | tee "$LOG/step_check_flash128.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+}
+
+# the head's output left padded (SWQ_CUDA_LAZY_HEAD=1) against packed, alternated: plain training at
+# the pretraining batch and at B=8 T=512, and the op checks with it on
+lazy() {
+    SWQ_CUDA_LAZY_HEAD=1 timeout 300 "$B/cuda_ops_check" --precision bf16 2>&1 | tee "$LOG/lazy_check.log" |
+        grep -E "FAIL|checks failed"
+    local on args
+    for on in 0 1 0 1; do
+        for args in "--batch 32 --seq 1024 --steps 6" "--batch 8 --seq 512 --steps 10"; do
+            echo "SWQ_CUDA_LAZY_HEAD=$on swq bench --precision bf16 $args --set bench.plain=1: $(
+                SWQ_CUDA_LAZY_HEAD=$on timeout 120 "$B/swq" bench --precision bf16 $args --set bench.plain=1 2>&1 |
+                grep -o 'step [0-9.]* ms.*GiB')"
+        done
+    done | tee "$LOG/lazy_bench.log"
 }
 
 flash() {
@@ -167,6 +188,7 @@ EOF
 case "${1:-all}" in
     check) check ;;
     flash) flash ;;
+    lazy) lazy ;;
     sanitize) sanitize ;;
     bench) bench ;;
     peer) peer ;;
@@ -180,5 +202,5 @@ case "${1:-all}" in
         table | tee "$LOG/table.md"
         echo "device_bench: step check rc=$crc, sanitizer rc=$src"
         ;;
-    *) echo "usage: $0 [check|flash|sanitize|bench|peer|table|all]"; exit 2 ;;
+    *) echo "usage: $0 [check|flash|lazy|sanitize|bench|peer|table|all]"; exit 2 ;;
 esac

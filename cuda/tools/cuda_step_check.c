@@ -19,7 +19,7 @@
 // Five configs as the seeds: weight bits 16/8/6/5/4, LoRA ranks 8/8/8/16/16, alpha 2r (4r at 4 bits).
 //   usage: cuda_step_check [--precision fp32|tf32|bf16|all] [--variants a,b,...] [--steps N]
 //                          [--steps-124m N] [--bt-124m B:T] [--self]
-//   variants: small small-full small-plain small-act8 small-qa 124m (default: all)
+//   variants: small small-full small-plain small-act8 small-qa 124m 124m-plain (default: all)
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +49,7 @@ static const variant VARIANTS[] = {
     {"small-act8", {2, 4, 64, 64, 512}, TASK_LM, 8, 0, 2, 32, 0, 0},
     {"small-qa", {2, 4, 64, 64, 512}, TASK_QA, 8, 0, 2, 32, 0, 0},
     {"124m", {12, 12, 768, 1024, 50257}, TASK_LM, 32, 0, 1, 32, 1, 0},
+    {"124m-plain", {12, 12, 768, 1024, 50257}, TASK_LM, 32, 1, 1, 32, 1, 1},   // the head's padded-row paths
 };
 #define NVAR ((int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])))
 
