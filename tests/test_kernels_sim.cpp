@@ -4,10 +4,14 @@
 // the fused softmax + cross-entropy + KL (both block forms, masked rows and columns, teachers,
 // the teacher sums updated in place, bf16-only gradients, unaligned rows), argmax with ties, and
 // the pass after a linear's GEMM (bias, the adapter's up-product at every rank form, GELU, padded
-// input rows, bf16 copies). Unwritten outputs start as NaN.
+// input rows, bf16 copies), fake quantization (bit for bit), and the element-wise kernels (GELU
+// both ways in float and float4 form, AdamW, sum of squares, embeddings, rows and columns), their
+// grid-stride loops run with a few blocks. Unwritten outputs start as NaN.
 #define SWQ_WARP_SIM 1
 #include "cuda/layernorm.cuh"
+#include "cuda/elementwise.cuh"
 #include "cuda/lora_up_pack.cuh"
+#include "cuda/quantize.cuh"
 #include "cuda/xent.cuh"
 #include <algorithm>
 #include <vector>
@@ -286,8 +290,122 @@ static void check_up_pack(int N, int OC, int r, int pad, int with_bias, int with
     CHECK(bad == 0, "%s: %zu values of u not copied out", what, bad);
 }
 
+// ---------------------------------------------------------------- quantization, element-wise
+static void check_quantize(int rows, int cols, int bits) {
+    std::vector<float> x = rnd((size_t)rows * cols, -3, 3);
+    for (int c = 0; c < cols; c++) x[c] = 0.0f;   // an all-zero row
+    if (rows > 2) x[2 * cols + 1] = 7.5f;          // an outlier
+    void *rx = up(x), *ro = up(std::vector<float>(x.size()));
+    CPU->quantize_rows(CPU, ro, rx, rows, cols, bits);
+    std::vector<float> e = down(ro, x.size()), out(x.size(), NaN), inplace = x;
+    CPU->free(CPU, rx);
+    const float qmax = (float)((1L << (bits - 1)) - 1);
+    launch(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0, [&] { quantize_rows_kernel(out.data(), x.data(), cols, qmax); });
+    launch(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0, [&] { quantize_rows_kernel(inplace.data(), inplace.data(), cols, qmax); });
+    CHECK(memcmp(out.data(), e.data(), e.size() * 4) == 0 && memcmp(inplace.data(), e.data(), e.size() * 4) == 0,
+          "quantize_rows %dx%d at %d bits: not the CPU's values bit for bit", rows, cols, bits);
+}
+
+static void check_elementwise(size_t n) {
+    const unsigned g = 3;   // a few blocks: the grid-stride loops go round
+    const sim_dim3 blk = {EW_BLOCK, 1, 1};
+    std::vector<float> x = rnd(n, -4, 4), d = rnd(n, -1, 1), acc0 = rnd(n, -1, 1);
+    void *rx = up(x), *rd = up(d), *ry = up(std::vector<float>(n)), *rg = up(acc0);
+    CPU->gelu_fwd(CPU, ry, rx, n);
+    CPU->gelu_bwd(CPU, rg, rx, rd, n);
+    std::vector<float> ey = down(ry, n), eg = down(rg, n);
+    for (int v4 = 0; v4 <= (n % 4 == 0); v4++) {
+        std::vector<float> y(n, NaN), gr = acc0, g0(n, NaN);
+        std::vector<__nv_bfloat16> yb(n, __float2bfloat16_rn(NaN)), gb(yb);
+        launch(g, 1, blk, 0, [&] {
+            if (v4) gelu_fwd4_kernel((float4 *)y.data(), yb.data(), (const float4 *)x.data(), n / 4);
+            else gelu_fwd_kernel(y.data(), yb.data(), x.data(), n);
+        });
+        launch(g, 1, blk, 0, [&] {
+            if (v4) gelu_bwd4_kernel((float4 *)gr.data(), gb.data(), (const float4 *)x.data(), (const float4 *)d.data(), n / 4, 0);
+            else gelu_bwd_kernel(gr.data(), gb.data(), x.data(), d.data(), n, 0);
+        });
+        launch(g, 1, blk, 0, [&] {   // overwrite: g0's NaNs must not be read
+            if (v4) gelu_bwd4_kernel((float4 *)g0.data(), nullptr, (const float4 *)x.data(), (const float4 *)d.data(), n / 4, 1);
+            else gelu_bwd_kernel(g0.data(), nullptr, x.data(), d.data(), n, 1);
+        });
+        std::vector<float> eg0(n);
+        for (size_t i = 0; i < n; i++) eg0[i] = eg[i] - acc0[i];
+        const char *form = v4 ? "float4" : "scalar";
+        CHECK(rel(y.data(), ey.data(), n) < 1e-6 && bf16_mismatch(yb.data(), y.data(), n) == 0, "gelu_fwd (%s) n=%zu: %.3g",
+              form, n, rel(y.data(), ey.data(), n));
+        CHECK(rel(gr.data(), eg.data(), n) < 1e-6 && bf16_mismatch(gb.data(), gr.data(), n) == 0, "gelu_bwd (%s) n=%zu: %.3g",
+              form, n, rel(gr.data(), eg.data(), n));
+        CHECK(rel(g0.data(), eg0.data(), n) < 1e-5, "gelu_bwd overwrite (%s) n=%zu: %.3g", form, n,
+              rel(g0.data(), eg0.data(), n));
+    }
+    // AdamW (step 3, gradient scale), sum of squares
+    std::vector<float> p0 = rnd(n, -1, 1), m0 = rnd(n, -0.1f, 0.1f), v0 = rnd(n, 0, 0.01f);
+    void *rp = up(p0), *rm = up(m0), *rv = up(v0);
+    CPU->adamw(CPU, rp, rd, rm, rv, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.5);
+    std::vector<float> ep = down(rp, n), em = down(rm, n), ev = down(rv, n), pp = p0, mm = m0, vv = v0;
+    const float bc1 = (float)(1.0 - pow(0.9, 3)), bc2 = (float)(1.0 - pow(0.95, 3));
+    launch(g, 1, blk, 0, [&] { adamw_kernel(pp.data(), d.data(), mm.data(), vv.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.5f); });
+    CHECK(rel(pp.data(), ep.data(), n) < 1e-6 && rel(mm.data(), em.data(), n) < 1e-6 && rel(vv.data(), ev.data(), n) < 1e-6,
+          "adamw n=%zu: %.3g %.3g %.3g", n, rel(pp.data(), ep.data(), n), rel(mm.data(), em.data(), n),
+          rel(vv.data(), ev.data(), n));
+    double *racc = (double *)CPU->alloc(CPU, sizeof(double), "acc"), eacc, acc = 0.25;
+    CPU->zero(CPU, racc, sizeof(double));
+    CPU->sumsq(CPU, racc, rx, n);
+    CPU->download_f64(CPU, &eacc, racc, 1);
+    launch(g, 1, blk, 0, [&] { sumsq_kernel(&acc, x.data(), n); });
+    CHECK(fabs(acc - 0.25 - eacc) <= 1e-12 * eacc, "sumsq n=%zu: %.15g vs %.15g", n, acc - 0.25, eacc);
+    for (void *q : {rx, rd, (void *)racc}) CPU->free(CPU, q);
+}
+
+static void check_rows_cols(int B, int T, int C, int Vv) {
+    const int N = B * T, P = 5, K = 3;
+    std::vector<int> tok(N), idx = {3, 0, Vv - 1, 3, 7 % Vv};   // rows of wte (gather) and dwte (scatter)
+    for (int i = 0; i < N; i++) tok[i] = (i * 7 + 1) % Vv;
+    tok[N - 1] = tok[0];   // a token twice: dwte rows add up
+    std::vector<float> wte = rnd((size_t)Vv * C, -1, 1), wpe = rnd((size_t)T * C, -1, 1), dy = rnd((size_t)N * C, -1, 1);
+    std::vector<float> dwte0 = rnd(wte.size(), -1, 1), dwpe0 = rnd(wpe.size(), -1, 1), kin = rnd((size_t)N * K, -1, 1);
+    int *rt = (int *)CPU->alloc(CPU, N * sizeof(int), "tok"), *ri = (int *)CPU->alloc(CPU, P * sizeof(int), "idx");
+    CPU->upload_i32(CPU, rt, tok.data(), N);
+    CPU->upload_i32(CPU, ri, idx.data(), P);
+    void *rwte = up(wte), *rwpe = up(wpe), *ro = up(std::vector<float>((size_t)N * C)), *rdy = up(dy), *rdwte = up(dwte0),
+         *rdwpe = up(dwpe0), *rg = up(std::vector<float>((size_t)P * C)), *rs = up(dwte0), *rk = up(kin),
+         *rc = up(std::vector<float>(N)), *rk2 = up(kin);
+    CPU->encoder_fwd(CPU, ro, rt, rwte, rwpe, B, T, C);
+    CPU->encoder_bwd(CPU, rdwte, rdwpe, rdy, rt, B, T, C);
+    CPU->gather_rows(CPU, rg, rwte, ri, P, C);
+    CPU->scatter_add_rows(CPU, rs, rdy, ri, P, C);
+    CPU->get_column(CPU, rc, rk, N, K, 1);
+    CPU->add_to_column(CPU, rk2, rdy, N, K, 2);
+    std::vector<float> eo = down(ro, (size_t)N * C), edwte = down(rdwte, wte.size()), edwpe = down(rdwpe, wpe.size()),
+                       eg = down(rg, (size_t)P * C), es = down(rs, wte.size()), ec = down(rc, N), ek2 = down(rk2, kin.size());
+    for (void *q : {rwte, rwpe, rdy, rk, (void *)rt, (void *)ri}) CPU->free(CPU, q);
+    const sim_dim3 blk = {EW_BLOCK, 1, 1};
+    std::vector<float> o((size_t)N * C, NaN), dwte = dwte0, dwpe = dwpe0, gth((size_t)P * C, NaN), sc = dwte0, col(N, NaN),
+                       k2 = kin;
+    launch(2, 1, blk, 0, [&] { encoder_fwd_kernel(o.data(), tok.data(), wte.data(), wpe.data(), B, T, C); });
+    launch(2, 1, blk, 0, [&] { encoder_bwd_wte_kernel(dwte.data(), dy.data(), tok.data(), B, T, C); });
+    launch(2, 1, blk, 0, [&] { encoder_bwd_wpe_kernel(dwpe.data(), dy.data(), B, T, C); });
+    launch(2, 1, blk, 0, [&] { gather_rows_kernel(gth.data(), wte.data(), idx.data(), P, C); });
+    launch(2, 1, blk, 0, [&] { scatter_add_rows_kernel(sc.data(), dy.data(), idx.data(), P, C); });
+    launch(1, 1, blk, 0, [&] { get_column_kernel(col.data(), kin.data(), N, K, 1); });
+    launch(1, 1, blk, 0, [&] { add_to_column_kernel(k2.data(), dy.data(), N, K, 2); });
+    CHECK(rel(o.data(), eo.data(), o.size()) < 1e-6, "encoder_fwd B=%d T=%d C=%d", B, T, C);
+    CHECK(rel(dwte.data(), edwte.data(), dwte.size()) < 1e-6 && rel(dwpe.data(), edwpe.data(), dwpe.size()) < 1e-6,
+          "encoder_bwd B=%d T=%d C=%d", B, T, C);
+    CHECK(rel(gth.data(), eg.data(), gth.size()) == 0 && rel(sc.data(), es.data(), sc.size()) < 1e-6,
+          "gather_rows / scatter_add_rows P=%d C=%d", P, C);
+    CHECK(rel(col.data(), ec.data(), N) == 0 && rel(k2.data(), ek2.data(), k2.size()) < 1e-6, "get_column / add_to_column N=%d",
+          N);
+}
+
 int main(void) {
     CPU = swq_backend_cpu(4);
+    for (int bits = 2; bits <= 16; bits += 2) check_quantize(5, 300, bits);
+    check_quantize(3, 1001, 5);
+    check_elementwise(10000);
+    check_elementwise(1001);
+    check_rows_cols(2, 9, 24, 17);
     if (!CPU) return 2;
     check_layernorm(13, 100, 0);
     check_layernorm(19, 128, 1);
