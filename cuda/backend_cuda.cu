@@ -3,6 +3,7 @@
 #include <time.h>
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
+#include "cuda/convert.cuh"
 #include "cuda/backend_cuda.h"
 
 static const char CUDA_NAME[] = "cuda";
@@ -227,18 +228,6 @@ static void cu_synchronize(swq_backend *be) {
 }
 
 // ---- GEMM ----
-// src 16-byte aligned (vec): four floats a load.
-__global__ void float_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[i]);
-}
-__global__ void float4_to_bf16_kernel(__nv_bfloat162 *dst, const float4 *src, size_t n4) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
-        float4 v = src[i];
-        dst[2 * i] = __floats2bfloat162_rn(v.x, v.y);
-        dst[2 * i + 1] = __floats2bfloat162_rn(v.z, v.w);
-    }
-}
 static void convert_bf16(cudaStream_t s, __nv_bfloat16 *dst, const float *src, size_t n) {
     size_t n4 = ((uintptr_t)src % 16 == 0) ? n / 4 : 0;
     if (n4) {
@@ -613,12 +602,6 @@ const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n
     return NULL;
 }
 
-// dst[p*cols + j] = src[p*lds + j] (rows of cols bf16 lds apart, to packed floats)
-__global__ void bf16_rows_to_float_kernel(float *dst, const __nv_bfloat16 *src, int lds, size_t rows, int cols) {
-    size_t n = rows * cols;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        dst[i] = __bfloat162float(src[i / cols * lds + i % cols]);
-}
 
 void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
@@ -642,15 +625,6 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     }
 }
 
-// dst[p*ldd + j] = bf16(src[p*cols + j]) for j < cols and 0 for cols <= j < width, rows p < rows
-__global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldd, const float *src, int rows, int cols,
-                                          int width) {
-    size_t n = (size_t)rows * width;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        size_t p = i / width, j = i % width;
-        dst[p * ldd + j] = __float2bfloat16_rn(j < (size_t)cols ? src[p * cols + j] : 0.0f);
-    }
-}
 
 void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src, int rows, int cols, int width) {
     size_t n = (size_t)rows * width;
@@ -960,16 +934,6 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
 }
 
 // ptrs[0..cnt) = A matrices, [cnt..2cnt) = B, [2cnt..3cnt) = C; offsets in bytes.
-__global__ void bh_ptrs_kernel(void **ptrs, const char *a, const char *b, char *cm, long long sbA, long long shA,
-                               long long sbB, long long shB, long long sbC, long long shC, int nb, int nh) {
-    int cnt = nb * nh;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cnt; i += gridDim.x * blockDim.x) {
-        long long bi = i / nh, hi = i % nh;
-        ptrs[i] = (void *)(a + bi * sbA + hi * shA);
-        ptrs[cnt + i] = (void *)(b + bi * sbB + hi * shB);
-        ptrs[2 * cnt + i] = (void *)(cm + bi * sbC + hi * shC);
-    }
-}
 
 void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                 const float *A, int lda, long long sbA, long long shA, const float *B, int ldb, long long sbB,

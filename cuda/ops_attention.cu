@@ -16,64 +16,7 @@
 #include <math.h>
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
-#include "cuda/flash_attention.cuh"
-
-#define WARPS 8
-
-// One warp per row of att (rows = B*NH*T, row t1 = row % T): in-place causal softmax; ab (bf16
-// mode) gets the bf16 copy the next GEMM reads, so no separate conversion pass.
-__global__ void causal_softmax_kernel(float *att, __nv_bfloat16 *ab, int rows, int T) {
-    int row = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    int t = row % T;
-    float *a = att + (size_t)row * T;
-    float m = -INFINITY;
-    for (int j = lane; j <= t; j += 32) m = fmaxf(m, a[j]);
-    m = warp_max(m);
-    float s = 0.0f;
-    for (int j = lane; j <= t; j += 32) {
-        float e = expf(a[j] - m);
-        a[j] = e;
-        s += e;
-    }
-    float inv = 1.0f / warp_sum(s);
-    __nv_bfloat16 *b = ab ? ab + (size_t)row * T : NULL;
-    for (int j = lane; j < T; j += 32) {
-        float p = j <= t ? a[j] * inv : 0.0f;
-        a[j] = p;
-        if (b) b[j] = __float2bfloat16_rn(p);
-    }
-}
-
-// In place on d (= datt on entry): d = att * (d - sum_j att*d), 0 above the diagonal.
-__global__ void softmax_bwd_kernel(float *d, __nv_bfloat16 *db, const float *att, int rows, int T) {
-    int row = blockIdx.x * WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    int t = row % T;
-    const float *a = att + (size_t)row * T;
-    float *g = d + (size_t)row * T;
-    float s = 0.0f;
-    for (int j = lane; j <= t; j += 32) s += a[j] * g[j];
-    s = warp_sum(s);
-    __nv_bfloat16 *b = db ? db + (size_t)row * T : NULL;
-    for (int j = lane; j < T; j += 32) {
-        float v = j <= t ? a[j] * (g[j] - s) : 0.0f;
-        g[j] = v;
-        if (b) b[j] = __float2bfloat16_rn(v);
-    }
-}
-
-
-// D[bh, t] = sum_d dout[b,t,h,d] * out[b,t,h,d]: a warp per row.
-__global__ void flash_bwd_dot_kernel(float *D, const float *dout, const float *out, int B, int T, int C, int NH) {
-    int r = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (r >= B * NH * T) return;
-    int t = r % T, bh = r / T, b = bh / NH, h = bh % NH;
-    size_t o = ((size_t)b * T + t) * C + h * FA;
-    float s = dout[o + lane] * out[o + lane] + dout[o + lane + 32] * out[o + lane + 32];
-    s = warp_sum(s);
-    if (lane == 0) D[r] = s;
-}
+#include "cuda/attention.cuh"
 
 static void flash_setup(void) {
     static int done;
@@ -100,16 +43,6 @@ static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
         flash_fwd_kernel<2><<<grid, FA_THREADS, fa_fwd_smem(2), STREAM(be)>>>((float *)out, ob, (float *)att, qb, T, C,
                                                                                NH, sc);
     CUDA_LAUNCH_CHECK();
-}
-
-// dst[p*ldd + j] = bf16(src[p*lds + j]), j < cols (two at a time: cols, lds, ldd even)
-__global__ void q_cols_to_bf16_kernel(__nv_bfloat16 *dst, int ldd, const float *src, int lds, int rows, int cols) {
-    const size_t n = (size_t)rows * (cols / 2);
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        size_t p = i / (cols / 2), j = 2 * (i % (cols / 2));
-        float2 v = *(const float2 *)(src + p * lds + j);
-        *(__nv_bfloat162 *)(dst + p * ldd + j) = __floats2bfloat162_rn(v.x, v.y);
-    }
 }
 
 static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
@@ -166,7 +99,7 @@ void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
                NH);
     int rows = B * NH * T;
     __nv_bfloat16 *ab = (__nv_bfloat16 *)cu_bf16_slot(be, a, (size_t)rows * T);
-    causal_softmax_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(a, ab, rows, T);
+    causal_softmax_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS, 0, STREAM(be)>>>(a, ab, rows, T);
     CUDA_LAUNCH_CHECK();
     cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, 1.0f, v, C3, sQ, hs, a, T, NH * TT, TT, 0.0f, o, C, sO, hs, B,
                NH);
@@ -195,7 +128,7 @@ void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
                NH);
     int rows = B * NH * T;
     __nv_bfloat16 *db = (__nv_bfloat16 *)cu_bf16_slot(be, d, (size_t)rows * T);
-    softmax_bwd_kernel<<<(rows + WARPS - 1) / WARPS, 32 * WARPS, 0, STREAM(be)>>>(d, db, a, rows, T);
+    softmax_bwd_kernel<<<(rows + ATT_WARPS - 1) / ATT_WARPS, 32 * ATT_WARPS, 0, STREAM(be)>>>(d, db, a, rows, T);
     CUDA_LAUNCH_CHECK();
     // dq[t1] = sc * sum_t2 dpre[t1,t2] k[t2];  dk[t2] = sc * sum_t1 dpre[t1,t2] q[t1]
     cu_gemm_bh(be, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, sc, k, C3, sQ, hs, d, T, NH * TT, TT, 0.0f, dq, C3, sQ, hs, B,

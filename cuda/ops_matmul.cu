@@ -5,68 +5,9 @@
 // The bias is added (unscaled) before the GEMM, which then accumulates with beta = 1.
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
-#include "cuda/lora_up_pack.cuh"
+#include "cuda/matmul.cuh"
 
-#define EW_BLOCK 256
-
-__global__ void bias_rows_kernel(float *out, const float *bias, int N, int OC, int accumulate) {
-    size_t n = (size_t)N * OC;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float b = bias[i % OC];
-        out[i] = accumulate ? out[i] + b : b;
-    }
-}
-
-// Four columns from c of a bf16 row (V4: one 8-byte load), as floats; zero past lim.
-template <bool V4>
-__device__ __forceinline__ float4 load4_cols(const __nv_bfloat16 *p, int c, int lim) {
-    if (V4) {
-        uint2 u = *(const uint2 *)p;
-        float2 lo = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), hi = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
-        return make_float4(lo.x, lo.y, hi.x, hi.y);
-    }
-    auto f = [&](int k) { return c + k < lim ? __bfloat162float(p[k]) : 0.0f; };
-    return make_float4(f(0), f(1), f(2), f(3));
-}
-
-// dbias[c] += sum_r dout[r,c] (rows ld apart; float, or a sole bf16 copy): block (32, 8) over 128
-// columns (4 a thread, vector loads when OC and ld are multiples of 4 and dout is 16-byte aligned),
-// rows split over y and blockIdx.y, four rows' loads in flight.
-template <bool V4, typename E>
-__global__ void col_sum_kernel(float *dbias, const E *dout, int ld, int N, int OC, int rows_per) {
-    __shared__ float4 sh[8][32];
-    const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
-    const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
-    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    auto row = [&](int r) { return load4_cols<V4>(dout + (size_t)r * ld + c, c, OC); };
-    if (c < OC) {
-        int r = r0 + threadIdx.y;
-        for (; r + 24 < r1; r += 32) {
-            float4 a = row(r), b = row(r + 8), d = row(r + 16), e = row(r + 24);
-            s.x += (a.x + b.x) + (d.x + e.x);
-            s.y += (a.y + b.y) + (d.y + e.y);
-            s.z += (a.z + b.z) + (d.z + e.z);
-            s.w += (a.w + b.w) + (d.w + e.w);
-        }
-        for (; r < r1; r += 8) {
-            float4 a = row(r);
-            s.x += a.x, s.y += a.y, s.z += a.z, s.w += a.w;
-        }
-    }
-    sh[threadIdx.y][threadIdx.x] = s;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < OC) {
-        for (int y = 1; y < 8; y++) {
-            float4 t = sh[y][threadIdx.x];
-            s.x += t.x, s.y += t.y, s.z += t.z, s.w += t.w;
-        }
-        float v[4] = {s.x, s.y, s.z, s.w};
-        for (int k = 0; k < 4 && c + k < OC; k++) {
-            if (gridDim.y == 1) dbias[c + k] += v[k];
-            else atomicAdd(&dbias[c + k], v[k]);
-        }
-    }
-}
+#define EW_BLOCK 256   // (bias_rows_kernel)
 
 void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int IC,
                    int OC, double scale, int accumulate) {
@@ -125,22 +66,6 @@ void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const voi
 // an H100 it saves nothing at B=8 T=512 bf16 and costs 7 ms at B=2 T=384 fp32 (the pass over
 // every weight outweighs the rank-r products at few tokens), and in bf16 a delta below half a
 // bf16 ulp of w vanishes from the forward, so it is off by default.
-
-// wm[o,i] = w[o,i] + s sum_j Bm[o,j] A[j,i]; block (256) over i, grid.y over rows o.
-__global__ void lora_merge_kernel(float *wm, __nv_bfloat16 *wb, const float *w, const float *A, const float *Bm,
-                                  int IC, int OC, int r, float s) {
-    for (int o = blockIdx.y; o < OC; o += gridDim.y) {
-        const float *b = Bm + (size_t)o * r;
-        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < IC; i += gridDim.x * blockDim.x) {
-            float acc = 0.0f;
-            for (int j = 0; j < r; j++) acc += b[j] * A[(size_t)j * IC + i];
-            size_t k = (size_t)o * IC + i;
-            float v = w[k] + s * acc;
-            wm[k] = v;
-            if (wb) wb[k] = __float2bfloat16_rn(v);
-        }
-    }
-}
 
 static const float *lora_merge(swq_backend *be, const void *w, const void *A, const void *Bm, int IC, int OC, int r,
                                double s) {

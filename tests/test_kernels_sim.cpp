@@ -1,16 +1,21 @@
 // The CUDA backend's hand-written reduction and pass kernels, run on the CPU through the warp
-// simulator (cuda/tools/warp_sim.h) against the CPU backend (float) on the same inputs:
+// simulator (cuda/tools/warp_sim.h) against the CPU backend (float) on the same inputs, or the
+// definitions computed here in double:
 // layernorm forward and backward (row kernels, their float4 forms, the dw/db column sums),
 // the fused softmax + cross-entropy + KL (both block forms, masked rows and columns, teachers,
 // the teacher sums updated in place, bf16-only gradients, unaligned rows), argmax with ties, and
 // the pass after a linear's GEMM (bias, the adapter's up-product at every rank form, GELU, padded
-// input rows, bf16 copies), fake quantization (bit for bit), and the element-wise kernels (GELU
+// input rows, bf16 copies), bias rows, bias gradients and the merged LoRA weight, fake
+// quantization (bit for bit), the attention path's softmax passes and flash attention's helper
+// passes, the bf16 conversions and batched-GEMM pointer arrays, and the element-wise kernels (GELU
 // both ways in float and float4 form, AdamW, sum of squares, embeddings, rows and columns), their
 // grid-stride loops run with a few blocks. Unwritten outputs start as NaN.
 #define SWQ_WARP_SIM 1
-#include "cuda/layernorm.cuh"
+#include "cuda/attention.cuh"
+#include "cuda/convert.cuh"
 #include "cuda/elementwise.cuh"
-#include "cuda/lora_up_pack.cuh"
+#include "cuda/layernorm.cuh"
+#include "cuda/matmul.cuh"
 #include "cuda/quantize.cuh"
 #include "cuda/xent.cuh"
 #include <algorithm>
@@ -290,6 +295,139 @@ static void check_up_pack(int N, int OC, int r, int pad, int with_bias, int with
     CHECK(bad == 0, "%s: %zu values of u not copied out", what, bad);
 }
 
+// bias rows (= and +=), bias gradients by column sums (float and bf16 rows, scalar and float4
+// loads, one slice or several), the merged LoRA weight w + s Bm A (with its bf16 copy)
+static void check_matmul_passes(int N, int OC, int ld, int splits) {
+    std::vector<float> bias = rnd(OC, -1, 1), out0 = rnd((size_t)N * OC, -1, 1), dout = rnd((size_t)N * ld, -1, 1);
+    for (int acc = 0; acc <= 1; acc++) {
+        std::vector<float> out = acc ? out0 : std::vector<float>((size_t)N * OC, NaN), e((size_t)N * OC);
+        for (size_t i = 0; i < e.size(); i++) e[i] = (acc ? out0[i] : 0.0f) + bias[i % OC];
+        launch(3, 1, sim_dim3{256, 1, 1}, 0, [&] { bias_rows_kernel(out.data(), bias.data(), N, OC, acc); });
+        CHECK(rel(out.data(), e.data(), e.size()) == 0, "bias_rows N=%d OC=%d accumulate=%d", N, OC, acc);
+    }
+    std::vector<__nv_bfloat16> db(dout.size());
+    for (size_t i = 0; i < dout.size(); i++) db[i] = __float2bfloat16_rn(dout[i]);
+    const int rows_per = (N + splits - 1) / splits, gy = (N + rows_per - 1) / rows_per, tiles = (OC + 127) / 128;
+    for (int bf = 0; bf <= 1; bf++)
+        for (int v4 = 0; v4 <= (OC % 4 == 0 && ld % 4 == 0); v4++) {
+            std::vector<float> dbias = bias, e(OC);
+            for (int c = 0; c < OC; c++) {
+                double t = bias[c];
+                for (int r = 0; r < N; r++) t += bf ? __bfloat162float(db[(size_t)r * ld + c]) : dout[(size_t)r * ld + c];
+                e[c] = (float)t;
+            }
+            launch(tiles, gy, sim_dim3{32, 8, 1}, 0, [&] {
+                if (bf && v4) col_sum_kernel<true>(dbias.data(), db.data(), ld, N, OC, rows_per);
+                else if (bf) col_sum_kernel<false>(dbias.data(), db.data(), ld, N, OC, rows_per);
+                else if (v4) col_sum_kernel<true>(dbias.data(), dout.data(), ld, N, OC, rows_per);
+                else col_sum_kernel<false>(dbias.data(), dout.data(), ld, N, OC, rows_per);
+            });
+            CHECK(rel(dbias.data(), e.data(), OC) < 1e-6, "col_sum N=%d OC=%d ld=%d slices=%d %s %s: %.3g", N, OC, ld, gy,
+                  bf ? "bf16" : "float", v4 ? "float4" : "scalar", rel(dbias.data(), e.data(), OC));
+        }
+    const int IC = ld, r = 5;
+    const float s = 0.7f;
+    std::vector<float> w = rnd((size_t)OC * IC, -1, 1), A = rnd((size_t)r * IC, -1, 1), Bm = rnd((size_t)OC * r, -1, 1);
+    std::vector<float> wm(w.size(), NaN), e(w.size());
+    std::vector<__nv_bfloat16> wb(w.size(), __float2bfloat16_rn(NaN));
+    for (int o = 0; o < OC; o++)
+        for (int i = 0; i < IC; i++) {
+            double t = 0;
+            for (int j = 0; j < r; j++) t += (double)Bm[(size_t)o * r + j] * A[(size_t)j * IC + i];
+            e[(size_t)o * IC + i] = (float)(w[(size_t)o * IC + i] + s * t);
+        }
+    launch((IC + 255) / 256, 7, sim_dim3{256, 1, 1}, 0,
+           [&] { lora_merge_kernel(wm.data(), wb.data(), w.data(), A.data(), Bm.data(), IC, OC, r, s); });
+    CHECK(rel(wm.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(wb.data(), wm.data(), wm.size()) == 0,
+          "lora_merge OC=%d IC=%d r=%d: %.3g", OC, IC, r, rel(wm.data(), e.data(), e.size()));
+}
+
+// the batched-GEMM attention's causal softmax and its backward, flash attention's D =
+// rowsum(dout out) and dq-columns-to-bf16 passes (against their definitions)
+static void check_attention_passes(int B, int NH, int T) {
+    const int rows = B * NH * T;
+    std::vector<float> sc = rnd((size_t)rows * T, -3, 3), d = rnd((size_t)rows * T, -1, 1);
+    std::vector<float> att = sc, e((size_t)rows * T), eg((size_t)rows * T);
+    std::vector<__nv_bfloat16> ab((size_t)rows * T, __float2bfloat16_rn(NaN)), gb(ab);
+    for (int r = 0; r < rows; r++) {
+        const int t = r % T;
+        const float *x = &sc[(size_t)r * T];
+        double m = -INFINITY, z = 0, dot = 0;
+        for (int j = 0; j <= t; j++) m = fmax(m, x[j]);
+        for (int j = 0; j <= t; j++) z += exp(x[j] - m);
+        for (int j = 0; j < T; j++) e[(size_t)r * T + j] = j <= t ? (float)(exp(x[j] - m) / z) : 0.0f;
+        for (int j = 0; j <= t; j++) dot += (double)e[(size_t)r * T + j] * d[(size_t)r * T + j];
+        for (int j = 0; j < T; j++) eg[(size_t)r * T + j] = j <= t ? (float)(e[(size_t)r * T + j] * (d[(size_t)r * T + j] - dot)) : 0.0f;
+    }
+    const unsigned nb = (rows + ATT_WARPS - 1) / ATT_WARPS;
+    launch(nb, 1, sim_dim3{32 * ATT_WARPS, 1, 1}, 0, [&] { causal_softmax_kernel(att.data(), ab.data(), rows, T); });
+    std::vector<float> g = d;
+    launch(nb, 1, sim_dim3{32 * ATT_WARPS, 1, 1}, 0, [&] { softmax_bwd_kernel(g.data(), gb.data(), e.data(), rows, T); });
+    CHECK(rel(att.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(ab.data(), att.data(), att.size()) == 0,
+          "causal_softmax B=%d NH=%d T=%d: %.3g", B, NH, T, rel(att.data(), e.data(), e.size()));
+    CHECK(rel(g.data(), eg.data(), eg.size()) < 1e-5 && bf16_mismatch(gb.data(), g.data(), g.size()) == 0,
+          "softmax_bwd B=%d NH=%d T=%d: %.3g", B, NH, T, rel(g.data(), eg.data(), eg.size()));
+    // flash helpers, 64-wide heads
+    const int C = 64 * NH, N = B * T;
+    std::vector<float> dout = rnd((size_t)N * C, -1, 1), out = rnd((size_t)N * C, -1, 1), D(rows, NaN), eD(rows);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                double acc = 0;
+                for (int k = 0; k < 64; k++) acc += (double)dout[((size_t)b * T + t) * C + h * 64 + k] * out[((size_t)b * T + t) * C + h * 64 + k];
+                eD[((size_t)b * NH + h) * T + t] = (float)acc;
+            }
+    launch((rows + 7) / 8, 1, sim_dim3{256, 1, 1}, 0, [&] { flash_bwd_dot_kernel(D.data(), dout.data(), out.data(), B, T, C, NH); });
+    CHECK(rel(D.data(), eD.data(), rows) < 1e-6, "flash_bwd_dot B=%d NH=%d T=%d: %.3g", B, NH, T, rel(D.data(), eD.data(), rows));
+    const int ldd = 3 * C + 24;
+    std::vector<float> q = rnd((size_t)N * 3 * C, -1, 1);
+    std::vector<__nv_bfloat16> qb((size_t)N * ldd, __float2bfloat16_rn(NaN));
+    launch(2, 1, sim_dim3{256, 1, 1}, 0, [&] { q_cols_to_bf16_kernel(qb.data(), ldd, q.data(), 3 * C, N, C); });
+    size_t bad = 0;
+    for (int p = 0; p < N; p++) bad += bf16_mismatch(&qb[(size_t)p * ldd], &q[(size_t)p * 3 * C], C);
+    CHECK(bad == 0, "q_cols_to_bf16 N=%d C=%d: %zu wrong", N, C, bad);
+}
+
+// floats to bf16 (scalar and float4), bf16 rows back to packed floats, floats to padded bf16 rows
+// (zeros in the padding), and the batched GEMM's pointer arrays
+static void check_conversions(int rows, int cols) {
+    const size_t n = (size_t)rows * cols;
+    const sim_dim3 blk = {256, 1, 1};
+    std::vector<float> x = rnd(n, -5, 5);
+    std::vector<__nv_bfloat16> b1(n, __float2bfloat16_rn(NaN)), b4(b1);
+    launch(2, 1, blk, 0, [&] { float_to_bf16_kernel(b1.data(), x.data(), n); });
+    launch(2, 1, blk, 0, [&] { float4_to_bf16_kernel((__nv_bfloat162 *)b4.data(), (const float4 *)x.data(), n / 4); });
+    CHECK(bf16_mismatch(b1.data(), x.data(), n) == 0 && bf16_mismatch(b4.data(), x.data(), n / 4 * 4) == 0,
+          "float_to_bf16 n=%zu", n);
+    const int width = cols + 5, ldd = cols + 8;
+    std::vector<__nv_bfloat16> pr((size_t)rows * ldd, __float2bfloat16_rn(NaN));
+    launch(2, 1, blk, 0, [&] { float_to_bf16_rows_kernel(pr.data(), ldd, x.data(), rows, cols, width); });
+    std::vector<float> back(n, NaN);
+    launch(2, 1, blk, 0, [&] { bf16_rows_to_float_kernel(back.data(), pr.data(), ldd, rows, cols); });
+    size_t bad = 0;
+    for (int p = 0; p < rows; p++) {
+        bad += bf16_mismatch(&pr[(size_t)p * ldd], &x[(size_t)p * cols], cols);
+        for (int j = cols; j < width; j++) bad += pr[(size_t)p * ldd + j].bits != 0;
+        for (int j = 0; j < cols; j++)
+            bad += back[(size_t)p * cols + j] != __bfloat162float(__float2bfloat16_rn(x[(size_t)p * cols + j]));
+    }
+    CHECK(bad == 0, "bf16 rows %dx%d (padded to %d, %d apart) and back: %zu wrong", rows, cols, width, ldd, bad);
+    const int nb = 3, nh = 5, cnt = nb * nh;
+    std::vector<void *> ptrs(3 * cnt, nullptr);
+    static char base[3];
+    launch(1, 1, sim_dim3{32, 1, 1}, 0, [&] {
+        bh_ptrs_kernel(ptrs.data(), base, base + 1, base + 2, 1000, 10, 2000, 20, 3000, 30, nb, nh);
+    });
+    bad = 0;
+    for (int i = 0; i < cnt; i++) {
+        long long bi = i / nh, hi = i % nh;
+        bad += ptrs[i] != (void *)(base + bi * 1000 + hi * 10);
+        bad += ptrs[cnt + i] != (void *)(base + 1 + bi * 2000 + hi * 20);
+        bad += ptrs[2 * cnt + i] != (void *)(base + 2 + bi * 3000 + hi * 30);
+    }
+    CHECK(bad == 0, "bh_ptrs: %zu wrong", bad);
+}
+
 // ---------------------------------------------------------------- quantization, element-wise
 static void check_quantize(int rows, int cols, int bits) {
     std::vector<float> x = rnd((size_t)rows * cols, -3, 3);
@@ -406,6 +544,13 @@ int main(void) {
     check_elementwise(10000);
     check_elementwise(1001);
     check_rows_cols(2, 9, 24, 17);
+    check_matmul_passes(37, 300, 300, 1);
+    check_matmul_passes(70, 256, 264, 3);
+    check_matmul_passes(19, 130, 131, 2);
+    check_attention_passes(2, 3, 37);
+    check_attention_passes(1, 1, 70);
+    check_conversions(13, 100);
+    check_conversions(7, 64);
     if (!CPU) return 2;
     check_layernorm(13, 100, 0);
     check_layernorm(19, 128, 1);

@@ -1,0 +1,142 @@
+// The kernels of cuda/ops_matmul.cu: bias rows, bias gradients (column sums), the merged LoRA
+// weight and the fused pass after a linear's GEMM (device code only: tests/test_kernels_sim.cpp
+// also runs them on the CPU through cuda/tools/warp_sim.h).
+#ifndef SWQ_MATMUL_CUH
+#define SWQ_MATMUL_CUH
+#include "cuda/device_common.cuh"
+
+__global__ void bias_rows_kernel(float *out, const float *bias, int N, int OC, int accumulate) {
+    size_t n = (size_t)N * OC;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float b = bias[i % OC];
+        out[i] = accumulate ? out[i] + b : b;
+    }
+}
+
+// Four columns from c of a bf16 row (V4: one 8-byte load), as floats; zero past lim.
+template <bool V4>
+__device__ __forceinline__ float4 load4_cols(const __nv_bfloat16 *p, int c, int lim) {
+    if (V4) {
+        uint2 u = *(const uint2 *)p;
+        float2 lo = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), hi = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+        return make_float4(lo.x, lo.y, hi.x, hi.y);
+    }
+    auto f = [&](int k) { return c + k < lim ? __bfloat162float(p[k]) : 0.0f; };
+    return make_float4(f(0), f(1), f(2), f(3));
+}
+
+// dbias[c] += sum_r dout[r,c] (rows ld apart; float, or a sole bf16 copy): block (32, 8) over 128
+// columns (4 a thread, vector loads when OC and ld are multiples of 4 and dout is 16-byte aligned),
+// rows split over y and blockIdx.y, four rows' loads in flight.
+template <bool V4, typename E>
+__global__ void col_sum_kernel(float *dbias, const E *dout, int ld, int N, int OC, int rows_per) {
+    __shared__ float4 sh[8][32];
+    const int c = (blockIdx.x * 32 + threadIdx.x) * 4;
+    const int r0 = blockIdx.y * rows_per, r1 = min(N, r0 + rows_per);
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    auto row = [&](int r) { return load4_cols<V4>(dout + (size_t)r * ld + c, c, OC); };
+    if (c < OC) {
+        int r = r0 + threadIdx.y;
+        for (; r + 24 < r1; r += 32) {
+            float4 a = row(r), b = row(r + 8), d = row(r + 16), e = row(r + 24);
+            s.x += (a.x + b.x) + (d.x + e.x);
+            s.y += (a.y + b.y) + (d.y + e.y);
+            s.z += (a.z + b.z) + (d.z + e.z);
+            s.w += (a.w + b.w) + (d.w + e.w);
+        }
+        for (; r < r1; r += 8) {
+            float4 a = row(r);
+            s.x += a.x, s.y += a.y, s.z += a.z, s.w += a.w;
+        }
+    }
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < OC) {
+        for (int y = 1; y < 8; y++) {
+            float4 t = sh[y][threadIdx.x];
+            s.x += t.x, s.y += t.y, s.z += t.z, s.w += t.w;
+        }
+        float v[4] = {s.x, s.y, s.z, s.w};
+        for (int k = 0; k < 4 && c + k < OC; k++) {
+            if (gridDim.y == 1) dbias[c + k] += v[k];
+            else atomicAdd(&dbias[c + k], v[k]);
+        }
+    }
+}
+
+// wm[o,i] = w[o,i] + s sum_j Bm[o,j] A[j,i]; block (256) over i, grid.y over rows o.
+__global__ void lora_merge_kernel(float *wm, __nv_bfloat16 *wb, const float *w, const float *A, const float *Bm,
+                                  int IC, int OC, int r, float s) {
+    for (int o = blockIdx.y; o < OC; o += gridDim.y) {
+        const float *b = Bm + (size_t)o * r;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < IC; i += gridDim.x * blockDim.x) {
+            float acc = 0.0f;
+            for (int j = 0; j < r; j++) acc += b[j] * A[(size_t)j * IC + i];
+            size_t k = (size_t)o * IC + i;
+            float v = w[k] + s * acc;
+            wm[k] = v;
+            if (wb) wb[k] = __float2bfloat16_rn(v);
+        }
+    }
+}
+
+// out[p, v] = o[p, v] (rows ldp apart; o may be out, ldp = OC) + bias[v] + s * sum_j u[p, j] Bm[v, j],
+// r <= R (R a multiple of 4, <= LORA_UP_MAX_R): a thread per column v keeps its row of Bm in
+// registers over LORA_UP_ROWS rows p, whose u rows sit in shared memory (zero beyond r).
+#define LORA_UP_MAX_R 32
+#define LORA_UP_COLS 256
+#define LORA_UP_ROWS 32
+// u rows are read ldu apart (u may be the GEMM output's extra columns: [out | u] = inp [w ; A]^T),
+// and copied to uout [N, r] when uout is given.
+template <int R>
+__global__ void __launch_bounds__(LORA_UP_COLS) lora_up_pack_kernel(float *out, __nv_bfloat16 *ob, const float *o,
+                                                                    int ldp, const float *bias, const float *u,
+                                                                    int ldu, float *uout, const float *Bm, int N,
+                                                                    int OC, int r, float s, float *act,
+                                                                    __nv_bfloat16 *ab) {
+    __shared__ float4 us[LORA_UP_ROWS][R / 4 > 0 ? R / 4 : 1];
+    int v = blockIdx.x * LORA_UP_COLS + threadIdx.x, p0 = blockIdx.y * LORA_UP_ROWS;
+    constexpr int RR = R > 0 ? R : 1;
+    float *uf = (float *)us;
+    for (int i = threadIdx.x; i < LORA_UP_ROWS * R; i += LORA_UP_COLS) {
+        int pr = i / RR, j = i % RR;
+        float x = (j < r && p0 + pr < N) ? u[(size_t)(p0 + pr) * ldu + j] : 0.0f;
+        uf[i] = x;
+        if (uout && blockIdx.x == 0 && j < r && p0 + pr < N) uout[(size_t)(p0 + pr) * r + j] = x;
+    }
+    __syncthreads();
+    if (v >= OC) return;
+    float b[R > 0 ? R : 1];
+#pragma unroll
+    for (int j = 0; j < R; j++) b[j] = j < r ? Bm[(size_t)v * r + j] : 0.0f;
+    const float bv = bias ? bias[v] : 0.0f;
+    auto emit = [&](int p, float x) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < R / 4; j++) {
+            float4 q = us[p - p0][j];
+            acc += q.x * b[4 * j] + q.y * b[4 * j + 1] + q.z * b[4 * j + 2] + q.w * b[4 * j + 3];
+        }
+        if (bias) x += bv;
+        x = R ? x + s * acc : x;
+        if (out) out[(size_t)p * OC + v] = x;
+        if (ob) ob[(size_t)p * OC + v] = __float2bfloat16_rn(x);
+        if (act || ab) {
+            float y = gelu_f(x);
+            if (act) act[(size_t)p * OC + v] = y;
+            if (ab) ab[(size_t)p * OC + v] = __float2bfloat16_rn(y);
+        }
+    };
+    // eight rows' loads in flight before any store (one at a time: ~1.7 TB/s at the MLP's shape
+    // on an H100, ~2.6 TB/s with eight)
+    int p1 = min(N, p0 + LORA_UP_ROWS), p = p0;
+    for (; p + 8 <= p1; p += 8) {
+        float x[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) x[k] = o[(size_t)(p + k) * ldp + v];
+#pragma unroll
+        for (int k = 0; k < 8; k++) emit(p + k, x[k]);
+    }
+    for (; p < p1; p++) emit(p, o[(size_t)p * ldp + v]);
+}
+#endif
