@@ -602,7 +602,6 @@ const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n
     return NULL;
 }
 
-
 void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
     if (!p) return;
@@ -624,7 +623,6 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
         e->sole = 0;
     }
 }
-
 
 void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src, int rows, int cols, int width) {
     size_t n = (size_t)rows * width;
@@ -932,8 +930,6 @@ void cu_gemm(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m,
     cu_tl_part(be, "outside GEMMs");
     prof_end(c, cls, 2.0 * m * n * (double)k * batch);
 }
-
-// ptrs[0..cnt) = A matrices, [cnt..2cnt) = B, [2cnt..3cnt) = C; offsets in bytes.
 
 void cu_gemm_bh(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                 const float *A, int lda, long long sbA, long long shA, const float *B, int ldb, long long sbB,

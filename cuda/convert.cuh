@@ -5,12 +5,12 @@
 #define SWQ_CONVERT_CUH
 #include "cuda/device_common.cuh"
 
-// src 16-byte aligned (vec): four floats a load.
 __global__ void float_to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         dst[i] = __float2bfloat16_rn(src[i]);
 }
 
+// src 16-byte aligned: four floats a load.
 __global__ void float4_to_bf16_kernel(__nv_bfloat162 *dst, const float4 *src, size_t n4) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
         float4 v = src[i];
@@ -36,6 +36,7 @@ __global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldd, const flo
     }
 }
 
+// ptrs[0..cnt) = A matrices, [cnt..2cnt) = B, [2cnt..3cnt) = C; offsets in bytes.
 __global__ void bh_ptrs_kernel(void **ptrs, const char *a, const char *b, char *cm, long long sbA, long long shA,
                                long long sbB, long long shB, long long sbC, long long shC, int nb, int nh) {
     int cnt = nb * nh;

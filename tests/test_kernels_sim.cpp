@@ -8,8 +8,9 @@
 // input rows, bf16 copies), bias rows, bias gradients and the merged LoRA weight, fake
 // quantization (bit for bit), the attention path's softmax passes and flash attention's helper
 // passes, the bf16 conversions and batched-GEMM pointer arrays, and the element-wise kernels (GELU
-// both ways in float and float4 form, AdamW, sum of squares, embeddings, rows and columns), their
-// grid-stride loops run with a few blocks. Unwritten outputs start as NaN.
+// both ways in float and float4 form, sums and scaling, AdamW, sum of squares, embeddings, rows
+// and columns), their grid-stride loops run with a few blocks. Unwritten outputs start as NaN.
+// (tests/test_kernels_covered.sh checks that every kernel in cuda/*.cuh is run by a simulator test.)
 #define SWQ_WARP_SIM 1
 #include "cuda/attention.cuh"
 #include "cuda/convert.cuh"
@@ -476,6 +477,26 @@ static void check_elementwise(size_t n) {
               form, n, rel(gr.data(), eg.data(), n));
         CHECK(rel(g0.data(), eg0.data(), n) < 1e-5, "gelu_bwd overwrite (%s) n=%zu: %.3g", form, n,
               rel(g0.data(), eg0.data(), n));
+    }
+    // add (scalar and float4), accumulate, scale
+    {
+        void *ra = up(std::vector<float>(n)), *racc = up(acc0), *rsc = up(x);
+        CPU->add(CPU, ra, rx, rd, n);
+        CPU->accumulate(CPU, racc, rx, n);
+        CPU->scale(CPU, rsc, -0.375, n);
+        std::vector<float> ea = down(ra, n), eacc = down(racc, n), esc = down(rsc, n);
+        for (int v4 = 0; v4 <= (n % 4 == 0); v4++) {
+            std::vector<float> a(n, NaN);
+            launch(g, 1, blk, 0, [&] {
+                if (v4) add4_kernel((float4 *)a.data(), (const float4 *)x.data(), (const float4 *)d.data(), n / 4);
+                else add_kernel(a.data(), x.data(), d.data(), n);
+            });
+            CHECK(rel(a.data(), ea.data(), n) == 0, "add (%s) n=%zu", v4 ? "float4" : "scalar", n);
+        }
+        std::vector<float> ac = acc0, sc = x;
+        launch(g, 1, blk, 0, [&] { accumulate_kernel(ac.data(), x.data(), n); });
+        launch(g, 1, blk, 0, [&] { scale_kernel(sc.data(), -0.375f, n); });
+        CHECK(rel(ac.data(), eacc.data(), n) == 0 && rel(sc.data(), esc.data(), n) == 0, "accumulate / scale n=%zu", n);
     }
     // AdamW (step 3, gradient scale), sum of squares
     std::vector<float> p0 = rnd(n, -1, 1), m0 = rnd(n, -0.1f, 0.1f), v0 = rnd(n, 0, 0.01f);
