@@ -33,7 +33,24 @@ static const char *BENCH_USAGE =
     "Environment (cuda): SWQ_CUDA_TIMELINE=1 prints the GPU time between consecutive ops per step\n"
     "(events, nothing synchronized), =host only the host's enqueue time against its waits (both turn\n"
     "CUDA graphs off); SWQ_CUDA_GRAPHS=0 issues every op of every step (no recorded step replayed);\n"
-    "SWQ_CUDA_FLASH=0 runs bf16 attention by batched GEMMs instead of the fused kernels.\n";
+    "SWQ_CUDA_FLASH=0 runs bf16 attention by batched GEMMs instead of the fused kernels; the others are\n"
+    "in docs/PERF.md. Every SWQ_CUDA_* variable set is printed with the result (and in the JSON).\n";
+
+extern char **environ;
+
+// "NAME=value NAME=value" of the SWQ_CUDA_* variables set (the backend switches this run had), in
+// environment order; characters JSON would need escaped become '?'.
+static void cuda_switches(char *out, size_t cap) {
+    size_t n = 0;
+    out[0] = 0;
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "SWQ_CUDA_", 9)) continue;
+        for (const char *c = *e; *c && n + 2 < cap; c++) out[n++] = (*c == '"' || *c == '\\' || (unsigned char)*c < 32) ? '?' : *c;
+        if (n + 2 < cap) out[n++] = ' ';
+    }
+    if (n && out[n - 1] == ' ') n--;
+    out[n] = 0;
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -263,12 +280,16 @@ int cmd_bench(int argc, char **argv) {
     if (peak_gib >= 0) printf(" | peak %.2f GiB", peak_gib);
     printf("\n  loss first step %.4f, last %.4f; copy bandwidth %.0f GB/s; CUDA graphs: %ld recorded, %ld "
            "replayed of %d steps\n", loss0, L.loss, bw, g_rec, g_rep, o.warmup + o.steps);
+    char sw[1024];
+    cuda_switches(sw, sizeof sw);
+    if (sw[0]) printf("  switches: %s\n", sw);
     if (o.json)
         printf("{\"tool\": \"swq-bench\", \"task\": \"%s\", \"B\": %d, \"T\": %d, \"precision\": \"%s\", \"configs\": %d, \"vocab_size\": %d, "
                "\"n_layer\": %d, \"mode\": \"%s\", \"qcache\": %d, \"step_ms\": %.2f, \"tok_per_s\": %.0f, \"model_tflops\": %.1f, \"mfu\": %.4f, "
-               "\"gemm_tflops\": %.1f, \"copy_gbs\": %.0f, \"peak_mem_gib\": %.2f, \"graph_replays\": %ld, \"device\": \"%s\"}\n",
+               "\"gemm_tflops\": %.1f, \"copy_gbs\": %.0f, \"peak_mem_gib\": %.2f, \"graph_replays\": %ld, \"device\": \"%s\", "
+               "\"switches\": \"%s\"}\n",
                o.task == TASK_LM ? "lm" : "qa", o.B, o.T, o.precision, o.K, o.s.vocab_size, o.s.n_layer, mode, o.qcache && !o.full, dt * 1e3, tok_s, tflops,
-               gemm > 0 ? tflops / gemm : -1.0, gemm, bw, peak_gib, g_rep, dev);
+               gemm > 0 ? tflops / gemm : -1.0, gemm, bw, peak_gib, g_rep, dev, sw);
     be->free(be, b.tokens); be->free(be, b.rows); be->free(be, b.targets);
     be->free(be, b.start); be->free(be, b.end); be->free(be, b.len);
     optimizer_free(&opt);

@@ -68,5 +68,14 @@ expect_ok eval-still-good "$SWQ_BIN" eval --checkpoint "$ck" --out "$T/evalgood2
 expect_ok help "$SWQ_BIN" --help
 expect_ok train-help "$SWQ_BIN" train --help
 grep -q -- "--resume" "$T/stdout" && ok || not_ok "train --help lacks --resume"
+# swq bench records the backend switches a run had (SWQ_CUDA_*), in its text and in valid JSON
+BENCH=(bench --device cpu --batch 1 --seq 16 --steps 1 --warmup 0 --set model.n_layer=1 --set model.n_embd=64
+       --set model.n_head=2 --set model.vocab_size=256 --json)
+expect_ok bench-switches env SWQ_CUDA_FLASH_ROWS=128 'SWQ_CUDA_ODD=a"b' "$SWQ_BIN" "${BENCH[@]}"
+grep -q "switches: .*SWQ_CUDA_FLASH_ROWS=128" "$T/stdout" && ok || not_ok "bench does not print its switches"
+grep '^{' "$T/stdout" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); sys.exit(0 if "SWQ_CUDA_FLASH_ROWS=128" in r["switches"] else 1)' \
+    && ok || not_ok "bench JSON lacks its switches or does not parse"
+expect_ok bench-no-switches env -i PATH="$PATH" OPENBLAS_NUM_THREADS=1 "$SWQ_BIN" "${BENCH[@]}"
+grep -q "switches:" "$T/stdout" && not_ok "bench prints switches that were not set" || ok
 
 summary test_cli_errors
