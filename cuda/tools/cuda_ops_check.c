@@ -595,6 +595,53 @@ static void check_argmax(int P, int V) {
     pb_free(&z);
 }
 
+// The LM head without adapter or bias (plain training) feeding xent_kl, then evaluation's
+// xent_kl without gradient and argmax: with SWQ_CUDA_LAZY_HEAD=1 the output stays in its padded
+// GEMM rows, xent_kl reads it there, and argmax (or a download) packs it first.
+static void check_head_xent(int P, int C, int V) {
+    char w[96];
+    snprintf(w, sizeof w, "P=%d C=%d V=%d head, no adapter", P, C, V);
+    pbuf x = pb_new((size_t)P * C, "x"), wt = pb_new((size_t)V * C, "w"), out = pb_new((size_t)P * V, "logits");
+    pbuf u = pb_new((size_t)P, "u");
+    pb_rand(&x, 1);
+    pb_rand(&wt, 0.1f);
+    int *tgt = rand_ints((size_t)P, 0, V);
+    ibuf tb = ib_new(tgt, (size_t)P);
+    for (int grad = 2; grad >= 0; grad -= 2) {
+        dbuf acc = db_new(2);
+        CPU->lora_linear_fwd(CPU, out.c, u.c, x.c, wt.c, NULL, NULL, NULL, P, C, V, 0, 0.0);
+        GPU->lora_linear_fwd(GPU, out.g, u.g, x.g, wt.g, NULL, NULL, NULL, P, C, V, 0, 0.0);
+        CPU->xent_kl(CPU, out.c, tb.c, NULL, NULL, NULL, 0, 0.0, NULL, NULL, acc.c, 1.0 / P, 1.0, grad, P, V);
+        GPU->xent_kl(GPU, out.g, tb.g, NULL, NULL, NULL, 0, 0.0, NULL, NULL, acc.g, 1.0 / P, 1.0, grad, P, V);
+        report(grad ? "head + xent_kl ce" : "head + xent (no grad) ce", w, db_err(&acc, 0, 1), K_GEMM);
+        if (grad) {
+            report("head + xent_kl gradient", w, pb_err(&out), K_GEMM2);
+        } else {
+            // argmax on the GPU's own logits (the CPU's may order near-ties differently)
+            int *og = malloc(P * sizeof(int)), bad = 0;
+            float *hg = hbuf((size_t)P * V);
+            if (!og) exit(1);
+            GPU->argmax_rows(GPU, og, out.g, P, V);
+            GPU->download(GPU, hg, out.g, (size_t)P * V);
+            for (int p = 0; p < P; p++) {
+                int best = 0;
+                for (int v = 1; v < V; v++)
+                    if (hg[(size_t)p * V + v] > hg[(size_t)p * V + best]) best = v;
+                bad += og[p] != best;
+            }
+            report("head + argmax_rows", w, (double)bad / P, K_EXACT);
+            report("head logits after argmax", w, pb_err(&out), K_GEMM);
+            free(og);
+            free(hg);
+        }
+        db_free(&acc);
+    }
+    free(tgt);
+    ib_free(&tb);
+    pbuf *all[] = {&x, &wt, &out, &u};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
+}
+
 // ---------------------------------------------------------------- timing (--time, GPU only)
 
 static double now_s(void) {
@@ -897,6 +944,8 @@ static void run_other_checks(int small) {
     check_xent(37, 1001, 0);
     check_argmax(128, 50257);
     check_argmax(37, 1001);
+    check_head_xent(64, 768, 50257);   // rows padded for the GEMM (V odd, P x V >= 2^20)
+    check_head_xent(37, 64, 1001);     // unpadded
 }
 
 static int make_gpu(const char *prec) {
