@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
             for (int n = 0; n < 8; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
-        const int m_lo = kt * FA >= q0 + FA;   // the block's first 64 rows are all before this tile: skipped
+        const int m_lo = MT > 1 && kt * FA >= q0 + FA;   // the first 64 rows all before this tile: skipped
         fa_mm<true, MT>(s, qf, Kb, m_lo);     // S = Q K^T
         if ((kt + 1) * FA > q0)       // tiles reaching past the block's first row: causal mask
 #pragma unroll
@@ -206,6 +206,27 @@ __device__ __forceinline__ void fa_load_rows(float *ls, float *ds, const float *
         ls[threadIdx.x] = q < T ? lse[q] * FA_LOG2E : INFINITY;
         ds[threadIdx.x] = q < T ? Dr[q] : 0.0f;
     }
+}
+
+// Two consecutive values at p, as floats or as a bf16 pair.
+__device__ __forceinline__ void fa_store2(float *p, float x, float y) { *(float2 *)p = make_float2(x, y); }
+__device__ __forceinline__ void fa_store2(__nv_bfloat16 *p, float x, float y) { *(uint32_t *)p = mma_pack(x, y); }
+
+// A backward warp's dK (scaled by sc) and dV of keys key0 and key0 + 8 into the k and v parts of
+// rows ld elements apart (dqkv's floats, or its bf16 copy), columns col + 8 n of each n8 tile.
+template <typename E>
+__device__ __forceinline__ void fa_store_dkdv(E *dst, size_t ld, const float dk[1][8][4], const float dv[1][8][4],
+                                              float sc, int b, int T, int C, int key0, int col) {
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int key = key0 + 8 * half;
+            if (key >= T) continue;
+            E *p = dst + ((size_t)b * T + key) * ld + col + n * 8;
+            fa_store2(p + C, sc * dk[0][n][2 * half], sc * dk[0][n][2 * half + 1]);
+            fa_store2(p + 2 * (size_t)C, dv[0][n][2 * half], dv[0][n][2 * half + 1]);
+        }
 }
 
 // grid (key blocks of 16 NW keys, first = most query tiles; B*NH): warp w owns keys 16 w .. +15 of
@@ -328,37 +349,8 @@ __global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(float *dqkv, __nv_bf
         if (qt + 1 < nT) cp_async_wait<0>();
         __syncthreads();
     }
-    if (gb) {
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            const int col = h * FA + n * 8 + 2 * tq;
-            if (key0 < T) {
-                __nv_bfloat16 *p = gb + ((size_t)b * T + key0) * ldg + col;
-                *(uint32_t *)(p + C) = mma_pack(sc * dk[0][n][0], sc * dk[0][n][1]);
-                *(uint32_t *)(p + 2 * (size_t)C) = mma_pack(dv[0][n][0], dv[0][n][1]);
-            }
-            if (key1 < T) {
-                __nv_bfloat16 *p = gb + ((size_t)b * T + key1) * ldg + col;
-                *(uint32_t *)(p + C) = mma_pack(sc * dk[0][n][2], sc * dk[0][n][3]);
-                *(uint32_t *)(p + 2 * (size_t)C) = mma_pack(dv[0][n][2], dv[0][n][3]);
-            }
-        }
-        return;
-    }
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-        const int col = h * FA + n * 8 + 2 * tq;
-        if (key0 < T) {
-            float *p = dqkv + ((size_t)b * T + key0) * C3 + col;
-            *(float2 *)(p + C) = make_float2(sc * dk[0][n][0], sc * dk[0][n][1]);
-            *(float2 *)(p + 2 * (size_t)C) = make_float2(dv[0][n][0], dv[0][n][1]);
-        }
-        if (key1 < T) {
-            float *p = dqkv + ((size_t)b * T + key1) * C3 + col;
-            *(float2 *)(p + C) = make_float2(sc * dk[0][n][2], sc * dk[0][n][3]);
-            *(float2 *)(p + 2 * (size_t)C) = make_float2(dv[0][n][2], dv[0][n][3]);
-        }
-    }
+    if (gb) fa_store_dkdv(gb, ldg, dk, dv, sc, b, T, C, key0, h * FA + 2 * tq);
+    else fa_store_dkdv(dqkv, C3, dk, dv, sc, b, T, C, key0, h * FA + 2 * tq);
 }
 
 #endif
