@@ -123,9 +123,8 @@ void gpt2_keep_grads(gpt2 *m, size_t from) {
     // the linears' weight and bias gradients, where kept (else NULL: only train_base uses them)
     for (int l = 0; l < m->qs->n_linear; l++) {
         gpt2_linear *li = &m->lin[l];
-        size_t wo = linear_w_off(m, l), bo = l < m->qs->n_linear - 1 ? linear_b_off(m, l) : 0;
-        li->dw = wo >= from && wo < m->n_total ? gpt2_grad(m, wo) : NULL;
-        li->db = l < m->qs->n_linear - 1 && bo >= from && bo < m->n_total ? gpt2_grad(m, bo) : NULL;
+        li->dw = linear_w_off(m, l) >= from ? gpt2_grad(m, linear_w_off(m, l)) : NULL;
+        li->db = li->b && linear_b_off(m, l) >= from ? gpt2_grad(m, linear_b_off(m, l)) : NULL;
     }
 }
 

@@ -12,6 +12,7 @@ extern "C" {
 #include "model/backend.h"
 #include "tests/check.h"
 }
+#include "tests/sim_check.h"
 
 static uint64_t RNG = 12345;
 static float bf16r(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
@@ -25,20 +26,6 @@ static std::vector<__nv_bfloat16> to_bf16(const std::vector<float> &v) {
     for (size_t i = 0; i < v.size(); i++) b[i] = __float2bfloat16_rn(v[i]);
     return b;
 }
-// ||a - b|| / ||b|| over elements idx(i), i < n
-template <class F>
-static double rel_err(size_t n, F pair) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double a, b;
-        pair(i, a, b);
-        if (!(a == a)) return INFINITY;   // NaN: unwritten or read before its copy landed
-        d += (a - b) * (a - b);
-        r += b * b;
-    }
-    return sqrt(d / (r > 0 ? r : 1));
-}
-
 static void check_case(swq_backend *ref, int B, int T, int NH, int MT, int NW, int use_gb) {
     const int C = 64 * NH, C3 = 3 * C, N = B * T;
     const float sc = 0.125f;
@@ -82,21 +69,16 @@ static void check_case(swq_backend *ref, int B, int T, int NH, int MT, int NW, i
     std::vector<float> out((size_t)N * C, NaN), lse((size_t)B * NH * T, NaN);
     std::vector<__nv_bfloat16> outb((size_t)N * C, __float2bfloat16_rn(NaN));
     const int QT = 64 * MT;
-    for (int y = 0; y < B * NH; y++)
-        for (int x = 0; x < (T + QT - 1) / QT; x++) {
-            blockIdx = {(unsigned)x, (unsigned)y, 0};
-            warp_sim::run_block(FA_THREADS, fa_fwd_smem(MT), [&] {
-                if (MT == 1) flash_fwd_kernel<1>(out.data(), outb.data(), lse.data(), qb.data(), T, C, NH, sc);
-                else flash_fwd_kernel<2>(out.data(), outb.data(), lse.data(), qb.data(), T, C, NH, sc);
-            });
-        }
+    warp_sim::run_grid((T + QT - 1) / QT, B * NH, sim_dim3{FA_THREADS, 1, 1}, fa_fwd_smem(MT), [&] {
+        if (MT == 1) flash_fwd_kernel<1>(out.data(), outb.data(), lse.data(), qb.data(), T, C, NH, sc);
+        else flash_fwd_kernel<2>(out.data(), outb.data(), lse.data(), qb.data(), T, C, NH, sc);
+    });
     char what[160];
     snprintf(what, sizeof what, "B=%d T=%d NH=%d, forward %d rows a block, backward %d keys a block, dK/dV %s", B, T,
              NH, QT, 16 * NW, use_gb ? "bf16" : "float");
-    double e_out = rel_err(out.size(), [&](size_t i, double &a, double &b) { a = out[i], b = out_ref[i]; });
-    double e_lse = rel_err(lse.size(), [&](size_t i, double &a, double &b) { a = lse[i], b = lse_ref[i]; });
-    size_t outb_bad = 0;
-    for (size_t i = 0; i < out.size(); i++) outb_bad += outb[i].bits != __float2bfloat16_rn(out[i]).bits;
+    double e_out = rel_l2_by(out.size(), [&](size_t i, double &a, double &b) { a = out[i], b = out_ref[i]; });
+    double e_lse = rel_l2_by(lse.size(), [&](size_t i, double &a, double &b) { a = lse[i], b = lse_ref[i]; });
+    const size_t outb_bad = bf16_mismatch(outb.data(), out.data(), out.size());
     CHECK(e_out < 4e-3, "%s: out rel. error %.3g", what, e_out);
     CHECK(e_lse < 1e-5, "%s: log-sum-exp rel. error %.3g", what, e_lse);
     CHECK(outb_bad == 0, "%s: %zu bf16 outputs are not the rounded floats", what, outb_bad);
@@ -116,19 +98,15 @@ static void check_case(swq_backend *ref, int B, int T, int NH, int MT, int NW, i
     const int ldg = C3 + 24;   // rows of the bf16 copy with spare columns, as the backend's
     std::vector<__nv_bfloat16> gb(use_gb ? (size_t)N * ldg : 0, __float2bfloat16_rn(NaN));
     const int KB = 16 * NW;
-    for (int y = 0; y < B * NH; y++)
-        for (int x = 0; x < (T + KB - 1) / KB; x++) {
-            blockIdx = {(unsigned)x, (unsigned)y, 0};
-            warp_sim::run_block(32 * NW, fa_bwd_smem(NW), [&] {
-                __nv_bfloat16 *g = use_gb ? gb.data() : nullptr;
-                if (NW == 4) flash_bwd_kernel<4>(dqkv.data(), g, ldg, qb.data(), db.data(), lse.data(), D.data(), T, C, NH, sc);
-                else flash_bwd_kernel<8>(dqkv.data(), g, ldg, qb.data(), db.data(), lse.data(), D.data(), T, C, NH, sc);
-            });
-        }
+    warp_sim::run_grid((T + KB - 1) / KB, B * NH, sim_dim3{32u * NW, 1, 1}, fa_bwd_smem(NW), [&] {
+        __nv_bfloat16 *g = use_gb ? gb.data() : nullptr;
+        if (NW == 4) flash_bwd_kernel<4>(dqkv.data(), g, ldg, qb.data(), db.data(), lse.data(), D.data(), T, C, NH, sc);
+        else flash_bwd_kernel<8>(dqkv.data(), g, ldg, qb.data(), db.data(), lse.data(), D.data(), T, C, NH, sc);
+    });
     const char *part[3] = {"dq", "dk", "dv"};
     printf("%s: out %.2e lse %.2e", what, e_out, e_lse);
     for (int k = 0; k < 3; k++) {
-        double e = rel_err((size_t)N * C, [&](size_t i, double &a, double &b) {
+        double e = rel_l2_by((size_t)N * C, [&](size_t i, double &a, double &b) {
             size_t p = i / C, c = i % C, o = p * C3 + k * C + c;
             a = (use_gb && k) ? __bfloat162float(gb[p * ldg + k * C + c]) : dqkv[o];
             b = dqkv_ref[o];

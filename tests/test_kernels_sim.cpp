@@ -25,6 +25,7 @@ extern "C" {
 #include "model/backend.h"
 #include "tests/check.h"
 }
+#include "tests/sim_check.h"
 
 static uint64_t RNG = 4242;
 static swq_backend *CPU;
@@ -47,31 +48,6 @@ static std::vector<float> down(void *p, size_t n) {
     CPU->free(CPU, p);
     return h;
 }
-static double rel(const float *a, const float *b, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!(a[i] == a[i]) || !(b[i] == b[i])) return INFINITY;
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(d / (r > 0 ? r : 1));
-}
-static size_t bf16_mismatch(const __nv_bfloat16 *b, const float *f, size_t n) {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) k += b[i].bits != __float2bfloat16_rn(f[i]).bits;
-    return k;
-}
-// every block of grid (gx, gy), blocks of `block` threads
-template <class F>
-static void launch(unsigned gx, unsigned gy, sim_dim3 block, size_t smem, F body) {
-    gridDim = {gx, gy, 1};
-    for (unsigned y = 0; y < gy; y++)
-        for (unsigned x = 0; x < gx; x++) {
-            blockIdx = {x, y, 0};
-            warp_sim::run_block(block, smem, body);
-        }
-}
-
 // ---------------------------------------------------------------- layernorm
 static void check_layernorm(int N, int C, int vec) {
     std::vector<float> x = rnd((size_t)N * C, -2, 3), w = rnd(C, 0.5f, 1.5f), b = rnd(C, -0.5f, 0.5f);
@@ -89,7 +65,7 @@ static void check_layernorm(int N, int C, int vec) {
     std::vector<__nv_bfloat16> ob((size_t)N * C, __float2bfloat16_rn(NaN));
     const unsigned nb = (N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
     const sim_dim3 rows_block = {32 * ROWS_PER_BLOCK, 1, 1};
-    launch(nb, 1, rows_block, 0, [&] {
+    warp_sim::run_grid(nb, 1, rows_block, 0, [&] {
         switch (vec) {
         case 0: layernorm_fwd_kernel(out.data(), ob.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C); break;
         case 1: layernorm_fwd_vec_kernel<1>(out.data(), ob.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N); break;
@@ -98,16 +74,16 @@ static void check_layernorm(int N, int C, int vec) {
         }
     });
     const char *form = vec ? "float4" : "rows";
-    CHECK(rel(out.data(), eo.data(), out.size()) < 1e-5, "layernorm_fwd (%s) N=%d C=%d: out %.3g", form, N, C,
-          rel(out.data(), eo.data(), out.size()));
-    CHECK(rel(mean.data(), em.data(), N) < 1e-5 && rel(rstd.data(), er.data(), N) < 1e-5,
+    CHECK(rel_l2(out.data(), eo.data(), out.size()) < 1e-5, "layernorm_fwd (%s) N=%d C=%d: out %.3g", form, N, C,
+          rel_l2(out.data(), eo.data(), out.size()));
+    CHECK(rel_l2(mean.data(), em.data(), N) < 1e-5 && rel_l2(rstd.data(), er.data(), N) < 1e-5,
           "layernorm_fwd (%s) N=%d C=%d: mean/rstd", form, N, C);
     CHECK(bf16_mismatch(ob.data(), out.data(), out.size()) == 0, "layernorm_fwd (%s) N=%d C=%d: bf16 copy", form, N, C);
 
     const int ldb = C + 24;   // the gradient's bf16 copy has spare columns per row
     std::vector<float> dx = dx0;
     std::vector<__nv_bfloat16> db16((size_t)N * ldb, __float2bfloat16_rn(NaN));
-    launch(nb, 1, rows_block, 0, [&] {
+    warp_sim::run_grid(nb, 1, rows_block, 0, [&] {
         switch (vec) {
         case 0: layernorm_bwd_dinp_kernel(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N, C); break;
         case 1: layernorm_bwd_dinp_vec_kernel<1>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
@@ -115,8 +91,8 @@ static void check_layernorm(int N, int C, int vec) {
         default: layernorm_bwd_dinp_vec_kernel<6>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N);
         }
     });
-    CHECK(rel(dx.data(), edx.data(), dx.size()) < 1e-5, "layernorm_bwd (%s) N=%d C=%d: dinp %.3g", form, N, C,
-          rel(dx.data(), edx.data(), dx.size()));
+    CHECK(rel_l2(dx.data(), edx.data(), dx.size()) < 1e-5, "layernorm_bwd (%s) N=%d C=%d: dinp %.3g", form, N, C,
+          rel_l2(dx.data(), edx.data(), dx.size()));
     size_t bad = 0;
     for (int r = 0; r < N; r++) bad += bf16_mismatch(&db16[(size_t)r * ldb], &dx[(size_t)r * C], C);
     CHECK(bad == 0, "layernorm_bwd (%s) N=%d C=%d: %zu bf16 copies of dinp wrong", form, N, C, bad);
@@ -125,13 +101,13 @@ static void check_layernorm(int N, int C, int vec) {
     for (int v4 = 0; v4 <= (C % 4 == 0); v4++) {
         std::vector<float> dw = dw0, db = db0;
         const int rows_per = 11, tiles = (C + 127) / 128, splits = (N + rows_per - 1) / rows_per;
-        launch(tiles, splits, sim_dim3{32, 8, 1}, 0, [&] {
+        warp_sim::run_grid(tiles, splits, sim_dim3{32, 8, 1}, 0, [&] {
             if (v4) layernorm_bwd_dwdb_kernel<true>(dw.data(), db.data(), dy.data(), x.data(), em.data(), er.data(), N, C, rows_per);
             else layernorm_bwd_dwdb_kernel<false>(dw.data(), db.data(), dy.data(), x.data(), em.data(), er.data(), N, C, rows_per);
         });
-        CHECK(rel(dw.data(), edw.data(), C) < 1e-5 && rel(db.data(), edb.data(), C) < 1e-5,
+        CHECK(rel_l2(dw.data(), edw.data(), C) < 1e-5 && rel_l2(db.data(), edb.data(), C) < 1e-5,
               "layernorm_bwd dw/db (%s) N=%d C=%d: %.3g %.3g", v4 ? "float4" : "scalar", N, C,
-              rel(dw.data(), edw.data(), C), rel(db.data(), edb.data(), C));
+              rel_l2(dw.data(), edw.data(), C), rel_l2(db.data(), edb.data(), C));
     }
 }
 
@@ -200,7 +176,7 @@ static void check_xent(xent_case k, int row) {
     std::vector<__nv_bfloat16> gb((size_t)P * ldg, __float2bfloat16_rn(NaN));
     double acc[2] = {0, 0};
     const size_t smem = row ? ((size_t)V + 4) * sizeof(float) : 0;
-    launch(P, 1, sim_dim3{(unsigned)(row ? XENT_ROW_BLOCK : XENT_BLOCK), 1, 1}, smem, [&] {
+    warp_sim::run_grid(P, 1, sim_dim3{(unsigned)(row ? XENT_ROW_BLOCK : XENT_BLOCK), 1, 1}, smem, [&] {
         auto kern = row ? xent_kl_kernel<true> : xent_kl_kernel<false>;
         kern(zk.data(), k.pad ? zin.data() : zk.data(), ldz, k.grad ? gb.data() : nullptr, ldg, tgt.data(), k.masked ? len.data() : nullptr,
              nt ? tSk.data() : nullptr, nt ? tHk.data() : nullptr, (float)(beta * nt), (float)beta, nSk.data(),
@@ -211,15 +187,15 @@ static void check_xent(xent_case k, int row) {
              row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz);
     CHECK(fabs(acc[0] - eacc[0]) <= 1e-5 * fabs(eacc[0]) + 1e-9, "%s: CE %.9g vs %.9g", what, acc[0], eacc[0]);
     CHECK(fabs(acc[1] - eacc[1]) <= 1e-4 * fabs(eacc[1]) + 1e-7, "%s: KL %.9g vs %.9g", what, acc[1], eacc[1]);
-    CHECK(rel(nSk.data(), enS.data(), nSk.size()) < 1e-5 && rel(nHk.data(), enH.data(), P) < 1e-5,
-          "%s: teacher sums %.3g %.3g", what, rel(nSk.data(), enS.data(), nSk.size()), rel(nHk.data(), enH.data(), P));
+    CHECK(rel_l2(nSk.data(), enS.data(), nSk.size()) < 1e-5 && rel_l2(nHk.data(), enH.data(), P) < 1e-5,
+          "%s: teacher sums %.3g %.3g", what, rel_l2(nSk.data(), enS.data(), nSk.size()), rel_l2(nHk.data(), enH.data(), P));
     if (k.grad) {
         std::vector<float> g((size_t)P * V);
         for (int p = 0; p < P; p++)
             for (int v = 0; v < V; v++) g[(size_t)p * V + v] = __bfloat162float(gb[(size_t)p * ldg + v]);
-        CHECK(rel(g.data(), ez.data(), g.size()) < 5e-3, "%s: bf16 gradient %.3g", what, rel(g.data(), ez.data(), g.size()));
+        CHECK(rel_l2(g.data(), ez.data(), g.size()) < 5e-3, "%s: bf16 gradient %.3g", what, rel_l2(g.data(), ez.data(), g.size()));
         if (k.grad == 1) {
-            CHECK(rel(zk.data(), ez.data(), zk.size()) < 1e-5, "%s: gradient %.3g", what, rel(zk.data(), ez.data(), zk.size()));
+            CHECK(rel_l2(zk.data(), ez.data(), zk.size()) < 1e-5, "%s: gradient %.3g", what, rel_l2(zk.data(), ez.data(), zk.size()));
             size_t bad = 0;
             for (int p = 0; p < P; p++) bad += bf16_mismatch(&gb[(size_t)p * ldg], &zk[(size_t)p * V], V);
             CHECK(bad == 0, "%s: %zu bf16 copies of the gradient wrong", what, bad);
@@ -241,7 +217,7 @@ static void check_argmax(int P, int V) {
     std::vector<int> e(P), out(P, -1);
     CPU->argmax_rows(CPU, e.data(), rz, P, V);
     CPU->free(CPU, rz);
-    launch(P, 1, sim_dim3{ARGMAX_BLOCK, 1, 1}, 0, [&] { argmax_rows_kernel(out.data(), z.data(), V); });
+    warp_sim::run_grid(P, 1, sim_dim3{ARGMAX_BLOCK, 1, 1}, 0, [&] { argmax_rows_kernel(out.data(), z.data(), V); });
     CHECK(out == e, "argmax_rows P=%d V=%d", P, V);
 }
 
@@ -269,7 +245,7 @@ static void check_up_pack(int N, int OC, int r, int pad, int with_bias, int with
                        uout((size_t)N * R1, NaN);
     std::vector<__nv_bfloat16> ob((size_t)N * OC, __float2bfloat16_rn(NaN)), ab(ob);
     const float *op = in_place ? out.data() : o.data();
-    launch((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS, sim_dim3{LORA_UP_COLS, 1, 1},
+    warp_sim::run_grid((OC + LORA_UP_COLS - 1) / LORA_UP_COLS, (N + LORA_UP_ROWS - 1) / LORA_UP_ROWS, sim_dim3{LORA_UP_COLS, 1, 1},
            0, [&] {
                float *a = with_act ? act.data() : nullptr, *uo = r ? uout.data() : nullptr;
                __nv_bfloat16 *abp = with_act ? ab.data() : nullptr;
@@ -284,10 +260,10 @@ static void check_up_pack(int N, int OC, int r, int pad, int with_bias, int with
     char what[128];
     snprintf(what, sizeof what, "lora_up_pack N=%d OC=%d r=%d ldp=%d bias=%d act=%d in_place=%d", N, OC, r, ldp,
              with_bias, with_act, in_place);
-    CHECK(rel(out.data(), e.data(), e.size()) < 1e-6, "%s: out %.3g", what, rel(out.data(), e.data(), e.size()));
+    CHECK(rel_l2(out.data(), e.data(), e.size()) < 1e-6, "%s: out %.3g", what, rel_l2(out.data(), e.data(), e.size()));
     CHECK(bf16_mismatch(ob.data(), out.data(), out.size()) == 0, "%s: bf16 copy of out", what);
     if (with_act) {
-        CHECK(rel(act.data(), ea.data(), ea.size()) < 1e-6, "%s: act %.3g", what, rel(act.data(), ea.data(), ea.size()));
+        CHECK(rel_l2(act.data(), ea.data(), ea.size()) < 1e-6, "%s: act %.3g", what, rel_l2(act.data(), ea.data(), ea.size()));
         CHECK(bf16_mismatch(ab.data(), act.data(), act.size()) == 0, "%s: bf16 copy of act", what);
     }
     size_t bad = 0;
@@ -303,8 +279,8 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
     for (int acc = 0; acc <= 1; acc++) {
         std::vector<float> out = acc ? out0 : std::vector<float>((size_t)N * OC, NaN), e((size_t)N * OC);
         for (size_t i = 0; i < e.size(); i++) e[i] = (acc ? out0[i] : 0.0f) + bias[i % OC];
-        launch(3, 1, sim_dim3{256, 1, 1}, 0, [&] { bias_rows_kernel(out.data(), bias.data(), N, OC, acc); });
-        CHECK(rel(out.data(), e.data(), e.size()) == 0, "bias_rows N=%d OC=%d accumulate=%d", N, OC, acc);
+        warp_sim::run_grid(3, 1, sim_dim3{256, 1, 1}, 0, [&] { bias_rows_kernel(out.data(), bias.data(), N, OC, acc); });
+        CHECK(rel_l2(out.data(), e.data(), e.size()) == 0, "bias_rows N=%d OC=%d accumulate=%d", N, OC, acc);
     }
     std::vector<__nv_bfloat16> db(dout.size());
     for (size_t i = 0; i < dout.size(); i++) db[i] = __float2bfloat16_rn(dout[i]);
@@ -317,14 +293,14 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
                 for (int r = 0; r < N; r++) t += bf ? __bfloat162float(db[(size_t)r * ld + c]) : dout[(size_t)r * ld + c];
                 e[c] = (float)t;
             }
-            launch(tiles, gy, sim_dim3{32, 8, 1}, 0, [&] {
+            warp_sim::run_grid(tiles, gy, sim_dim3{32, 8, 1}, 0, [&] {
                 if (bf && v4) col_sum_kernel<true>(dbias.data(), db.data(), ld, N, OC, rows_per);
                 else if (bf) col_sum_kernel<false>(dbias.data(), db.data(), ld, N, OC, rows_per);
                 else if (v4) col_sum_kernel<true>(dbias.data(), dout.data(), ld, N, OC, rows_per);
                 else col_sum_kernel<false>(dbias.data(), dout.data(), ld, N, OC, rows_per);
             });
-            CHECK(rel(dbias.data(), e.data(), OC) < 1e-6, "col_sum N=%d OC=%d ld=%d slices=%d %s %s: %.3g", N, OC, ld, gy,
-                  bf ? "bf16" : "float", v4 ? "float4" : "scalar", rel(dbias.data(), e.data(), OC));
+            CHECK(rel_l2(dbias.data(), e.data(), OC) < 1e-6, "col_sum N=%d OC=%d ld=%d slices=%d %s %s: %.3g", N, OC, ld, gy,
+                  bf ? "bf16" : "float", v4 ? "float4" : "scalar", rel_l2(dbias.data(), e.data(), OC));
         }
     const int IC = ld, r = 5;
     const float s = 0.7f;
@@ -337,10 +313,10 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
             for (int j = 0; j < r; j++) t += (double)Bm[(size_t)o * r + j] * A[(size_t)j * IC + i];
             e[(size_t)o * IC + i] = (float)(w[(size_t)o * IC + i] + s * t);
         }
-    launch((IC + 255) / 256, 7, sim_dim3{256, 1, 1}, 0,
+    warp_sim::run_grid((IC + 255) / 256, 7, sim_dim3{256, 1, 1}, 0,
            [&] { lora_merge_kernel(wm.data(), wb.data(), w.data(), A.data(), Bm.data(), IC, OC, r, s); });
-    CHECK(rel(wm.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(wb.data(), wm.data(), wm.size()) == 0,
-          "lora_merge OC=%d IC=%d r=%d: %.3g", OC, IC, r, rel(wm.data(), e.data(), e.size()));
+    CHECK(rel_l2(wm.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(wb.data(), wm.data(), wm.size()) == 0,
+          "lora_merge OC=%d IC=%d r=%d: %.3g", OC, IC, r, rel_l2(wm.data(), e.data(), e.size()));
 }
 
 // the batched-GEMM attention's causal softmax and its backward, flash attention's D =
@@ -361,13 +337,13 @@ static void check_attention_passes(int B, int NH, int T) {
         for (int j = 0; j < T; j++) eg[(size_t)r * T + j] = j <= t ? (float)(e[(size_t)r * T + j] * (d[(size_t)r * T + j] - dot)) : 0.0f;
     }
     const unsigned nb = (rows + ATT_WARPS - 1) / ATT_WARPS;
-    launch(nb, 1, sim_dim3{32 * ATT_WARPS, 1, 1}, 0, [&] { causal_softmax_kernel(att.data(), ab.data(), rows, T); });
+    warp_sim::run_grid(nb, 1, sim_dim3{32 * ATT_WARPS, 1, 1}, 0, [&] { causal_softmax_kernel(att.data(), ab.data(), rows, T); });
     std::vector<float> g = d;
-    launch(nb, 1, sim_dim3{32 * ATT_WARPS, 1, 1}, 0, [&] { softmax_bwd_kernel(g.data(), gb.data(), e.data(), rows, T); });
-    CHECK(rel(att.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(ab.data(), att.data(), att.size()) == 0,
-          "causal_softmax B=%d NH=%d T=%d: %.3g", B, NH, T, rel(att.data(), e.data(), e.size()));
-    CHECK(rel(g.data(), eg.data(), eg.size()) < 1e-5 && bf16_mismatch(gb.data(), g.data(), g.size()) == 0,
-          "softmax_bwd B=%d NH=%d T=%d: %.3g", B, NH, T, rel(g.data(), eg.data(), eg.size()));
+    warp_sim::run_grid(nb, 1, sim_dim3{32 * ATT_WARPS, 1, 1}, 0, [&] { softmax_bwd_kernel(g.data(), gb.data(), e.data(), rows, T); });
+    CHECK(rel_l2(att.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(ab.data(), att.data(), att.size()) == 0,
+          "causal_softmax B=%d NH=%d T=%d: %.3g", B, NH, T, rel_l2(att.data(), e.data(), e.size()));
+    CHECK(rel_l2(g.data(), eg.data(), eg.size()) < 1e-5 && bf16_mismatch(gb.data(), g.data(), g.size()) == 0,
+          "softmax_bwd B=%d NH=%d T=%d: %.3g", B, NH, T, rel_l2(g.data(), eg.data(), eg.size()));
     // flash helpers, 64-wide heads
     const int C = 64 * NH, N = B * T;
     std::vector<float> dout = rnd((size_t)N * C, -1, 1), out = rnd((size_t)N * C, -1, 1), D(rows, NaN), eD(rows);
@@ -378,12 +354,12 @@ static void check_attention_passes(int B, int NH, int T) {
                 for (int k = 0; k < 64; k++) acc += (double)dout[((size_t)b * T + t) * C + h * 64 + k] * out[((size_t)b * T + t) * C + h * 64 + k];
                 eD[((size_t)b * NH + h) * T + t] = (float)acc;
             }
-    launch((rows + 7) / 8, 1, sim_dim3{256, 1, 1}, 0, [&] { flash_bwd_dot_kernel(D.data(), dout.data(), out.data(), B, T, C, NH); });
-    CHECK(rel(D.data(), eD.data(), rows) < 1e-6, "flash_bwd_dot B=%d NH=%d T=%d: %.3g", B, NH, T, rel(D.data(), eD.data(), rows));
+    warp_sim::run_grid((rows + 7) / 8, 1, sim_dim3{256, 1, 1}, 0, [&] { flash_bwd_dot_kernel(D.data(), dout.data(), out.data(), B, T, C, NH); });
+    CHECK(rel_l2(D.data(), eD.data(), rows) < 1e-6, "flash_bwd_dot B=%d NH=%d T=%d: %.3g", B, NH, T, rel_l2(D.data(), eD.data(), rows));
     const int ldd = 3 * C + 24;
     std::vector<float> q = rnd((size_t)N * 3 * C, -1, 1);
     std::vector<__nv_bfloat16> qb((size_t)N * ldd, __float2bfloat16_rn(NaN));
-    launch(2, 1, sim_dim3{256, 1, 1}, 0, [&] { q_cols_to_bf16_kernel(qb.data(), ldd, q.data(), 3 * C, N, C); });
+    warp_sim::run_grid(2, 1, sim_dim3{256, 1, 1}, 0, [&] { q_cols_to_bf16_kernel(qb.data(), ldd, q.data(), 3 * C, N, C); });
     size_t bad = 0;
     for (int p = 0; p < N; p++) bad += bf16_mismatch(&qb[(size_t)p * ldd], &q[(size_t)p * 3 * C], C);
     CHECK(bad == 0, "q_cols_to_bf16 N=%d C=%d: %zu wrong", N, C, bad);
@@ -396,15 +372,15 @@ static void check_conversions(int rows, int cols) {
     const sim_dim3 blk = {256, 1, 1};
     std::vector<float> x = rnd(n, -5, 5);
     std::vector<__nv_bfloat16> b1(n, __float2bfloat16_rn(NaN)), b4(b1);
-    launch(2, 1, blk, 0, [&] { float_to_bf16_kernel(b1.data(), x.data(), n); });
-    launch(2, 1, blk, 0, [&] { float4_to_bf16_kernel((__nv_bfloat162 *)b4.data(), (const float4 *)x.data(), n / 4); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { float_to_bf16_kernel(b1.data(), x.data(), n); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { float4_to_bf16_kernel((__nv_bfloat162 *)b4.data(), (const float4 *)x.data(), n / 4); });
     CHECK(bf16_mismatch(b1.data(), x.data(), n) == 0 && bf16_mismatch(b4.data(), x.data(), n / 4 * 4) == 0,
           "float_to_bf16 n=%zu", n);
     const int width = cols + 5, ldd = cols + 8;
     std::vector<__nv_bfloat16> pr((size_t)rows * ldd, __float2bfloat16_rn(NaN));
-    launch(2, 1, blk, 0, [&] { float_to_bf16_rows_kernel(pr.data(), ldd, x.data(), rows, cols, width); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { float_to_bf16_rows_kernel(pr.data(), ldd, x.data(), rows, cols, width); });
     std::vector<float> back(n, NaN);
-    launch(2, 1, blk, 0, [&] { bf16_rows_to_float_kernel(back.data(), pr.data(), ldd, rows, cols); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { bf16_rows_to_float_kernel(back.data(), pr.data(), ldd, rows, cols); });
     size_t bad = 0;
     for (int p = 0; p < rows; p++) {
         bad += bf16_mismatch(&pr[(size_t)p * ldd], &x[(size_t)p * cols], cols);
@@ -416,7 +392,7 @@ static void check_conversions(int rows, int cols) {
     const int nb = 3, nh = 5, cnt = nb * nh;
     std::vector<void *> ptrs(3 * cnt, nullptr);
     static char base[3];
-    launch(1, 1, sim_dim3{32, 1, 1}, 0, [&] {
+    warp_sim::run_grid(1, 1, sim_dim3{32, 1, 1}, 0, [&] {
         bh_ptrs_kernel(ptrs.data(), base, base + 1, base + 2, 1000, 10, 2000, 20, 3000, 30, nb, nh);
     });
     bad = 0;
@@ -439,8 +415,8 @@ static void check_quantize(int rows, int cols, int bits) {
     std::vector<float> e = down(ro, x.size()), out(x.size(), NaN), inplace = x;
     CPU->free(CPU, rx);
     const float qmax = (float)((1L << (bits - 1)) - 1);
-    launch(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0, [&] { quantize_rows_kernel(out.data(), x.data(), cols, qmax); });
-    launch(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0, [&] { quantize_rows_kernel(inplace.data(), inplace.data(), cols, qmax); });
+    warp_sim::run_grid(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0, [&] { quantize_rows_kernel(out.data(), x.data(), cols, qmax); });
+    warp_sim::run_grid(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0, [&] { quantize_rows_kernel(inplace.data(), inplace.data(), cols, qmax); });
     CHECK(memcmp(out.data(), e.data(), e.size() * 4) == 0 && memcmp(inplace.data(), e.data(), e.size() * 4) == 0,
           "quantize_rows %dx%d at %d bits: not the CPU's values bit for bit", rows, cols, bits);
 }
@@ -456,27 +432,27 @@ static void check_elementwise(size_t n) {
     for (int v4 = 0; v4 <= (n % 4 == 0); v4++) {
         std::vector<float> y(n, NaN), gr = acc0, g0(n, NaN);
         std::vector<__nv_bfloat16> yb(n, __float2bfloat16_rn(NaN)), gb(yb);
-        launch(g, 1, blk, 0, [&] {
+        warp_sim::run_grid(g, 1, blk, 0, [&] {
             if (v4) gelu_fwd4_kernel((float4 *)y.data(), yb.data(), (const float4 *)x.data(), n / 4);
             else gelu_fwd_kernel(y.data(), yb.data(), x.data(), n);
         });
-        launch(g, 1, blk, 0, [&] {
+        warp_sim::run_grid(g, 1, blk, 0, [&] {
             if (v4) gelu_bwd4_kernel((float4 *)gr.data(), gb.data(), (const float4 *)x.data(), (const float4 *)d.data(), n / 4, 0);
             else gelu_bwd_kernel(gr.data(), gb.data(), x.data(), d.data(), n, 0);
         });
-        launch(g, 1, blk, 0, [&] {   // overwrite: g0's NaNs must not be read
+        warp_sim::run_grid(g, 1, blk, 0, [&] {   // overwrite: g0's NaNs must not be read
             if (v4) gelu_bwd4_kernel((float4 *)g0.data(), nullptr, (const float4 *)x.data(), (const float4 *)d.data(), n / 4, 1);
             else gelu_bwd_kernel(g0.data(), nullptr, x.data(), d.data(), n, 1);
         });
         std::vector<float> eg0(n);
         for (size_t i = 0; i < n; i++) eg0[i] = eg[i] - acc0[i];
         const char *form = v4 ? "float4" : "scalar";
-        CHECK(rel(y.data(), ey.data(), n) < 1e-6 && bf16_mismatch(yb.data(), y.data(), n) == 0, "gelu_fwd (%s) n=%zu: %.3g",
-              form, n, rel(y.data(), ey.data(), n));
-        CHECK(rel(gr.data(), eg.data(), n) < 1e-6 && bf16_mismatch(gb.data(), gr.data(), n) == 0, "gelu_bwd (%s) n=%zu: %.3g",
-              form, n, rel(gr.data(), eg.data(), n));
-        CHECK(rel(g0.data(), eg0.data(), n) < 1e-5, "gelu_bwd overwrite (%s) n=%zu: %.3g", form, n,
-              rel(g0.data(), eg0.data(), n));
+        CHECK(rel_l2(y.data(), ey.data(), n) < 1e-6 && bf16_mismatch(yb.data(), y.data(), n) == 0, "gelu_fwd (%s) n=%zu: %.3g",
+              form, n, rel_l2(y.data(), ey.data(), n));
+        CHECK(rel_l2(gr.data(), eg.data(), n) < 1e-6 && bf16_mismatch(gb.data(), gr.data(), n) == 0, "gelu_bwd (%s) n=%zu: %.3g",
+              form, n, rel_l2(gr.data(), eg.data(), n));
+        CHECK(rel_l2(g0.data(), eg0.data(), n) < 1e-5, "gelu_bwd overwrite (%s) n=%zu: %.3g", form, n,
+              rel_l2(g0.data(), eg0.data(), n));
     }
     // add (scalar and float4), accumulate, scale
     {
@@ -487,16 +463,16 @@ static void check_elementwise(size_t n) {
         std::vector<float> ea = down(ra, n), eacc = down(racc, n), esc = down(rsc, n);
         for (int v4 = 0; v4 <= (n % 4 == 0); v4++) {
             std::vector<float> a(n, NaN);
-            launch(g, 1, blk, 0, [&] {
+            warp_sim::run_grid(g, 1, blk, 0, [&] {
                 if (v4) add4_kernel((float4 *)a.data(), (const float4 *)x.data(), (const float4 *)d.data(), n / 4);
                 else add_kernel(a.data(), x.data(), d.data(), n);
             });
-            CHECK(rel(a.data(), ea.data(), n) == 0, "add (%s) n=%zu", v4 ? "float4" : "scalar", n);
+            CHECK(rel_l2(a.data(), ea.data(), n) == 0, "add (%s) n=%zu", v4 ? "float4" : "scalar", n);
         }
         std::vector<float> ac = acc0, sc = x;
-        launch(g, 1, blk, 0, [&] { accumulate_kernel(ac.data(), x.data(), n); });
-        launch(g, 1, blk, 0, [&] { scale_kernel(sc.data(), -0.375f, n); });
-        CHECK(rel(ac.data(), eacc.data(), n) == 0 && rel(sc.data(), esc.data(), n) == 0, "accumulate / scale n=%zu", n);
+        warp_sim::run_grid(g, 1, blk, 0, [&] { accumulate_kernel(ac.data(), x.data(), n); });
+        warp_sim::run_grid(g, 1, blk, 0, [&] { scale_kernel(sc.data(), -0.375f, n); });
+        CHECK(rel_l2(ac.data(), eacc.data(), n) == 0 && rel_l2(sc.data(), esc.data(), n) == 0, "accumulate / scale n=%zu", n);
     }
     // AdamW (step 3, gradient scale), sum of squares
     std::vector<float> p0 = rnd(n, -1, 1), m0 = rnd(n, -0.1f, 0.1f), v0 = rnd(n, 0, 0.01f);
@@ -504,15 +480,15 @@ static void check_elementwise(size_t n) {
     CPU->adamw(CPU, rp, rd, rm, rv, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 0.5);
     std::vector<float> ep = down(rp, n), em = down(rm, n), ev = down(rv, n), pp = p0, mm = m0, vv = v0;
     const float bc1 = (float)(1.0 - pow(0.9, 3)), bc2 = (float)(1.0 - pow(0.95, 3));
-    launch(g, 1, blk, 0, [&] { adamw_kernel(pp.data(), d.data(), mm.data(), vv.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.5f); });
-    CHECK(rel(pp.data(), ep.data(), n) < 1e-6 && rel(mm.data(), em.data(), n) < 1e-6 && rel(vv.data(), ev.data(), n) < 1e-6,
-          "adamw n=%zu: %.3g %.3g %.3g", n, rel(pp.data(), ep.data(), n), rel(mm.data(), em.data(), n),
-          rel(vv.data(), ev.data(), n));
+    warp_sim::run_grid(g, 1, blk, 0, [&] { adamw_kernel(pp.data(), d.data(), mm.data(), vv.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2, 0.5f); });
+    CHECK(rel_l2(pp.data(), ep.data(), n) < 1e-6 && rel_l2(mm.data(), em.data(), n) < 1e-6 && rel_l2(vv.data(), ev.data(), n) < 1e-6,
+          "adamw n=%zu: %.3g %.3g %.3g", n, rel_l2(pp.data(), ep.data(), n), rel_l2(mm.data(), em.data(), n),
+          rel_l2(vv.data(), ev.data(), n));
     double *racc = (double *)CPU->alloc(CPU, sizeof(double), "acc"), eacc, acc = 0.25;
     CPU->zero(CPU, racc, sizeof(double));
     CPU->sumsq(CPU, racc, rx, n);
     CPU->download_f64(CPU, &eacc, racc, 1);
-    launch(g, 1, blk, 0, [&] { sumsq_kernel(&acc, x.data(), n); });
+    warp_sim::run_grid(g, 1, blk, 0, [&] { sumsq_kernel(&acc, x.data(), n); });
     CHECK(fabs(acc - 0.25 - eacc) <= 1e-12 * eacc, "sumsq n=%zu: %.15g vs %.15g", n, acc - 0.25, eacc);
     for (void *q : {rx, rd, (void *)racc}) CPU->free(CPU, q);
 }
@@ -542,19 +518,19 @@ static void check_rows_cols(int B, int T, int C, int Vv) {
     const sim_dim3 blk = {EW_BLOCK, 1, 1};
     std::vector<float> o((size_t)N * C, NaN), dwte = dwte0, dwpe = dwpe0, gth((size_t)P * C, NaN), sc = dwte0, col(N, NaN),
                        k2 = kin;
-    launch(2, 1, blk, 0, [&] { encoder_fwd_kernel(o.data(), tok.data(), wte.data(), wpe.data(), B, T, C); });
-    launch(2, 1, blk, 0, [&] { encoder_bwd_wte_kernel(dwte.data(), dy.data(), tok.data(), B, T, C); });
-    launch(2, 1, blk, 0, [&] { encoder_bwd_wpe_kernel(dwpe.data(), dy.data(), B, T, C); });
-    launch(2, 1, blk, 0, [&] { gather_rows_kernel(gth.data(), wte.data(), idx.data(), P, C); });
-    launch(2, 1, blk, 0, [&] { scatter_add_rows_kernel(sc.data(), dy.data(), idx.data(), P, C); });
-    launch(1, 1, blk, 0, [&] { get_column_kernel(col.data(), kin.data(), N, K, 1); });
-    launch(1, 1, blk, 0, [&] { add_to_column_kernel(k2.data(), dy.data(), N, K, 2); });
-    CHECK(rel(o.data(), eo.data(), o.size()) < 1e-6, "encoder_fwd B=%d T=%d C=%d", B, T, C);
-    CHECK(rel(dwte.data(), edwte.data(), dwte.size()) < 1e-6 && rel(dwpe.data(), edwpe.data(), dwpe.size()) < 1e-6,
+    warp_sim::run_grid(2, 1, blk, 0, [&] { encoder_fwd_kernel(o.data(), tok.data(), wte.data(), wpe.data(), B, T, C); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { encoder_bwd_wte_kernel(dwte.data(), dy.data(), tok.data(), B, T, C); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { encoder_bwd_wpe_kernel(dwpe.data(), dy.data(), B, T, C); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { gather_rows_kernel(gth.data(), wte.data(), idx.data(), P, C); });
+    warp_sim::run_grid(2, 1, blk, 0, [&] { scatter_add_rows_kernel(sc.data(), dy.data(), idx.data(), P, C); });
+    warp_sim::run_grid(1, 1, blk, 0, [&] { get_column_kernel(col.data(), kin.data(), N, K, 1); });
+    warp_sim::run_grid(1, 1, blk, 0, [&] { add_to_column_kernel(k2.data(), dy.data(), N, K, 2); });
+    CHECK(rel_l2(o.data(), eo.data(), o.size()) < 1e-6, "encoder_fwd B=%d T=%d C=%d", B, T, C);
+    CHECK(rel_l2(dwte.data(), edwte.data(), dwte.size()) < 1e-6 && rel_l2(dwpe.data(), edwpe.data(), dwpe.size()) < 1e-6,
           "encoder_bwd B=%d T=%d C=%d", B, T, C);
-    CHECK(rel(gth.data(), eg.data(), gth.size()) == 0 && rel(sc.data(), es.data(), sc.size()) < 1e-6,
+    CHECK(rel_l2(gth.data(), eg.data(), gth.size()) == 0 && rel_l2(sc.data(), es.data(), sc.size()) < 1e-6,
           "gather_rows / scatter_add_rows P=%d C=%d", P, C);
-    CHECK(rel(col.data(), ec.data(), N) == 0 && rel(k2.data(), ek2.data(), k2.size()) < 1e-6, "get_column / add_to_column N=%d",
+    CHECK(rel_l2(col.data(), ec.data(), N) == 0 && rel_l2(k2.data(), ek2.data(), k2.size()) < 1e-6, "get_column / add_to_column N=%d",
           N);
 }
 

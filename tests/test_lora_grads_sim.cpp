@@ -9,6 +9,7 @@
 extern "C" {
 #include "tests/check.h"
 }
+#include "tests/sim_check.h"
 
 static uint64_t RNG = 777;
 static std::vector<__nv_bfloat16> rand_bf16(size_t n) {
@@ -38,24 +39,11 @@ static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
     lg_prob p1 = {dA.data(), inp.data(), du.data(), ldi, lddu, IC, 1, 1.0f};
     const int mb0 = (OC + 63) / 64, mb = mb0 + (IC + 63) / 64;
     const int rper = ((N + splits_wanted - 1) / splits_wanted + LG_KC - 1) / LG_KC * LG_KC, splits = (N + rper - 1) / rper;
-    for (int y = 0; y < splits; y++)
-        for (int x = 0; x < mb; x++) {
-            blockIdx = {(unsigned)x, (unsigned)y, 0};
-            warp_sim::run_block(128, 0, [&] {
-                if (r <= 16) lora_grads_kernel<16>(p0, p1, mb0, N, r, rper, splits > 1);
-                else lora_grads_kernel<32>(p0, p1, mb0, N, r, rper, splits > 1);
-            });
-        }
-    auto err = [](const std::vector<float> &a, const std::vector<double> &e) {
-        double d = 0, n = 0;
-        for (size_t i = 0; i < a.size(); i++) {
-            if (!(a[i] == a[i])) return (double)INFINITY;
-            d += (a[i] - e[i]) * (a[i] - e[i]);
-            n += e[i] * e[i];
-        }
-        return sqrt(d / n);
-    };
-    double e0 = err(dB, eB), e1 = err(dA, eA);
+    warp_sim::run_grid(mb, splits, sim_dim3{128, 1, 1}, 0, [&] {
+        if (r <= 16) lora_grads_kernel<16>(p0, p1, mb0, N, r, rper, splits > 1);
+        else lora_grads_kernel<32>(p0, p1, mb0, N, r, rper, splits > 1);
+    });
+    double e0 = rel_l2(dB.data(), eB.data(), dB.size()), e1 = rel_l2(dA.data(), eA.data(), dA.size());
     printf("N=%d OC=%d IC=%d r=%d, %d slice(s): dB %.2e dA %.2e\n", N, OC, IC, r, splits, e0, e1);
     CHECK(e0 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dB rel. error %.3g", N, OC, IC, r, splits, e0);
     CHECK(e1 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dA rel. error %.3g", N, OC, IC, r, splits, e1);

@@ -273,6 +273,15 @@ inline void run_block(sim_dim3 block, size_t smem, const std::function<void()> &
 inline void run_block(int nthreads, size_t smem, const std::function<void()> &body) {
     run_block(sim_dim3{(unsigned)nthreads, 1, 1}, smem, body);
 }
+// Every block of the grid (gx, gy), one after another, as a launch <<<(gx, gy), block, smem>>>.
+inline void run_grid(unsigned gx, unsigned gy, sim_dim3 block, size_t smem, const std::function<void()> &body) {
+    gridDim = {gx, gy, 1};
+    for (unsigned y = 0; y < gy; y++)
+        for (unsigned x = 0; x < gx; x++) {
+            blockIdx = {x, y, 0};
+            run_block(block, smem, body);
+        }
+}
 }   // namespace warp_sim
 
 #define threadIdx (warp_sim::me().tid)
