@@ -111,6 +111,41 @@ static inline void op_begin(swq_backend *be) {
 #define TL(phase, op) (op_begin(be), cu_zero_flush(be), cu_tl_op(be, (phase), (op)))
 
 // ---- memory ----
+// The class of an allocation named `what`: its name up to the first '.' ("activations.qkv" ->
+// "activations"); classes past the table's room share its last one.
+static int mem_class(cuda_ctx *c, const char *what) {
+    char k[32];
+    size_t n = 0;
+    if (!what) what = "other";
+    while (what[n] && what[n] != '.' && n < sizeof(k) - 1) {
+        k[n] = what[n];
+        n++;
+    }
+    k[n] = 0;
+    for (int i = 0; i < c->mem.n; i++)
+        if (!strcmp(c->mem.name[i], k)) return i;
+    if (c->mem.n == CU_MEM_CLASSES) return CU_MEM_CLASSES - 1;
+    if (c->mem.n == CU_MEM_CLASSES - 1) snprintf(k, sizeof(k), "other");
+    memcpy(c->mem.name[c->mem.n], k, sizeof(k));
+    return c->mem.n++;
+}
+// mem_cur (and its class) grows or shrinks by `bytes`; a new peak keeps every class's bytes.
+static void mem_add(cuda_ctx *c, int cls, size_t bytes, int grow) {
+    if (grow) {
+        c->mem_cur += bytes;
+        c->mem.cur[cls] += bytes;
+    } else {
+        c->mem_cur -= bytes;
+        c->mem.cur[cls] -= bytes;
+    }
+    if (grow && c->mem_cur > c->mem_peak) {
+        c->mem_peak = c->mem_cur;
+        memcpy(c->mem.at_peak, c->mem.cur, sizeof(c->mem.cur));
+    }
+}
+#define MEM_BF16_COPIES "bf16 operand copies"
+#define MEM_BF16_WEIGHTS "bf16 weight copies"
+
 static void rec_push(struct cu_alloc_rec **v, int *n, int *cap, struct cu_alloc_rec r) {
     *v = (struct cu_alloc_rec *)table_room(*v, *n, cap, sizeof(**v), "allocation table");
     (*v)[(*n)++] = r;
@@ -128,10 +163,10 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
     memset(&rec, 0, sizeof(rec));
     rec.p = p;
     rec.bytes = bytes;
+    rec.cls = mem_class(c, what);
     rec_push(&c->allocs, &c->n_allocs, &c->cap_allocs, rec);
     if (what && !strncmp(what, "qcache.", 7)) rec_push(&c->frozen, &c->n_frozen, &c->cap_frozen, rec);
-    c->mem_cur += bytes;
-    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    mem_add(c, rec.cls, bytes, 1);
     return p;
 }
 static void cu_free(swq_backend *be, void *p) {
@@ -143,7 +178,7 @@ static void cu_free(swq_backend *be, void *p) {
     cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
     for (int i = c->n_allocs - 1; i >= 0; i--)
         if (c->allocs[i].p == p) {
-            c->mem_cur -= c->allocs[i].bytes;
+            mem_add(c, c->allocs[i].cls, c->allocs[i].bytes, 0);
             c->allocs[i] = c->allocs[--c->n_allocs];
             break;
         }
@@ -151,7 +186,7 @@ static void cu_free(swq_backend *be, void *p) {
         if (c->frozen[i].p == p) {
             if (c->frozen[i].bf16) {
                 CUDA_CHECK(cudaFree(c->frozen[i].bf16));
-                c->mem_cur -= c->frozen[i].bf_elems * sizeof(__nv_bfloat16);
+                mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), c->frozen[i].bf_elems * sizeof(__nv_bfloat16), 0);
             }
             c->frozen[i] = c->frozen[--c->n_frozen];
             break;
@@ -249,7 +284,7 @@ static void bfc_release(cuda_ctx *c, int i) {
     if (e->async) CUDA_CHECK(cudaFreeAsync(e->bf, c->stream));
     else CUDA_CHECK(cudaFree(e->bf));
     c->bfc_bytes -= e->cap * sizeof(__nv_bfloat16);
-    c->mem_cur -= e->cap * sizeof(__nv_bfloat16);
+    mem_add(c, mem_class(c, MEM_BF16_COPIES), e->cap * sizeof(__nv_bfloat16), 0);
     c->bfc[i] = c->bfc[--c->n_bfc];
 }
 
@@ -315,7 +350,7 @@ static void frozen_copy(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems) {
         not_capturing(c, "a cached weight's bf16 copy regrown");
         graphs_clear(c);                 // a recording may read the old copy
         CUDA_CHECK(cudaFree(r->bf16));   // synchronizes
-        c->mem_cur -= r->bf_elems * sizeof(__nv_bfloat16);
+        mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), r->bf_elems * sizeof(__nv_bfloat16), 0);
         r->bf16 = NULL;
     }
     cudaError_t e = cudaMalloc(&r->bf16, elems * sizeof(__nv_bfloat16));
@@ -325,8 +360,7 @@ static void frozen_copy(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems) {
         exit(1);
     }
     r->bf_elems = elems;
-    c->mem_cur += elems * sizeof(__nv_bfloat16);
-    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), elems * sizeof(__nv_bfloat16), 1);
     convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, (const float *)r->p, r->bytes / sizeof(float));
     r->a_ok = 0;
 }
@@ -421,8 +455,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
     ne.in_graph = (unsigned char)c->capturing;
     c->bfc[c->n_bfc++] = ne;
     c->bfc_bytes += bytes;
-    c->mem_cur += bytes;
-    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    mem_add(c, mem_class(c, MEM_BF16_COPIES), bytes, 1);
     return (__nv_bfloat16 *)bf;
 }
 
@@ -454,7 +487,7 @@ void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const cha
     if (*p) {
         cu_bf16_invalidate(be, *p, *cap);
         CUDA_CHECK(cudaFree(*p));   // synchronizes: nothing still reads it
-        c->mem_cur -= *cap;
+        mem_add(c, mem_class(c, "backend scratch"), *cap, 0);
     }
     *p = NULL;
     *cap = 0;
@@ -464,8 +497,7 @@ void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const cha
         exit(1);
     }
     *cap = bytes;
-    c->mem_cur += bytes;
-    if (c->mem_cur > c->mem_peak) c->mem_peak = c->mem_cur;
+    mem_add(c, mem_class(c, "backend scratch"), bytes, 1);
     return *p;
 }
 
@@ -1061,6 +1093,19 @@ static void w_quantize_rows(swq_backend *be, void *out, const void *in, int rows
     INV(out, (size_t)rows * cols * F4);
     cu_quantize_rows(be, out, in, rows, cols, bits);
 }
+static void w_quantize_rows_codes(swq_backend *be, void *codes, void *scales, const void *in, int rows, int cols,
+                                  int bits) {
+    TL("forward: body", "quantize_rows_codes");
+    IN(in, (size_t)rows * cols * F4);
+    INV(scales, (size_t)rows * F4);
+    cu_quantize_rows_codes(be, codes, scales, in, rows, cols, bits);
+}
+static void w_dequantize_rows(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
+                              int bits) {
+    TL("forward: body", "dequantize_rows");
+    INV(out, (size_t)rows * cols * F4);
+    cu_dequantize_rows(be, out, codes, scales, rows, cols, bits);
+}
 static void w_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias, int N, int IC,
                          int OC, double scale, int accumulate) {
     TL("head: forward", "matmul_fwd");
@@ -1236,10 +1281,10 @@ static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, voi
 #undef F4
 
 // ---- construction ----
-// An optional environment switch that is 64 (default) or 128.
+// An optional environment switch that is 64 or 128; unset, 0 (chosen per launch: cu_flash_block).
 static int env_64_or_128(const char *name, int *v, char *err, size_t errlen) {
     const char *e = getenv(name);
-    *v = 64;
+    *v = 0;
     if (!e || !*e) return 1;
     if (!strcmp(e, "64") || !strcmp(e, "128")) {
         *v = atoi(e);
@@ -1317,8 +1362,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
             fprintf(stderr, "cuBLAS workspace: cudaMalloc of %zu bytes failed: %s\n", ws, cudaGetErrorString(we));
             exit(1);
         }
-        c->mem_cur += ws;
-        c->mem_peak = c->mem_cur;
+        mem_add(c, mem_class(c, "cuBLAS workspace"), ws, 1);
         CUBLAS_CHECK(cublasSetWorkspace(c->cublas, c->cublas_ws, ws));
         c->cublas_ws_bytes = ws;
     }
@@ -1331,7 +1375,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     // tf32-level errors on an H100, i.e. not bf16 math).
     c->compute = prec == CU_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const char *lh = getenv("SWQ_CUDA_LAZY_HEAD");
-    c->lazy_head = lh && *lh && strcmp(lh, "0");
+    c->lazy_head = !(lh && *lh && !strcmp(lh, "0"));   // measured 4.2 ms off 83.3 a pretraining step (docs/PERF.md)
     const char *fl = getenv("SWQ_CUDA_FLASH");
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     c->flash_rows = flash_rows;
@@ -1385,6 +1429,9 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->layernorm_fwd = w_layernorm_fwd;
     be->layernorm_bwd = w_layernorm_bwd;
     be->quantize_rows = w_quantize_rows;
+    be->quantize_rows_codes = w_quantize_rows_codes;
+    be->dequantize_rows = w_dequantize_rows;
+    be->keeps_weight_copies = prec == CU_BF16;
     be->matmul_fwd = w_matmul_fwd;
     be->matmul_bwd = w_matmul_bwd;
     be->lora_linear_fwd = w_lora_linear_fwd;
@@ -1417,6 +1464,17 @@ void *swq_backend_cuda_stream(swq_backend *be) {
 void swq_backend_cuda_mem(swq_backend *be, size_t *cur, size_t *peak) {
     if (cur) *cur = CTX(be)->mem_cur;
     if (peak) *peak = CTX(be)->mem_peak;
+}
+
+int swq_backend_cuda_mem_at_peak(swq_backend *be, const char **names, size_t *bytes, int max) {
+    const struct cu_mem *m = &CTX(be)->mem;
+    int n = 0;
+    for (int i = 0; i < m->n && n < max; i++)
+        if (m->at_peak[i]) {
+            names[n] = m->name[i];
+            bytes[n++] = m->at_peak[i];
+        }
+    return n;
 }
 
 void swq_backend_cuda_graph_stats(swq_backend *be, long *captures, long *replays) {

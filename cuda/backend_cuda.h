@@ -22,6 +22,10 @@ int swq_backend_is_cuda(const swq_backend *be);
 void *swq_backend_cuda_stream(swq_backend *be);
 // Bytes held through the backend (buffers, bf16 workspaces and caches): now and at peak.
 void swq_backend_cuda_mem(swq_backend *be, size_t *cur, size_t *peak);
+// What the peak was made of: up to max classes (an allocation's name up to its first '.', and the
+// backend's own: bf16 copies, scratch, cuBLAS workspace) with their bytes at the peak; returns
+// how many. The names stay valid as long as the backend.
+int swq_backend_cuda_mem_at_peak(swq_backend *be, const char **names, size_t *bytes, int max);
 // Measured rates of this GPU: a cuBLAS bf16 GEMM of n^3 (bf16 in/out, fp32 accumulation) in
 // TFLOP/s, and a device-to-device copy in GB/s counting bytes read and written. -1 on failure.
 double swq_backend_cuda_gemm_tflops(swq_backend *be, int n, int reps);

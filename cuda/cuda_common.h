@@ -38,9 +38,18 @@ enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
 // bf16: kept copy of a frozen buffer (bf_elems elements: a weight's own, plus room for a LoRA
 // adapter's A rows after them, see cu_weight_ext; a_src, a_rows, a_ok: the A those rows hold)
+// Bytes held by class (an allocation's name up to its first '.', "parameters", "activations",
+// ...; the backend's own: bf16 copies, scratch, cuBLAS workspace), now and at the peak.
+#define CU_MEM_CLASSES 24
+struct cu_mem {
+    char name[CU_MEM_CLASSES][32];
+    size_t cur[CU_MEM_CLASSES], at_peak[CU_MEM_CLASSES];
+    int n;
+};
 struct cu_alloc_rec {
     void *p;
     size_t bytes;
+    int cls;   // memory class (cu_mem)
     void *bf16;
     size_t bf_elems;
     const float *a_src;
@@ -110,8 +119,8 @@ typedef struct {
     float *lw;                     // w + s Bm A of the LoRA linear in hand (lora_linear_*), grown on demand
     size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
-    int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64 or 128)
-    int lazy_head;                 // SWQ_CUDA_LAZY_HEAD=1: a head output may stay pending (cu_lazy)
+    int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64, 128; 0: cu_flash_block)
+    int lazy_head;                 // a head output may stay pending (cu_lazy); SWQ_CUDA_LAZY_HEAD=0 turns it off
     struct cu_lazy lazy;
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
@@ -143,6 +152,7 @@ typedef struct {
     const char *a_lo, *a_hi;       // a span holding every frozen record's adapter rows source (a_src)
     int n_allocs, cap_allocs, n_frozen, cap_frozen;
     size_t mem_cur, mem_peak;
+    struct cu_mem mem;             // mem_cur by class, and as it was at mem_peak
     // SWQ_CUDA_PROFILE=1: every GEMM synchronized and timed (conversion, GEMM by shape class),
     // summary on stderr when the backend is destroyed
     int prof;
@@ -336,6 +346,9 @@ void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const voi
                       const void *inp, const void *w, const void *mean, const void *rstd, int N, int C);
 
 void cu_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int cols, int bits);
+void cu_quantize_rows_codes(swq_backend *be, void *codes, void *scales, const void *in, int rows, int cols, int bits);
+void cu_dequantize_rows(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
+                        int bits);
 
 void cu_matmul_fwd(swq_backend *be, void *out, const void *inp, const void *w, const void *bias,
                    int N, int IC, int OC, double scale, int accumulate);

@@ -29,11 +29,19 @@ static void flash_setup(void) {
     done = 1;
 }
 
+// A block's query rows (forward) or keys (backward) where no switch sets them: 128 once the grid
+// at 128 is at least 8 blocks an SM (measured on an H200: 2-3% faster each way at B=32 T=1024,
+// 3-12% slower at B=8 T=512, where the 128-row grid leaves SMs idle in its last wave)
+static int flash_block(swq_backend *be, int set, int B, int NH, int T) {
+    if (set) return set;
+    return (long long)B * NH * ((T + 127) / 128) >= 8LL * CTX(be)->sm_count ? 128 : 64;
+}
+
 static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     flash_setup();
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)B * T * C);
-    const int rows = CTX(be)->flash_rows;
+    const int rows = flash_block(be, CTX(be)->flash_rows, B, NH, T);
     dim3 grid((T + rows - 1) / rows, B * NH);
     const float sc = (float)(1.0 / sqrt((double)FA));
     if (rows == 64)
@@ -65,7 +73,7 @@ static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
     __nv_bfloat16 *gb = CTX(be)->sole_off ? NULL
                                           : (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)dqkv, B * T,
                                                                                  3 * C, ldg);
-    const int keys = CTX(be)->flash_keys;
+    const int keys = flash_block(be, CTX(be)->flash_keys, B, NH, T);
     dim3 grid((T + keys - 1) / keys, B * NH);
     const float sc = (float)(1.0 / sqrt((double)FA));
     if (keys == 64)

@@ -20,4 +20,38 @@ __global__ void quantize_rows_kernel(float *out, const float *in, int cols, floa
     float a = m / qmax;   // same operations as the CPU reference: a * round(x / a)
     for (int c = threadIdx.x; c < cols; c += blockDim.x) o[c] = a * roundf(x[c] / a);
 }
+
+// The same quantization kept as codes (T: int8_t or int16_t) and row scales: code = round(x / a).
+template <typename T>
+__global__ void quantize_codes_kernel(T *codes, float *scales, const float *in, int cols, float qmax) {
+    __shared__ float sh[32];
+    const float *x = in + (size_t)blockIdx.x * cols;
+    T *o = codes + (size_t)blockIdx.x * cols;
+    float m = 0.0f;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, fabsf(x[c]));
+    m = block_max(m, sh);
+    const float a = m == 0.0f ? 0.0f : m / qmax;
+    if (threadIdx.x == 0) scales[blockIdx.x] = a;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) o[c] = a == 0.0f ? (T)0 : (T)roundf(x[c] / a);
+}
+
+// out = scale * code, one row a block (y), DQ_COLS threads a block (x) and DQ_VEC columns a thread
+// (written as one float4 where cols is a multiple of DQ_VEC, so rows stay 16-byte aligned): the
+// float product of a and an integer of at most 16 bits is exact before its one rounding, as the
+// CPU's in double.
+#define DQ_COLS 256
+#define DQ_VEC 4
+template <typename T>
+__global__ void dequantize_kernel(float *out, const T *codes, const float *scales, int cols) {
+    const int c = (blockIdx.x * DQ_COLS + threadIdx.x) * DQ_VEC;
+    if (c >= cols) return;
+    const size_t i = (size_t)blockIdx.y * cols + c;
+    const float a = scales[blockIdx.y];
+    if (cols % DQ_VEC == 0) {
+        *(float4 *)(out + i) = make_float4(a * (float)codes[i], a * (float)codes[i + 1], a * (float)codes[i + 2],
+                                           a * (float)codes[i + 3]);
+        return;
+    }
+    for (int j = 0; j < DQ_VEC && c + j < cols; j++) out[i + j] = a * (float)codes[i + j];
+}
 #endif

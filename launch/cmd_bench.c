@@ -38,6 +38,33 @@ static const char *BENCH_USAGE =
 
 extern char **environ;
 
+#ifdef SWQ_HAVE_CUDA
+// The peak's classes, largest first: "qcache 2.31, activations 0.91" and the same as JSON members
+// ("\"qcache\": 2.310, ...").
+static void peak_breakdown(const char **cls, const size_t *bytes, int n, char *text, size_t tcap, char *json,
+                           size_t jcap) {
+    int order[32], used = 0;
+    size_t tl = 0, jl = 0;
+    for (int i = 0; i < n && i < 32; i++) order[used++] = i;
+    for (int i = 1; i < used; i++)   // insertion sort, largest first
+        for (int j = i; j > 0 && bytes[order[j]] > bytes[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    text[0] = json[0] = 0;
+    for (int i = 0; i < used; i++) {
+        char name[40];
+        snprintf(name, sizeof name, "%s", cls[order[i]]);
+        for (char *q = name; *q; q++)
+            if (*q == '"' || *q == '\\' || (unsigned char)*q < 32) *q = '?';
+        double gib = bytes[order[i]] / 1073741824.0;
+        if (tl < tcap) tl += (size_t)snprintf(text + tl, tcap - tl, "%s%s %.2f", i ? ", " : "", name, gib);
+        if (jl < jcap) jl += (size_t)snprintf(json + jl, jcap - jl, "%s\"%s\": %.3f", i ? ", " : "", name, gib);
+    }
+}
+#endif
+
 // "NAME=value NAME=value" of the SWQ_CUDA_* variables set (the backend switches this run had), in
 // environment order; characters JSON would need escaped become '?'.
 static void cuda_switches(char *out, size_t cap) {
@@ -260,12 +287,17 @@ int cmd_bench(int argc, char **argv) {
     char dev[256] = "cpu";
     double peak_gib = -1, gemm = -1, bw = -1;
     long g_rec = 0, g_rep = 0;
+    char by_text[1024] = "", by_json[1024] = "";   // what the peak was made of
 #ifdef SWQ_HAVE_CUDA
     if (cuda) {
         swq_backend_cuda_graph_stats(be, &g_rec, &g_rep);
         size_t peak;
         swq_backend_cuda_mem(be, NULL, &peak);
         peak_gib = peak / 1073741824.0;
+        const char *cls[32];
+        size_t bytes[32];
+        int nc = swq_backend_cuda_mem_at_peak(be, cls, bytes, 32);
+        peak_breakdown(cls, bytes, nc, by_text, sizeof by_text, by_json, sizeof by_json);
         swq_backend_cuda_device_name(be, dev, sizeof(dev));
         gemm = swq_backend_cuda_gemm_tflops(be, 8192, 20);
         bw = swq_backend_cuda_copy_gbs(be, (size_t)1 << 30, 10);
@@ -283,13 +315,14 @@ int cmd_bench(int argc, char **argv) {
     char sw[1024];
     cuda_switches(sw, sizeof sw);
     if (sw[0]) printf("  switches: %s\n", sw);
+    if (by_text[0]) printf("  peak by buffer (GiB): %s\n", by_text);
     if (o.json)
         printf("{\"tool\": \"swq-bench\", \"task\": \"%s\", \"B\": %d, \"T\": %d, \"precision\": \"%s\", \"configs\": %d, \"vocab_size\": %d, "
                "\"n_layer\": %d, \"mode\": \"%s\", \"qcache\": %d, \"step_ms\": %.2f, \"tok_per_s\": %.0f, \"model_tflops\": %.1f, \"mfu\": %.4f, "
                "\"gemm_tflops\": %.1f, \"copy_gbs\": %.0f, \"peak_mem_gib\": %.2f, \"graph_replays\": %ld, \"device\": \"%s\", "
-               "\"switches\": \"%s\"}\n",
+               "\"switches\": \"%s\", \"peak_by_buffer_gib\": {%s}}\n",
                o.task == TASK_LM ? "lm" : "qa", o.B, o.T, o.precision, o.K, o.s.vocab_size, o.s.n_layer, mode, o.qcache && !o.full, dt * 1e3, tok_s, tflops,
-               gemm > 0 ? tflops / gemm : -1.0, gemm, bw, peak_gib, g_rep, dev, sw);
+               gemm > 0 ? tflops / gemm : -1.0, gemm, bw, peak_gib, g_rep, dev, sw, by_json);
     be->free(be, b.tokens); be->free(be, b.rows); be->free(be, b.targets);
     be->free(be, b.start); be->free(be, b.end); be->free(be, b.len);
     optimizer_free(&opt);

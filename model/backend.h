@@ -73,6 +73,19 @@ struct swq_backend {
     // activations (rows = tokens) and biases (rows = 1). Gradients pass straight through (STE),
     // so there is no backward op.
     void (*quantize_rows)(swq_backend *be, void *out, const void *in, int rows, int cols, int bits);
+    // The same quantization kept compact (a frozen weight quantized once, used every step): for
+    // 2 <= bits <= 16, codes[r,c] = round(in[r,c]/a_r) as int8 (bits <= 8) or int16 (swq_code_bytes),
+    // scales[r] = a_r (a real; 0 for a row of zeros, whose codes are 0).
+    void (*quantize_rows_codes)(swq_backend *be, void *codes, void *scales, const void *in, int rows, int cols,
+                                int bits);
+    // out[r,c] = scales[r] * codes[r,c] (=): the values quantize_rows gives for the input the codes
+    // were made from (equal; a zero may lose its sign).
+    void (*dequantize_rows)(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
+                            int bits);
+    // 1 where the backend keeps its own copies of "qcache." buffers (CUDA bf16: the GEMMs' bf16
+    // weights): the model then caches quantized weights as reals, not as codes it would expand
+    // before every use.
+    int keeps_weight_copies;
 
     // ---- linear ----
     // out[N,OC] (= or += if accumulate) scale * inp[N,IC] @ w[OC,IC]^T (+ bias[OC] if non-NULL)
@@ -171,6 +184,8 @@ struct swq_backend {
 
 swq_backend *swq_backend_cpu(int real_size);   // 4 or 8 (double: the gradcheck reference)
 void swq_backend_destroy(swq_backend *be);       // any backend; NULL is fine
+
+static inline size_t swq_code_bytes(int bits) { return bits <= 8 ? 1 : 2; }
 
 static inline void *swq_at(const swq_backend *be, void *base, size_t elems) {
     return (char *)base + elems * be->real_size;

@@ -218,41 +218,75 @@ void gpt2_note_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows
     m->B = B; m->T = T; m->P = P;
 }
 
+// A quantization scratch made on first use (a run whose configs are all cached, or all 32-bit,
+// never makes it); the first use is in a step no backend records, since recordings start with
+// the second identical step.
+static void *quant_scratch(gpt2 *m, void **slot, int which) {
+    if (*slot) return *slot;
+    size_t C = m->s.n_embd, V = m->s.vocab_size, wmax = 1;
+    for (int l = 0; l < m->qs->n_linear - 1; l++)   // the body's linears (the head has its own, wte_q)
+        if ((size_t)m->lin[l].OC * m->lin[l].IC > wmax) wmax = (size_t)m->lin[l].OC * m->lin[l].IC;
+    size_t n = which == 0 ? wmax : which == 1 ? (V > 4 * C ? V : 4 * C) : V * C;
+    const char *what[3] = { "scratch.quantized_weight", "scratch.quantized_bias", "scratch.quantized_wte" };
+    *slot = BE->alloc(BE, n * BE->real_size, what[which]);
+    return *slot;
+}
+#define WQ(m) quant_scratch(m, &(m)->a.wq, 0)
+#define BQ(m) quant_scratch(m, &(m)->a.bq, 1)
+#define WTEQ(m) quant_scratch(m, &(m)->a.wte_q, 2)
+static void *wq_scratch(gpt2 *m) { return WQ(m); }
+static void *wteq_scratch(gpt2 *m) { return WTEQ(m); }
+
 void gpt2_invalidate_qcache(gpt2 *m) {
     if (!m->qc_w) return;
     size_t n = (size_t)m->qs->K * m->qs->n_linear;
     for (size_t i = 0; i < n; i++) {
-        BE->free(BE, m->qc_w[i]); BE->free(BE, m->qc_b[i]);
-        m->qc_w[i] = m->qc_b[i] = NULL;
+        BE->free(BE, m->qc_w[i]); BE->free(BE, m->qc_b[i]); BE->free(BE, m->qc_s[i]);
+        m->qc_w[i] = m->qc_b[i] = m->qc_s[i] = NULL;
     }
 }
 
 void gpt2_qcache_enable(gpt2 *m, int on) {
     gpt2_invalidate_qcache(m);
-    free(m->qc_w); free(m->qc_b);
-    m->qc_w = m->qc_b = NULL;
+    free(m->qc_w); free(m->qc_b); free(m->qc_s);
+    m->qc_w = m->qc_b = m->qc_s = NULL;
     m->qcache = 0;
     if (!on) return;
     size_t n = (size_t)m->qs->K * m->qs->n_linear;
     m->qc_w = calloc(n, sizeof(void *));
     m->qc_b = calloc(n, sizeof(void *));
-    m->qcache = m->qc_w && m->qc_b;
+    m->qc_s = calloc(n, sizeof(void *));
+    m->qcache = m->qc_w && m->qc_b && m->qc_s;
 }
 
 static int qc_on(const gpt2 *m) { return m->qcache && !m->train_base; }
 
 // The active config's quantized base weight (bias if `bias`) of linear l, made on first use.
-static const void *qc_get(gpt2 *m, int l, int bias, int bits) {
+// Weights of up to 16 bits are kept as integer codes and row scales (a quarter or half of the
+// reals), where the backend has them and keeps no copies of its own, and expanded into `dst`
+// (a scratch of rows x cols reals) on every use: the same values, at one pass over the weight.
+static const void *qc_get(gpt2 *m, int l, int bias, int bits, void *(*dst)(gpt2 *)) {
     size_t i = (size_t)m->active * m->qs->n_linear + l;
     void **slot = bias ? &m->qc_b[i] : &m->qc_w[i];
     gpt2_linear *li = &m->lin[l];
     int rows = bias ? 1 : li->OC, cols = bias ? li->OC : li->IC;
+    int codes = !bias && bits >= 2 && bits <= 16 && BE->dequantize_rows && BE->quantize_rows_codes &&
+                !BE->keeps_weight_copies;
     if (!*slot) {
         // "qcache." names tell a backend the buffer is written once here, then only read
-        *slot = BE->alloc(BE, (size_t)rows * cols * BE->real_size, bias ? "qcache.bias" : "qcache.weight");
-        BE->quantize_rows(BE, *slot, bias ? li->b : li->w, rows, cols, bits);
+        if (codes) {
+            *slot = BE->alloc(BE, (size_t)rows * cols * swq_code_bytes(bits), "qcache.codes");
+            m->qc_s[i] = BE->alloc(BE, (size_t)rows * BE->real_size, "qcache.scales");
+            BE->quantize_rows_codes(BE, *slot, m->qc_s[i], li->w, rows, cols, bits);
+        } else {
+            *slot = BE->alloc(BE, (size_t)rows * cols * BE->real_size, bias ? "qcache.bias" : "qcache.weight");
+            BE->quantize_rows(BE, *slot, bias ? li->b : li->w, rows, cols, bits);
+        }
     }
-    return *slot;
+    if (!m->qc_s[i] || bias) return *slot;
+    void *out = dst(m);
+    BE->dequantize_rows(BE, out, *slot, m->qc_s[i], rows, cols, bits);
+    return out;
 }
 
 void gpt2_destroy(gpt2 *m) {
@@ -320,20 +354,6 @@ static void lora_grads(gpt2 *m, int l, int r, void **dA, void **dB) {
     *dB = gpt2_grad(m, lora_at(m, l) + (size_t)r * m->lin[l].IC);
 }
 
-// A quantization scratch made on first use (a run whose configs are all cached, or all 32-bit,
-// never makes it); the first use is in a step no backend records, since recordings start with
-// the second identical step.
-static void *quant_scratch(gpt2 *m, void **slot, int which) {
-    if (*slot) return *slot;
-    size_t C = m->s.n_embd, V = m->s.vocab_size;
-    size_t n = which == 0 ? (4 * C * C > V * C ? 4 * C * C : V * C) : which == 1 ? (V > 4 * C ? V : 4 * C) : V * C;
-    const char *what[3] = { "scratch.quantized_weight", "scratch.quantized_bias", "scratch.quantized_wte" };
-    *slot = BE->alloc(BE, n * BE->real_size, what[which]);
-    return *slot;
-}
-#define WQ(m) quant_scratch(m, &(m)->a.wq, 0)
-#define BQ(m) quant_scratch(m, &(m)->a.bq, 1)
-#define WTEQ(m) quant_scratch(m, &(m)->a.wte_q, 2)
 
 static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) {
     const qconfig *cf = &m->qs->cfg[m->active];
@@ -349,12 +369,13 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     }
     int qc = qc_on(m);
     if (lb.w >= 32) c.w = li->w;
-    else if (qc) c.w = qc_get(m, l, 0, lb.w);
-    else if (head) c.w = WTEQ(m);   // wte_q made once per forward
+    else if (head && (!qc || m->qc_s[(size_t)m->active * m->qs->n_linear + l]))
+        c.w = WTEQ(m);   // wte_q made once per forward (expanded from the cached codes or quantized)
+    else if (qc) c.w = qc_get(m, l, 0, lb.w, wq_scratch);
     else { c.w = WQ(m); BE->quantize_rows(BE, (void *)c.w, li->w, li->OC, li->IC, lb.w); }
     c.b = li->b;
     if (li->b && lb.b < 32) {
-        if (qc) c.b = qc_get(m, l, 1, lb.b);
+        if (qc) c.b = qc_get(m, l, 1, lb.b, NULL);
         else { c.b = BQ(m); BE->quantize_rows(BE, (void *)c.b, li->b, 1, li->OC, lb.b); }
     }
     c.r = cf->lora_rank;
@@ -440,7 +461,7 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     lin_bits hb = m->qs->cfg[m->active].lin[head];
     // the tied matrix is quantized once (per row = per token) and serves lookup and head
     const void *wte = PT(P_WTE);
-    if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w);
+    if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w, wteq_scratch);
     else if (hb.w < 32) { void *q = WTEQ(m); BE->quantize_rows(BE, q, wte, V, C, hb.w); wte = q; }
     BE->encoder_fwd(BE, a->encoded, tokens, wte, PT(P_WPE), B, T, C);
     const void *res = a->encoded;

@@ -60,6 +60,7 @@ typedef struct {
     int B, T, P;                // shape of the last forward
     int qcache;                 // gpt2_qcache_enable: reuse each config's quantized base weights
     void **qc_w, **qc_b;        // [K * n_linear] cached quantized weight / bias (NULL until made)
+    void **qc_s;                // [K * n_linear] the weight's row scales where qc_w holds codes (qc_get), else NULL
 } gpt2;
 
 // Sets up offsets and allocates params/grads on be (params zeroed: call gpt2_init_random or load).

@@ -421,6 +421,41 @@ static void check_quantize(int rows, int cols, int bits) {
           "quantize_rows %dx%d at %d bits: not the CPU's values bit for bit", rows, cols, bits);
 }
 
+// The codes form: the kernel's codes and scales are the CPU's bit for bit, and expanding them
+// (on the CPU and in the kernel) gives quantize_rows' values (a zero may lose its sign).
+template <typename T>
+static void check_quantize_codes(int rows, int cols, int bits) {
+    std::vector<float> x = rnd((size_t)rows * cols, -3, 3);
+    for (int c = 0; c < cols; c++) x[c] = 0.0f;   // an all-zero row
+    if (rows > 2) x[2 * cols + 1] = -7.5f;         // an outlier
+    const size_t n = x.size();
+    void *rx = up(x), *rq = up(std::vector<float>(n)), *rs = up(std::vector<float>(rows));
+    void *rc = CPU->alloc(CPU, n * swq_code_bytes(bits), "codes"), *rd = up(std::vector<float>(n));
+    CPU->quantize_rows(CPU, rq, rx, rows, cols, bits);
+    CPU->quantize_rows_codes(CPU, rc, rs, rx, rows, cols, bits);
+    CPU->dequantize_rows(CPU, rd, rc, rs, rows, cols, bits);
+    std::vector<float> eq = down(rq, n), es = down(rs, rows), ed = down(rd, n);
+    std::vector<T> ec((const T *)rc, (const T *)rc + n);   // (down frees what it reads)
+    CPU->free(CPU, rx);
+    CPU->free(CPU, rc);
+    const float qmax = (float)((1L << (bits - 1)) - 1);
+    std::vector<T> codes(n, (T)99);
+    std::vector<float> scales(rows, NaN), out(n, NaN);
+    warp_sim::run_grid(rows, 1, sim_dim3{Q_BLOCK, 1, 1}, 0,
+                       [&] { quantize_codes_kernel<T>(codes.data(), scales.data(), x.data(), cols, qmax); });
+    warp_sim::run_grid((cols + DQ_COLS * DQ_VEC - 1) / (DQ_COLS * DQ_VEC), rows, sim_dim3{DQ_COLS, 1, 1}, 0,
+                       [&] { dequantize_kernel<T>(out.data(), codes.data(), scales.data(), cols); });
+    size_t bad = 0, big = 0;
+    for (size_t i = 0; i < n; i++) {
+        bad += !(ed[i] == eq[i]) + !(out[i] == eq[i]);
+        big += ec[i] < -qmax || ec[i] > qmax;
+    }
+    CHECK(memcmp(codes.data(), ec.data(), n * sizeof(T)) == 0 && memcmp(scales.data(), es.data(), rows * 4) == 0 &&
+          bad == 0 && big == 0 && es[0] == 0.0f,
+          "quantize_rows_codes / dequantize_rows %dx%d at %d bits: %zu values differ, %zu codes out of range", rows,
+          cols, bits, bad, big);
+}
+
 static void check_elementwise(size_t n) {
     const unsigned g = 3;   // a few blocks: the grid-stride loops go round
     const sim_dim3 blk = {EW_BLOCK, 1, 1};
@@ -538,6 +573,10 @@ int main(void) {
     CPU = swq_backend_cpu(4);
     for (int bits = 2; bits <= 16; bits += 2) check_quantize(5, 300, bits);
     check_quantize(3, 1001, 5);
+    for (int bits = 2; bits <= 8; bits += 3) check_quantize_codes<int8_t>(5, 300, bits);
+    for (int bits = 9; bits <= 16; bits += 7) check_quantize_codes<int16_t>(4, 1001, bits);
+    check_quantize_codes<int8_t>(3, 2052, 4);     // float4 rows, more than one block a row
+    check_quantize_codes<int16_t>(2, 1027, 12);   // rows of an odd length
     check_elementwise(10000);
     check_elementwise(1001);
     check_rows_cols(2, 9, 24, 17);

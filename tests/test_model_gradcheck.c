@@ -522,9 +522,10 @@ static void kept_grads_suffix(int task, int full, const int *rank) {
     gpt2_destroy(&ma); gpt2_destroy(&mb); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
-// What a step allocates: in LoRA mode with cached quantized weights no on-the-fly quantization
-// scratch and gradients for the LoRA bank only; one projection scratch for all layers (the CPU
-// has no fused residual linear); quantizing on the fly makes its scratch once, on first use.
+// What a step allocates: in LoRA mode, cached quantized weights as codes expanded into one scratch
+// (reals and no scratch where the backend keeps copies), gradients for the LoRA bank only; one
+// projection scratch for all layers (the CPU has no fused residual linear); quantizing on the fly
+// uses the same scratch.
 static struct { char what[64]; size_t bytes; } allocs[512];
 static int n_allocs;
 static void *(*orig_alloc)(swq_backend *, size_t, const char *);
@@ -559,9 +560,20 @@ static void step_allocations(void) {
     cdt_state st; cdt_init(&st, &m);
     cdt_losses L;
     cdt_step_grads(&st, &b, 0.5, -1, &L);
-    size_t gb = 0;
-    CHECK(allocated("scratch.quantized_weight", NULL) == 0 && allocated("scratch.quantized_wte", NULL) == 0 &&
-          allocated("scratch.quantized_bias", NULL) == 0, "a cached LoRA step made on-the-fly quantization scratch");
+    size_t gb = 0, cb = 0, nl = (size_t)qs->K * qs->n_linear;
+    // cached as codes (all of these configs' weights have at most 8 bits): one int8 per weight and
+    // one real per row, expanded into the scratch, made once each
+    CHECK(allocated("scratch.quantized_weight", NULL) == 1 && allocated("scratch.quantized_wte", NULL) == 1 &&
+          allocated("scratch.quantized_bias", NULL) == 0, "a cached LoRA step made the expansion scratch %d/%d/%d times",
+          allocated("scratch.quantized_weight", NULL), allocated("scratch.quantized_wte", NULL),
+          allocated("scratch.quantized_bias", NULL));
+    size_t want = 0;
+    for (int i = 0; i < n_allocs; i++) cb += strcmp(allocs[i].what, "qcache.codes") ? 0 : allocs[i].bytes;
+    for (int l = 0; l < qs->n_linear; l++) want += (size_t)qs->K * m.lin[l].OC * m.lin[l].IC;
+    CHECK((size_t)allocated("qcache.codes", NULL) == nl && (size_t)allocated("qcache.scales", NULL) == nl &&
+          allocated("qcache.weight", NULL) == 0 && cb == want,
+          "codes cache: %d code and %d scale buffers for %zu weights, %d as reals, %zu bytes of codes for %zu weights",
+          allocated("qcache.codes", NULL), allocated("qcache.scales", NULL), nl, allocated("qcache.weight", NULL), cb, want);
     CHECK(allocated("scratch.projection", NULL) == 1, "projection scratch made %d times",
           allocated("scratch.projection", NULL));
     n_allocs = 0;
@@ -572,14 +584,91 @@ static void step_allocations(void) {
     n_allocs = 0;
     cdt_step_grads(&st, &b, 0.5, -1, &L);
     cdt_step_grads(&st, &b, 0.5, -1, &L);
-    CHECK(allocated("scratch.quantized_weight", NULL) == 1 && allocated("scratch.quantized_wte", NULL) == 1,
-          "quantizing on the fly: weight scratch made %d times, wte %d times",
+    CHECK(allocated("scratch.quantized_weight", NULL) == 0 && allocated("scratch.quantized_wte", NULL) == 0,
+          "quantizing on the fly: the expansion scratch reused, yet weight scratch made %d times, wte %d times",
+          allocated("scratch.quantized_weight", NULL), allocated("scratch.quantized_wte", NULL));
+    // a backend keeping its own copies of cached weights (CUDA bf16): cached as reals, no scratch
+    gpt2_destroy(&m);
+    be->keeps_weight_copies = 1;
+    n_allocs = 0;
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    char err[256];
+    CHECK(gpt2_create(&m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
+    randomize(&m, 3);
+    gpt2_keep_grads(&m, gpt2_trainable_from(&m));
+    gpt2_qcache_enable(&m, 1);
+    cdt_free(&st); cdt_init(&st, &m);
+    cdt_step_grads(&st, &b, 0.5, -1, &L);
+    CHECK((size_t)allocated("qcache.weight", NULL) == nl && allocated("qcache.codes", NULL) == 0 &&
+          allocated("scratch.quantized_weight", NULL) == 0 && allocated("scratch.quantized_wte", NULL) == 0,
+          "a backend keeping weight copies: %d weights cached as reals (of %zu), %d as codes, scratch %d/%d",
+          allocated("qcache.weight", NULL), nl, allocated("qcache.codes", NULL),
           allocated("scratch.quantized_weight", NULL), allocated("scratch.quantized_wte", NULL));
     cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
+// Quantized weights cached as codes (int8 or int16 and row scales, expanded before each use) take
+// the same steps, bit for bit, as cached as reals (a backend keeping its own copies) and as
+// quantized on the fly; a width codes cannot hold (24 bits) stays cached as reals.
+static void qcache_codes_same_steps(int task) {
+    swq_backend *be[3] = { swq_backend_cpu(4), swq_backend_cpu(4), swq_backend_cpu(4) };
+    be[1]->keeps_weight_copies = 1;
+    qconfig_set *qs = make_configs(8, 0, RANKS);
+    for (int l = 0; l < qs->n_linear; l++) qs->cfg[0].lin[l].w = l % 3 == 0 ? 16 : l % 3 == 1 ? 12 : 24;
+    size_t lp[4 * L_ + 1];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2_linear_params_all(&s, lp);
+    qconfig_set_order(qs, lp);
+    gpt2 m[3];
+    cdt_state st[3];
+    adamw_state o[3];
+    swq_batch b[3];
+    host_batch hb;
+    make_batch(&hb);
+    char err[256];
+    for (int i = 0; i < 3; i++) {
+        CHECK(gpt2_create(&m[i], s, qs, be[i], err, sizeof err) == 0, "create: %s", err);
+        m[i].task = task;
+        randomize(&m[i], 9);
+        gpt2_keep_grads(&m[i], gpt2_trainable_from(&m[i]));
+        gpt2_qcache_enable(&m[i], i < 2);
+        upload_batch(be[i], &hb, &b[i]);
+        if (task == TASK_QA) b[i].weight = 1.0 / B_;
+        cdt_init(&st[i], &m[i]);
+        optimizer_init(&o[i], &m[i], -1, 0.9, 0.999, 1e-8, 0.01, 1.0);
+    }
+    for (int step = 0; step < 3; step++) {
+        cdt_losses L[3];
+        double norm[3];
+        for (int i = 0; i < 3; i++) cdt_step_grads(&st[i], &b[i], 0.7, -1, &L[i]);
+        for (int i = 0; i < 3; i++) norm[i] = optimizer_step(&o[i], 1e-2);
+        for (int i = 1; i < 3; i++)
+            CHECK(memcmp(&L[0], &L[i], sizeof L[0]) == 0 && norm[0] == norm[i],
+                  "task %d step %d: codes cache and %s differ (loss %.9g / %.9g)", task, step,
+                  i == 1 ? "reals cache" : "on the fly", L[0].ce[0], L[i].ce[0]);
+    }
+    for (int i = 1; i < 3; i++)
+        CHECK(memcmp(m[0].params, m[i].params, m[0].n_total * sizeof(float)) == 0, "task %d: parameters differ (%d)",
+              task, i);
+    int NL = qs->n_linear, k0 = qs->order[0], codes = 0, reals = 0;
+    for (int l = 0; l < NL; l++) {
+        size_t i = (size_t)k0 * NL + l;
+        codes += m[0].qc_s[i] != NULL;
+        reals += m[1].qc_s[i] != NULL;
+    }
+    CHECK(codes == NL - NL / 3 && reals == 0, "config 0: %d of %d weights as codes (expected %d), %d with copies kept",
+          codes, NL, NL - NL / 3, reals);
+    for (int i = 0; i < 3; i++) {
+        optimizer_free(&o[i]); cdt_free(&st[i]); free_batch(be[i], &b[i]); gpt2_destroy(&m[i]);
+        swq_backend_destroy(be[i]);
+    }
+    qconfig_set_free(qs);
+}
+
 int main(void) {
     step_allocations();
+    qcache_codes_same_steps(TASK_LM);
+    qcache_codes_same_steps(TASK_QA);
     kept_grads_suffix(TASK_LM, 0, RANKS);
     kept_grads_suffix(TASK_QA, 0, RANKS);
     kept_grads_suffix(TASK_LM, 0, RANK0_MID);

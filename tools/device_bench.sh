@@ -2,10 +2,11 @@
 # On the GPU machine, from the checkout's root, after `source .devdeps/env.sh` and the CMake
 # build of swq in $BUILD (default build-dev, built with SWQ_CUDA=ON):
 #   tools/device_bench.sh [check|flash|lazy|sanitize|bench|peer|table|all]   (default all)
-#   check     cuda/tools/cuda_step_check: whole CDT steps, CPU against CUDA, every precision
+#   check     cuda/tools/cuda_step_check: whole CDT steps, CPU against CUDA, every precision (and
+#             with the switches' non-default paths)
 #   flash     flash attention's block shapes (SWQ_CUDA_FLASH_ROWS/KEYS): checked, timed, and the
 #             pretraining and CDT steps timed with each
-#   lazy      the head's output left padded for xent_kl (SWQ_CUDA_LAZY_HEAD=1): op checks, and
+#   lazy      the head's output left padded for xent_kl (default; SWQ_CUDA_LAZY_HEAD=0 packs it): op checks, and
 #             plain training timed with it and without
 #   sanitize  compute-sanitizer memcheck on a short step check
 #   bench     swq bench at the peer's settings (and plain bf16 training for MFU)
@@ -41,20 +42,23 @@ check() {
     SWQ_CUDA_BF16_CACHE_MB=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants small,small-full,small-plain,small-qa,124m --steps 10 --steps-124m 4 --bt-124m 1:32 \
         2>&1 | tee "$LOG/step_check_evict.log" | grep -E "^==|FAIL|worst|cuda_step_check"
-    echo "== bf16, the head's output left in its padded GEMM rows for xent_kl (SWQ_CUDA_LAZY_HEAD=1)"
-    SWQ_CUDA_LAZY_HEAD=1 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+    echo "== bf16, the head's output packed before xent_kl (SWQ_CUDA_LAZY_HEAD=0; left padded is the default)"
+    SWQ_CUDA_LAZY_HEAD=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants 124m-plain --steps-124m 3 --bt-124m 1:64 \
         2>&1 | tee "$LOG/step_check_lazy.log" | grep -E "^==|FAIL|worst|cuda_step_check"
-    echo "== bf16, flash attention blocks of 128 query rows (forward) and 128 keys (backward)"
-    SWQ_CUDA_FLASH_ROWS=128 SWQ_CUDA_FLASH_KEYS=128 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
-        --variants small,124m --steps 10 --steps-124m 3 --bt-124m 1:160 \
-        2>&1 | tee "$LOG/step_check_flash128.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    local fb
+    for fb in 128 64; do
+        echo "== bf16, flash attention blocks of $fb query rows (forward) and $fb keys (backward)"
+        SWQ_CUDA_FLASH_ROWS=$fb SWQ_CUDA_FLASH_KEYS=$fb timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+            --variants small,124m --steps 10 --steps-124m 3 --bt-124m 1:160 \
+            2>&1 | tee "$LOG/step_check_flash$fb.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    done
 }
 
-# the head's output left padded (SWQ_CUDA_LAZY_HEAD=1) against packed, alternated: plain training at
-# the pretraining batch and at B=8 T=512, and the op checks with it on
+# the head's output left padded (SWQ_CUDA_LAZY_HEAD=1, the default) against packed, alternated: plain
+# training at the pretraining batch and at B=8 T=512, and the op checks with it off
 lazy() {
-    SWQ_CUDA_LAZY_HEAD=1 timeout 300 "$B/cuda_ops_check" --precision bf16 2>&1 | tee "$LOG/lazy_check.log" |
+    SWQ_CUDA_LAZY_HEAD=0 timeout 300 "$B/cuda_ops_check" --precision bf16 2>&1 | tee "$LOG/lazy_check.log" |
         grep -E "FAIL|checks failed"
     local on args
     for on in 0 1 0 1; do

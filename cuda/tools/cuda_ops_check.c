@@ -5,7 +5,7 @@
 // any case is over its tolerance, 2 if no CUDA backend can be made.
 // --time instead times the GPU ops at GPT-2 small shapes (no CPU, no check); --attention runs
 // (or times) only the attention cases. In bf16 the attention cases run again (or are timed) with
-// each of flash attention's other block shapes (SWQ_CUDA_FLASH_ROWS, SWQ_CUDA_FLASH_KEYS).
+// each of flash attention's block shapes forced (SWQ_CUDA_FLASH_ROWS, SWQ_CUDA_FLASH_KEYS).
 //   usage: cuda_ops_check [--small] [--time] [--attention] [--seed N] [--precision fp32|tf32|bf16|all]
 #include <math.h>
 #include <stdint.h>
@@ -397,6 +397,28 @@ static void check_quantize(int rows, int cols, int bits, int inplace) {
         CPU->quantize_rows(CPU, out.c, in.c, rows, cols, bits);
         GPU->quantize_rows(GPU, out.g, in.g, rows, cols, bits);
         report("quantize_rows", w, pb_err(&out), K_EXACT);
+    }
+    if (!inplace && bits <= 16) {   // the codes form (a cached weight): scales, then the expansion
+        pbuf sc = pb_new((size_t)rows, "scales"), dq = pb_new(n, "dequantized");
+        void *cc = CPU->alloc(CPU, n * swq_code_bytes(bits), "codes"), *gc = GPU->alloc(GPU, n * swq_code_bytes(bits), "codes");
+        pb_poison(&sc);
+        pb_poison(&dq);
+        CPU->quantize_rows_codes(CPU, cc, sc.c, in.c, rows, cols, bits);
+        GPU->quantize_rows_codes(GPU, gc, sc.g, in.g, rows, cols, bits);
+        report("quantize_rows_codes scales", w, pb_err(&sc), K_EXACT);
+        CPU->dequantize_rows(CPU, dq.c, cc, sc.c, rows, cols, bits);
+        GPU->dequantize_rows(GPU, dq.g, gc, sc.g, rows, cols, bits);
+        report("dequantize_rows", w, pb_err(&dq), K_EXACT);
+        float *ha = hbuf(n), *hb = hbuf(n);
+        CPU->download(CPU, ha, dq.c, n);
+        CPU->download(CPU, hb, out.c, n);
+        report("dequantize_rows = quantize_rows (CPU)", w, rel_err(ha, hb, n), K_EXACT);
+        free(ha);
+        free(hb);
+        CPU->free(CPU, cc);
+        GPU->free(GPU, gc);
+        pb_free(&sc);
+        pb_free(&dq);
     }
     pb_free(&in);
     pb_free(&out);
@@ -996,9 +1018,10 @@ int main(int argc, char **argv) {
         swq_backend_cuda_destroy(GPU);
         GPU = NULL;
         if (k != 2 || (timing && !attention) || small) continue;
-        // bf16: flash attention's other block shapes (query rows a forward block, keys a backward one)
-        const char *shape[][2] = {{"128", "64"}, {"64", "128"}, {"128", "128"}};
-        for (int i = 0; i < 3; i++) {
+        // bf16: flash attention's block shapes, each forced (query rows a forward block, keys a
+        // backward one; unset, the run above, picks them per launch)
+        const char *shape[][2] = {{"64", "64"}, {"128", "64"}, {"64", "128"}, {"128", "128"}};
+        for (int i = 0; i < 4; i++) {
             setenv("SWQ_CUDA_FLASH_ROWS", shape[i][0], 1);
             setenv("SWQ_CUDA_FLASH_KEYS", shape[i][1], 1);
             if (!make_gpu(precs[k])) return 2;
