@@ -1281,7 +1281,7 @@ static void w_adamw(swq_backend *be, void *param, const void *grad, void *m, voi
 #undef F4
 
 // ---- construction ----
-// An optional environment switch that is 64 or 128; unset, 0 (chosen per launch: cu_flash_block).
+// An optional environment switch that is 64 or 128; unset, 0 (chosen per launch: flash_block).
 static int env_64_or_128(const char *name, int *v, char *err, size_t errlen) {
     const char *e = getenv(name);
     *v = 0;

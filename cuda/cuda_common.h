@@ -36,8 +36,6 @@
 
 enum { CU_FP32 = 0, CU_TF32 = 1, CU_BF16 = 2 };
 
-// bf16: kept copy of a frozen buffer (bf_elems elements: a weight's own, plus room for a LoRA
-// adapter's A rows after them, see cu_weight_ext; a_src, a_rows, a_ok: the A those rows hold)
 // Bytes held by class (an allocation's name up to its first '.', "parameters", "activations",
 // ...; the backend's own: bf16 copies, scratch, cuBLAS workspace), now and at the peak.
 #define CU_MEM_CLASSES 24
@@ -46,6 +44,8 @@ struct cu_mem {
     size_t cur[CU_MEM_CLASSES], at_peak[CU_MEM_CLASSES];
     int n;
 };
+// bf16: kept copy of a frozen buffer (bf_elems elements: a weight's own, plus room for a LoRA
+// adapter's A rows after them, see cu_weight_ext; a_src, a_rows, a_ok: the A those rows hold)
 struct cu_alloc_rec {
     void *p;
     size_t bytes;
@@ -119,7 +119,7 @@ typedef struct {
     float *lw;                     // w + s Bm A of the LoRA linear in hand (lora_linear_*), grown on demand
     size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
-    int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64, 128; 0: cu_flash_block)
+    int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64, 128; 0: flash_block picks)
     int lazy_head;                 // a head output may stay pending (cu_lazy); SWQ_CUDA_LAZY_HEAD=0 turns it off
     struct cu_lazy lazy;
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)

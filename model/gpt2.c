@@ -218,9 +218,9 @@ void gpt2_note_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows
     m->B = B; m->T = T; m->P = P;
 }
 
-// A quantization scratch made on first use (a run whose configs are all cached, or all 32-bit,
-// never makes it); the first use is in a step no backend records, since recordings start with
-// the second identical step.
+// A quantization scratch made on first use (a run whose configs are all 32-bit, or all cached as
+// reals, never makes it; cached codes are expanded into it); the first use is in a step no backend
+// records, since recordings start with the second identical step.
 static void *quant_scratch(gpt2 *m, void **slot, int which) {
     if (*slot) return *slot;
     size_t C = m->s.n_embd, V = m->s.vocab_size, wmax = 1;
@@ -234,8 +234,6 @@ static void *quant_scratch(gpt2 *m, void **slot, int which) {
 #define WQ(m) quant_scratch(m, &(m)->a.wq, 0)
 #define BQ(m) quant_scratch(m, &(m)->a.bq, 1)
 #define WTEQ(m) quant_scratch(m, &(m)->a.wte_q, 2)
-static void *wq_scratch(gpt2 *m) { return WQ(m); }
-static void *wteq_scratch(gpt2 *m) { return WTEQ(m); }
 
 void gpt2_invalidate_qcache(gpt2 *m) {
     if (!m->qc_w) return;
@@ -260,13 +258,15 @@ void gpt2_qcache_enable(gpt2 *m, int on) {
 }
 
 static int qc_on(const gpt2 *m) { return m->qcache && !m->train_base; }
+// The active config's slot of linear l in qc_w, qc_b, qc_s.
+static size_t qc_index(const gpt2 *m, int l) { return (size_t)m->active * m->qs->n_linear + l; }
 
 // The active config's quantized base weight (bias if `bias`) of linear l, made on first use.
 // Weights of up to 16 bits are kept as integer codes and row scales (a quarter or half of the
-// reals), where the backend has them and keeps no copies of its own, and expanded into `dst`
-// (a scratch of rows x cols reals) on every use: the same values, at one pass over the weight.
-static const void *qc_get(gpt2 *m, int l, int bias, int bits, void *(*dst)(gpt2 *)) {
-    size_t i = (size_t)m->active * m->qs->n_linear + l;
+// reals), where the backend has them and keeps no copies of its own, and expanded into the
+// quantization scratch (the head's: wte_q) on every use: the same values, at one pass over the weight.
+static const void *qc_get(gpt2 *m, int l, int bias, int bits) {
+    size_t i = qc_index(m, l);
     void **slot = bias ? &m->qc_b[i] : &m->qc_w[i];
     gpt2_linear *li = &m->lin[l];
     int rows = bias ? 1 : li->OC, cols = bias ? li->OC : li->IC;
@@ -284,7 +284,7 @@ static const void *qc_get(gpt2 *m, int l, int bias, int bits, void *(*dst)(gpt2 
         }
     }
     if (!m->qc_s[i] || bias) return *slot;
-    void *out = dst(m);
+    void *out = l == m->qs->n_linear - 1 ? WTEQ(m) : WQ(m);
     BE->dequantize_rows(BE, out, *slot, m->qc_s[i], rows, cols, bits);
     return out;
 }
@@ -369,13 +369,13 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     }
     int qc = qc_on(m);
     if (lb.w >= 32) c.w = li->w;
-    else if (head && (!qc || m->qc_s[(size_t)m->active * m->qs->n_linear + l]))
+    else if (head && (!qc || m->qc_s[qc_index(m, l)]))
         c.w = WTEQ(m);   // wte_q made once per forward (expanded from the cached codes or quantized)
-    else if (qc) c.w = qc_get(m, l, 0, lb.w, wq_scratch);
+    else if (qc) c.w = qc_get(m, l, 0, lb.w);
     else { c.w = WQ(m); BE->quantize_rows(BE, (void *)c.w, li->w, li->OC, li->IC, lb.w); }
     c.b = li->b;
     if (li->b && lb.b < 32) {
-        if (qc) c.b = qc_get(m, l, 1, lb.b, NULL);
+        if (qc) c.b = qc_get(m, l, 1, lb.b);
         else { c.b = BQ(m); BE->quantize_rows(BE, (void *)c.b, li->b, 1, li->OC, lb.b); }
     }
     c.r = cf->lora_rank;
@@ -461,7 +461,7 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     lin_bits hb = m->qs->cfg[m->active].lin[head];
     // the tied matrix is quantized once (per row = per token) and serves lookup and head
     const void *wte = PT(P_WTE);
-    if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w, wteq_scratch);
+    if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w);
     else if (hb.w < 32) { void *q = WTEQ(m); BE->quantize_rows(BE, q, wte, V, C, hb.w); wte = q; }
     BE->encoder_fwd(BE, a->encoded, tokens, wte, PT(P_WPE), B, T, C);
     const void *res = a->encoded;
