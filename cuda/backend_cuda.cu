@@ -175,6 +175,8 @@ static void cu_free(swq_backend *be, void *p) {
     cu_zero_flush(be);
     not_capturing(c, "a free");
     graphs_clear(c);                // a recording may use p
+    for (int i = 0; i < c->n_frozen; i++)
+        if (c->frozen[i].p == p) c->frozen[i].x_active = 0;   // (its floats are not wanted)
     cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
     for (int i = c->n_allocs - 1; i >= 0; i--)
         if (c->allocs[i].p == p) {
@@ -311,6 +313,23 @@ static int lazy_overlaps(const cuda_ctx *c, const char *lo, const char *hi) {
     return s && s < hi && lo < s + (size_t)c->lazy.rows * c->lazy.cols * sizeof(float);
 }
 
+// The active expanded record whose weight's floats meet [lo, hi), or NULL.
+static struct cu_alloc_rec *expanded_meeting(cuda_ctx *c, const char *lo, const char *hi) {
+    for (int i = 0; i < c->n_frozen; i++) {
+        struct cu_alloc_rec *r = &c->frozen[i];
+        const char *s = (const char *)r->p, *t = s + (size_t)r->x_rows * r->x_cols * sizeof(float);
+        if (r->expanded && r->x_active && s < hi && lo < t) return r;
+    }
+    return NULL;
+}
+
+// An expanded weight's floats, made from its codes where only its bf16 copy was written.
+static void expanded_floats(swq_backend *be, struct cu_alloc_rec *r) {
+    if (r->x_float_ok) return;
+    cu_dequantize_rows(be, r->p, r->x_codes, r->x_scales, r->x_rows, r->x_cols, r->x_bits);
+    r->x_float_ok = 1;
+}
+
 void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     cuda_ctx *c = CTX(be);
     if (!p) return;
@@ -318,6 +337,10 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     byte_range(c, p, bytes, &lo, &hi);
     if (lazy_overlaps(c, lo, hi)) c->lazy.out = NULL;   // overwritten: nothing to pack
     if (!c->n_bfc && !c->n_frozen) return;
+    for (struct cu_alloc_rec *r = expanded_meeting(c, lo, hi); r; r = expanded_meeting(c, lo, hi)) {
+        expanded_floats(be, r);   // floats written: no longer expanded (a write of part of them keeps the rest)
+        r->x_active = 0;
+    }
     for (int i = 0; lo < c->a_hi && c->a_lo < hi && i < c->n_frozen; i++) {   // adapter rows after frozen weights
         struct cu_alloc_rec *r = &c->frozen[i];
         const char *a = (const char *)r->a_src;
@@ -334,33 +357,45 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
                               unsigned long long now);
 
 // The frozen buffer's record holding [src, src + n), or NULL.
+// (An expanded record only while active, and only its weight's elements.)
 static struct cu_alloc_rec *frozen_holding(cuda_ctx *c, const float *src, size_t n) {
     for (int i = 0; i < c->n_frozen; i++) {
-        const float *base = (const float *)c->frozen[i].p;
-        if (src >= base && src + n <= base + c->frozen[i].bytes / sizeof(float)) return &c->frozen[i];
+        struct cu_alloc_rec *r = &c->frozen[i];
+        const float *base = (const float *)r->p;
+        size_t elems = r->expanded ? (r->x_active ? (size_t)r->x_rows * r->x_cols : 0) : r->bytes / sizeof(float);
+        if (src >= base && src + n <= base + elems) return r;
     }
     return NULL;
+}
+
+// Record r's bf16 buffer with room for `elems` elements: made, or remade larger (its contents lost).
+static void rec_bf16_room(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems, const char *what) {
+    if (r->bf16 && r->bf_elems >= elems) return;
+    if (r->bf16) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s regrown", what);
+        not_capturing(c, why);
+        graphs_clear(c);                 // a recording may read the old copy
+        CUDA_CHECK(cudaFree(r->bf16));   // synchronizes
+        mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), r->bf_elems * sizeof(__nv_bfloat16), 0);
+        r->bf16 = NULL;
+        r->bf_elems = 0;
+    }
+    cudaError_t e = cudaMalloc(&r->bf16, elems * sizeof(__nv_bfloat16));
+    if (e != cudaSuccess) {
+        fprintf(stderr, "%s: cudaMalloc of %zu bytes failed: %s\n", what, elems * sizeof(__nv_bfloat16),
+                cudaGetErrorString(e));
+        exit(1);
+    }
+    r->bf_elems = elems;
+    mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), elems * sizeof(__nv_bfloat16), 1);
 }
 
 // The kept bf16 copy of frozen buffer r with room for `elems` bf16 elements (its own first, see
 // cu_weight_ext for the rest): made, or remade larger, and converted now when it has less.
 static void frozen_copy(cuda_ctx *c, struct cu_alloc_rec *r, size_t elems) {
     if (r->bf16 && r->bf_elems >= elems) return;
-    if (r->bf16) {
-        not_capturing(c, "a cached weight's bf16 copy regrown");
-        graphs_clear(c);                 // a recording may read the old copy
-        CUDA_CHECK(cudaFree(r->bf16));   // synchronizes
-        mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), r->bf_elems * sizeof(__nv_bfloat16), 0);
-        r->bf16 = NULL;
-    }
-    cudaError_t e = cudaMalloc(&r->bf16, elems * sizeof(__nv_bfloat16));
-    if (e != cudaSuccess) {
-        fprintf(stderr, "bf16 copy of a cached weight: cudaMalloc of %zu bytes failed: %s\n",
-                elems * sizeof(__nv_bfloat16), cudaGetErrorString(e));
-        exit(1);
-    }
-    r->bf_elems = elems;
-    mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), elems * sizeof(__nv_bfloat16), 1);
+    rec_bf16_room(c, r, elems, "bf16 copy of a cached weight");
     convert_bf16(c->stream, (__nv_bfloat16 *)r->bf16, (const float *)r->p, r->bytes / sizeof(float));
     r->a_ok = 0;
 }
@@ -373,7 +408,7 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n,
     cuda_ctx *c = CTX(be);
     struct cu_alloc_rec *r = frozen_holding(c, src, n);
     if (r) {
-        frozen_copy(c, r, r->bytes / sizeof(float));
+        if (!r->expanded) frozen_copy(c, r, r->bytes / sizeof(float));
         return (const __nv_bfloat16 *)r->bf16 + (src - (const float *)r->p);
     }
     unsigned long long now = ++c->bfc_clock;
@@ -640,6 +675,11 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
     if (lazy_overlaps(c, lo, hi)) cu_lazy_materialize(be);
+    for (int i = 0; i < c->n_frozen; i++) {
+        struct cu_alloc_rec *r = &c->frozen[i];
+        const char *s = (const char *)r->p, *t = s + (size_t)r->x_rows * r->x_cols * sizeof(float);
+        if (r->expanded && r->x_active && s < hi && lo < t) expanded_floats(be, r);
+    }
     if (c->precision != CU_BF16 || !c->n_bfc) return;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
@@ -696,15 +736,61 @@ static void prof_begin(cuda_ctx *c);
 static void prof_mid(cuda_ctx *c);
 static void prof_end(cuda_ctx *c, int cls, double flop);
 
+// dequantize_rows in bf16 with SWQ_CUDA_WEIGHT_COPIES=0: the weight written only as the bf16
+// copy of `out` (the same values its floats would round to), with room for CU_EXT_ROWS_MAX rows of
+// an adapter's A after it (cu_weight_ext), in a record of the frozen table made on first use.
+static void cu_expand_bf16(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
+                           int bits) {
+    cuda_ctx *c = CTX(be);
+    struct cu_alloc_rec *r = NULL;
+    for (int i = 0; i < c->n_frozen && !r; i++)
+        if (c->frozen[i].p == out && c->frozen[i].expanded) r = &c->frozen[i];
+    if (!r) {
+        const struct cu_alloc_rec *a = NULL;
+        for (int i = 0; i < c->n_allocs && !a; i++)
+            if (c->allocs[i].p == out) a = &c->allocs[i];
+        if (!a || a->bytes < (size_t)rows * cols * sizeof(float)) {
+            fprintf(stderr, "cuda backend: dequantize_rows of %d x %d into %p, which does not start a buffer that large\n",
+                    rows, cols, out);
+            exit(1);
+        }
+        struct cu_alloc_rec rec;
+        memset(&rec, 0, sizeof(rec));
+        rec.p = out;
+        rec.bytes = a->bytes;
+        rec.cls = a->cls;
+        rec.expanded = 1;
+        rec_push(&c->frozen, &c->n_frozen, &c->cap_frozen, rec);
+        r = &c->frozen[c->n_frozen - 1];
+    }
+    r->x_active = 0;
+    cu_bf16_invalidate(be, out, (size_t)rows * cols * sizeof(float));   // other copies of these floats
+    rec_bf16_room(c, r, (size_t)rows * cols + (size_t)CU_EXT_ROWS_MAX * cols, "bf16 copy of an expanded weight");
+    cu_dequantize_rows_bf16(be, r->bf16, codes, scales, rows, cols, bits);
+    r->x_codes = codes;
+    r->x_scales = (const float *)scales;
+    r->x_rows = rows;
+    r->x_cols = cols;
+    r->x_bits = bits;
+    r->x_float_ok = 0;
+    r->a_ok = 0;   // A's rows (if any) were after a weight of another size
+    r->x_active = 1;
+}
+
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || r <= 0 || r > rx || OC <= 0 || IC <= 0) return NULL;
     size_t m = (size_t)OC * IC, need = m + (size_t)rx * IC;
     struct cu_alloc_rec *rec = frozen_holding(c, w, m);
-    if (!rec || rec->p != w || rec->bytes != m * sizeof(float)) return NULL;
-    if (!rec->bf16 || rec->bf_elems < need) {
-        if (c->capturing) return NULL;
-        frozen_copy(c, rec, need);
+    if (!rec || rec->p != w) return NULL;
+    if (rec->expanded) {   // room made by dequantize_rows (cu_expand_bf16)
+        if ((size_t)rec->x_rows * rec->x_cols != m || rec->bf_elems < need) return NULL;
+    } else {
+        if (rec->bytes != m * sizeof(float)) return NULL;
+        if (!rec->bf16 || rec->bf_elems < need) {
+            if (c->capturing) return NULL;
+            frozen_copy(c, rec, need);
+        }
     }
     size_t na = (size_t)r * IC;
     if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {   // A's rows, then zero rows up to rx
@@ -1103,6 +1189,10 @@ static void w_quantize_rows_codes(swq_backend *be, void *codes, void *scales, co
 static void w_dequantize_rows(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
                               int bits) {
     TL("forward: body", "dequantize_rows");
+    if (CTX(be)->precision == CU_BF16 && !CTX(be)->weight_copies && rows > 0 && cols > 0) {
+        cu_expand_bf16(be, out, codes, scales, rows, cols, bits);
+        return;
+    }
     INV(out, (size_t)rows * cols * F4);
     cu_dequantize_rows(be, out, codes, scales, rows, cols, bits);
 }
@@ -1384,6 +1474,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
     const char *so = getenv("SWQ_CUDA_SOLE");
     c->sole_off = so && *so && !strcmp(so, "0");
+    const char *wc = getenv("SWQ_CUDA_WEIGHT_COPIES");
+    c->weight_copies = !(wc && *wc && !strcmp(wc, "0"));
     const char *lg = getenv("SWQ_CUDA_LORA_GRADS");
     c->lora_grads_off = lg && *lg && !strcmp(lg, "0");
     const char *pe = getenv("SWQ_CUDA_PROFILE");
@@ -1431,7 +1523,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     be->quantize_rows = w_quantize_rows;
     be->quantize_rows_codes = w_quantize_rows_codes;
     be->dequantize_rows = w_dequantize_rows;
-    be->keeps_weight_copies = prec == CU_BF16;
+    be->keeps_weight_copies = prec == CU_BF16 && c->weight_copies;
     be->matmul_fwd = w_matmul_fwd;
     be->matmul_bwd = w_matmul_bwd;
     be->lora_linear_fwd = w_lora_linear_fwd;

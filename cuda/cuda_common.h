@@ -45,7 +45,11 @@ struct cu_mem {
     int n;
 };
 // bf16: kept copy of a frozen buffer (bf_elems elements: a weight's own, plus room for a LoRA
-// adapter's A rows after them, see cu_weight_ext; a_src, a_rows, a_ok: the A those rows hold)
+// adapter's A rows after them, see cu_weight_ext; a_src, a_rows, a_ok: the A those rows hold).
+// An expanded record (x_*) is a scratch that dequantize_rows fills from codes: only its bf16 copy
+// is written, with the same room for A's rows; while x_active that copy holds the x_rows x x_cols
+// weight, and the floats only where x_float_ok (made from the codes when something reads them).
+#define CU_EXT_ROWS_MAX 32   // A rows room after an expanded weight: lora_ext_rows(LORA_UP_MAX_R)
 struct cu_alloc_rec {
     void *p;
     size_t bytes;
@@ -55,6 +59,9 @@ struct cu_alloc_rec {
     const float *a_src;
     size_t a_elems;
     int a_ok;
+    int expanded, x_active, x_float_ok, x_rows, x_cols, x_bits;
+    const void *x_codes;
+    const float *x_scales;
 };
 // A bf16 copy slot: kept across writes of its source (valid = holds the source's values), so
 // a recorded graph finds the same memory on every replay.
@@ -125,6 +132,9 @@ typedef struct {
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
     int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too
+    int weight_copies;             // bf16: cached weights as reals with kept bf16 copies (default; 11% faster a
+                                   // CDT step), or (SWQ_CUDA_WEIGHT_COPIES=0) as codes expanded into bf16 before
+                                   // each use (2.5 GiB less at B=8 T=512)
     int skinny_fp32;               // inside lora_linear_fwd: tf32 mode runs products with a dim <= 32 in fp32
     // CUDA graphs (SWQ_CUDA_GRAPHS, default on): a run the caller marks with graph_begin/end is
     // recorded the second time in a row it comes with the same key, then replayed
@@ -347,6 +357,8 @@ void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const voi
 
 void cu_quantize_rows(swq_backend *be, void *out, const void *in, int rows, int cols, int bits);
 void cu_quantize_rows_codes(swq_backend *be, void *codes, void *scales, const void *in, int rows, int cols, int bits);
+void cu_dequantize_rows_bf16(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
+                             int bits);
 void cu_dequantize_rows(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
                         int bits);
 

@@ -71,6 +71,7 @@ static const float *lora_merge(swq_backend *be, const void *w, const void *A, co
                                double s) {
     cuda_ctx *c = CTX(be);
     size_t n = (size_t)OC * IC;
+    cu_sole_in(be, w, n * sizeof(float));   // (an expanded weight's floats)
     cu_scratch(be, (void **)&c->lw, &c->lw_cap, n * sizeof(float), "merged LoRA weight scratch");
     __nv_bfloat16 *wb = (__nv_bfloat16 *)cu_bf16_slot(be, c->lw, n);
     if (!wb) cu_bf16_invalidate(be, c->lw, n * sizeof(float));
@@ -124,6 +125,7 @@ void cu_lazy_materialize(swq_backend *be) {
 // Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
 // backward must ask for the same number.
 static int lora_ext_rows(int r) { return (r + 15) / 16 * 16; }
+static_assert(CU_EXT_ROWS_MAX >= (LORA_UP_MAX_R + 15) / 16 * 16, "room for A's rows after an expanded weight");
 
 // The forward's paths; 1 where the fused pass wrote act too, 0 where gelu_fwd still has to. res
 // (lora_linear_res_fwd): *res_done = 1 where the path added it: only the cuBLASLt bias GEMM, which

@@ -38,3 +38,17 @@ void cu_dequantize_rows(swq_backend *be, void *out, const void *codes, const voi
                                                                      (const float *)scales, cols);
     CUDA_LAUNCH_CHECK();
 }
+
+void cu_dequantize_rows_bf16(swq_backend *be, void *out, const void *codes, const void *scales, int rows, int cols,
+                             int bits) {
+    size_t n = (size_t)rows * cols;
+    if (n == 0) return;
+    size_t grid = (n + (size_t)DQ_COLS * DQ_VEC8 - 1) / ((size_t)DQ_COLS * DQ_VEC8);
+    if (bits <= 8)
+        dequantize_bf16_kernel<int8_t><<<grid, DQ_COLS, 0, STREAM(be)>>>((__nv_bfloat16 *)out, (const int8_t *)codes,
+                                                                        (const float *)scales, cols, n);
+    else
+        dequantize_bf16_kernel<int16_t><<<grid, DQ_COLS, 0, STREAM(be)>>>((__nv_bfloat16 *)out, (const int16_t *)codes,
+                                                                         (const float *)scales, cols, n);
+    CUDA_LAUNCH_CHECK();
+}

@@ -54,4 +54,28 @@ __global__ void dequantize_kernel(float *out, const T *codes, const float *scale
     }
     for (int j = 0; j < DQ_VEC && c + j < cols; j++) out[i + j] = a * (float)codes[i + j];
 }
+
+// The same values rounded to bf16 (as converting dequantize_rows' floats would): out[i] (bf16) for
+// the n = rows x cols elements, DQ_VEC8 consecutive ones a thread over the whole matrix (a row of
+// 768 would leave most of a row-per-block grid idle); where cols is a multiple of DQ_VEC8 they lie
+// in one row: one 8- or 16-byte load and one 16-byte store.
+#define DQ_VEC8 8
+template <typename T> struct dq_vec8;
+template <> struct dq_vec8<int8_t> { typedef uint2 t; };
+template <> struct dq_vec8<int16_t> { typedef uint4 t; };
+template <typename T>
+__global__ void dequantize_bf16_kernel(__nv_bfloat16 *out, const T *codes, const float *scales, int cols, size_t n) {
+    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * DQ_VEC8;
+    if (i >= n) return;
+    if (cols % DQ_VEC8 == 0) {
+        const float a = scales[i / cols];
+        __align__(16) T q[DQ_VEC8];
+        __align__(16) __nv_bfloat16 v[DQ_VEC8];
+        *(typename dq_vec8<T>::t *)q = *(const typename dq_vec8<T>::t *)(codes + i);
+        for (int j = 0; j < DQ_VEC8; j++) v[j] = __float2bfloat16_rn(a * (float)q[j]);
+        *(uint4 *)(out + i) = *(const uint4 *)v;
+        return;
+    }
+    for (size_t j = i; j < i + DQ_VEC8 && j < n; j++) out[j] = __float2bfloat16_rn(scales[j / cols] * (float)codes[j]);
+}
 #endif

@@ -134,7 +134,7 @@ static void acts_free(gpt2 *m) {
     void **singles[] = { &a->encoded, &a->lnf, &a->lnf_mean, &a->lnf_rstd, &a->hx, &a->logits, &a->qa_out,
                          &a->qa_start, &a->qa_end, &a->dres, &a->dln, &a->dbig, &a->dbig2, &a->dqkv,
                          &a->datt_scratch, &a->du, &a->dhx, &a->dqa, &a->wq, &a->bq, &a->wte_q, &a->aq, &a->bq_lora,
-                         &a->proj };
+                         &a->proj, &a->emb, (void **)&a->pos_rows };
     for (size_t i = 0; i < sizeof(singles) / sizeof(singles[0]); i++) { BE->free(BE, *singles[i]); *singles[i] = NULL; }
     void ***multi[] = { &a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->atty, &a->att, &a->res2,
                         &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu, &a->res3 };
@@ -192,7 +192,8 @@ static void acts_ensure(gpt2 *m, int B, int T, int P) {
         for (int l = 0; l < NL; l++) if (m->qs->cfg[k].lin[l].a < 32) any_act_quant = 1;
     for (int l = 0; l < NL; l++) {
         size_t rows = l == NL - 1 ? (size_t)P : N;
-        if (any_act_quant) a->xq[l] = AL(rows * m->lin[l].IC, "activations.quantized_input");
+        if (any_act_quant && l % LIN_PER_BLOCK == LIN_ATTN_PROJ && l < NL - 1)
+            a->xq[l] = AL(rows * m->lin[l].IC, "activations.quantized_input");
         a->u[l] = AL(rows * rmax, "activations.lora_u");
     }
     a->dres = AL(N * C, "scratch.dres");
@@ -230,6 +231,19 @@ static void *quant_scratch(gpt2 *m, void **slot, int which) {
     const char *what[3] = { "scratch.quantized_weight", "scratch.quantized_bias", "scratch.quantized_wte" };
     *slot = BE->alloc(BE, n * BE->real_size, what[which]);
     return *slot;
+}
+// The quantized embedding rows and their index 0..N-1, made on first use (as quant_scratch).
+static void emb_rows_ensure(gpt2 *m) {
+    gpt2_acts *a = &m->a;
+    if (a->emb) return;
+    size_t N = (size_t)a->B * a->T;
+    a->emb = BE->alloc(BE, N * m->s.n_embd * BE->real_size, "activations.embedding_rows");
+    a->pos_rows = BE->alloc(BE, N * sizeof(int), "activations.embedding_row_index");
+    int *h = malloc(N * sizeof(int));
+    if (!h) { fprintf(stderr, "model: out of host memory (%zu row indices)\n", N); exit(1); }
+    for (size_t i = 0; i < N; i++) h[i] = (int)i;
+    BE->upload_i32(BE, a->pos_rows, h, N);
+    free(h);
 }
 #define WQ(m) quant_scratch(m, &(m)->a.wq, 0)
 #define BQ(m) quant_scratch(m, &(m)->a.bq, 1)
@@ -355,6 +369,11 @@ static void lora_grads(gpt2 *m, int l, int r, void **dA, void **dB) {
 }
 
 
+// Where linear l's quantized input lives: its own buffer where the backward needs x unquantized
+// elsewhere (the attention output), else x itself, quantized in place: the layernorm outputs, the
+// GELU output and the head's rows are read by this linear only (forward and backward).
+static void *xq_of(gpt2 *m, int l, const void *x) { return m->a.xq[l] ? m->a.xq[l] : (void *)x; }
+
 static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) {
     const qconfig *cf = &m->qs->cfg[m->active];
     lin_bits lb = cf->lin[l];
@@ -364,14 +383,18 @@ static lin_ctx linear_prepare(gpt2 *m, int l, const void *x, int rows, int fwd) 
     int head = l == m->qs->n_linear - 1;
     c.x = x;
     if (lb.a < 32) {   // backward reuses the quantized input saved by forward
-        if (fwd) BE->quantize_rows(BE, a->xq[l], x, rows, li->IC, lb.a);
-        c.x = a->xq[l];
+        void *xq = xq_of(m, l, x);
+        if (fwd) BE->quantize_rows(BE, xq, x, rows, li->IC, lb.a);
+        c.x = xq;
     }
     int qc = qc_on(m);
     if (lb.w >= 32) c.w = li->w;
-    else if (head && (!qc || m->qc_s[qc_index(m, l)]))
-        c.w = WTEQ(m);   // wte_q made once per forward (expanded from the cached codes or quantized)
-    else if (qc) c.w = qc_get(m, l, 0, lb.w);
+    else if (head && !fwd && qc)   // as the forward left it: wte_q (expanded from the codes) or the cached reals
+        c.w = m->qc_s[qc_index(m, l)] ? WTEQ(m) : m->qc_w[qc_index(m, l)];
+    else if (head && !qc) {   // wte_q made by the forward, read again by the backward
+        if (fwd) BE->quantize_rows(BE, WTEQ(m), li->w, li->OC, li->IC, lb.w);
+        c.w = WTEQ(m);
+    } else if (qc) c.w = qc_get(m, l, 0, lb.w);
     else { c.w = WQ(m); BE->quantize_rows(BE, (void *)c.w, li->w, li->OC, li->IC, lb.w); }
     c.b = li->b;
     if (li->b && lb.b < 32) {
@@ -455,15 +478,19 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     acts_ensure(m, B, T, P);
     gpt2_acts *a = &m->a;
     gpt2_note_forward(m, tokens, B, T, rows, P);
-    int C = m->s.n_embd, NH = m->s.n_head, L = m->s.n_layer, V = m->s.vocab_size, N = B * T;
+    int C = m->s.n_embd, NH = m->s.n_head, L = m->s.n_layer, N = B * T;
     size_t C_ = C;
     int head = m->qs->n_linear - 1;
     lin_bits hb = m->qs->cfg[m->active].lin[head];
-    // the tied matrix is quantized once (per row = per token) and serves lookup and head
-    const void *wte = PT(P_WTE);
-    if (hb.w < 32 && qc_on(m)) wte = qc_get(m, head, 0, hb.w);
-    else if (hb.w < 32) { void *q = WTEQ(m); BE->quantize_rows(BE, q, wte, V, C, hb.w); wte = q; }
-    BE->encoder_fwd(BE, a->encoded, tokens, wte, PT(P_WPE), B, T, C);
+    // The tied matrix is quantized per row (= per token) with the head's bits: the lookup quantizes
+    // only the tokens' rows, after it (the same values; the head's whole matrix is made for the head)
+    if (hb.w < 32) {
+        emb_rows_ensure(m);
+        BE->gather_rows(BE, a->emb, PT(P_WTE), tokens, N, C);
+        BE->quantize_rows(BE, a->emb, a->emb, N, C, hb.w);
+        BE->encoder_fwd(BE, a->encoded, a->pos_rows, a->emb, PT(P_WPE), B, T, C);
+    } else
+        BE->encoder_fwd(BE, a->encoded, tokens, PT(P_WTE), PT(P_WPE), B, T, C);
     const void *res = a->encoded;
     for (int l = 0; l < L; l++) {
         BE->layernorm_fwd(BE, a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], res,

@@ -30,7 +30,11 @@ typedef struct {
     void **ln2, **ln2_mean, **ln2_rstd, **fch, **fch_gelu, **res3;
     void *proj;       // [N,C] a projection's output before its residual add (no backward reads it),
                       // only where the backend has no lora_linear_res_fwd
-    void **xq;        // [n_linear] quantized inputs (NULL where activations are 32-bit)
+    void **xq;        // [n_linear] quantized inputs kept for backward: only the attention output's (the
+                      // attention backward reads it unquantized); other inputs are quantized in place
+                      // (gpt2.c xq_of), NULL where activations are 32-bit
+    void *emb;        // [N,C] the tokens' rows of wte, quantized after the lookup (NULL while unused)
+    int *pos_rows;    // [N] 0..N-1 (backend ints), the rows of emb in order, for encoder_fwd
     void **u;         // [n_linear] LoRA intermediate x @ A^T, [rows, rmax]
     void *hx, *logits;          // LM head input rows [P,C] and logits [P,V] (gradient in place)
     void *qa_out, *qa_start, *qa_end;   // [N,2], [B,T], [B,T] (gradients in place in start/end)

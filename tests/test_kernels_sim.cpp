@@ -445,9 +445,13 @@ static void check_quantize_codes(int rows, int cols, int bits) {
                        [&] { quantize_codes_kernel<T>(codes.data(), scales.data(), x.data(), cols, qmax); });
     warp_sim::run_grid((cols + DQ_COLS * DQ_VEC - 1) / (DQ_COLS * DQ_VEC), rows, sim_dim3{DQ_COLS, 1, 1}, 0,
                        [&] { dequantize_kernel<T>(out.data(), codes.data(), scales.data(), cols); });
+    std::vector<__nv_bfloat16> ob(n, __float2bfloat16_rn(NaN));
+    warp_sim::run_grid((n + DQ_COLS * DQ_VEC8 - 1) / (DQ_COLS * DQ_VEC8), 1, sim_dim3{DQ_COLS, 1, 1}, 0,
+                       [&] { dequantize_bf16_kernel<T>(ob.data(), codes.data(), scales.data(), cols, n); });
     size_t bad = 0, big = 0;
     for (size_t i = 0; i < n; i++) {
         bad += !(ed[i] == eq[i]) + !(out[i] == eq[i]);
+        bad += !(__bfloat162float(ob[i]) == __bfloat162float(__float2bfloat16_rn(eq[i])));   // their bf16 copy (a zero may lose its sign)
         big += ec[i] < -qmax || ec[i] > qmax;
     }
     CHECK(memcmp(codes.data(), ec.data(), n * sizeof(T)) == 0 && memcmp(scales.data(), es.data(), rows * 4) == 0 &&
@@ -577,6 +581,8 @@ int main(void) {
     for (int bits = 9; bits <= 16; bits += 7) check_quantize_codes<int16_t>(4, 1001, bits);
     check_quantize_codes<int8_t>(3, 2052, 4);     // float4 rows, more than one block a row
     check_quantize_codes<int16_t>(2, 1027, 12);   // rows of an odd length
+    check_quantize_codes<int8_t>(2, 4104, 5);     // 8-column bf16 stores, more than one block a row
+    check_quantize_codes<int16_t>(3, 776, 16);    // 16-byte int16 loads
     check_elementwise(10000);
     check_elementwise(1001);
     check_rows_cols(2, 9, 24, 17);

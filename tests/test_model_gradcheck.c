@@ -665,7 +665,55 @@ static void qcache_codes_same_steps(int task) {
     qconfig_set_free(qs);
 }
 
+// Span QA has no LM head: the forward quantizes only the tokens' rows of wte after the lookup,
+// which must give exactly the lookup into the whole quantized matrix (the quantization is per
+// row), without quantizing, caching or expanding the whole matrix. Linear inputs are quantized in
+// place except the attention output's (the attention backward reads it unquantized).
+static void qa_embedding_rows(void) {
+    swq_backend *be = swq_backend_cpu(4);
+    orig_alloc = be->alloc;
+    be->alloc = alloc_rec;
+    qconfig_set *qs = make_configs(6, 0, RANKS);
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2 m;
+    char err[256];
+    CHECK(gpt2_create(&m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
+    m.task = TASK_QA;
+    randomize(&m, 5);
+    gpt2_keep_grads(&m, gpt2_trainable_from(&m));
+    gpt2_qcache_enable(&m, 1);
+    host_batch hb;
+    make_batch(&hb);
+    swq_batch b;
+    upload_batch(be, &hb, &b);
+    n_allocs = 0;
+    int NL = qs->n_linear, N = B_ * T_;
+    float *qwte = be->alloc(be, sizeof(float) * V_ * C_, "test"), *ref = be->alloc(be, sizeof(float) * N * C_, "test");
+    for (int i = 0; i < K_; i++) {
+        m.active = qs->order[i];
+        gpt2_forward(&m, b.tokens, B_, T_, b.rows, 0);
+        int bits = qs->cfg[m.active].lin[NL - 1].w;
+        be->quantize_rows(be, qwte, m.params, V_, C_, bits);
+        be->encoder_fwd(be, ref, b.tokens, qwte, (float *)m.params + m.tensor_off[P_WPE], B_, T_, C_);
+        CHECK(bits < 32 && memcmp(ref, m.a.encoded, sizeof(float) * N * C_) == 0,
+              "config %d (%d-bit wte): the quantized rows after the lookup differ from the lookup into the quantized "
+              "matrix", m.active, bits);
+        CHECK(m.qc_w[(size_t)m.active * NL + NL - 1] == NULL, "config %d: span QA cached the whole quantized wte",
+              m.active);
+    }
+    CHECK(allocated("scratch.quantized_wte", NULL) == 0 && allocated("activations.embedding_rows", NULL) == 1,
+          "span QA: whole-wte scratch made %d times, the rows' buffer %d times", allocated("scratch.quantized_wte", NULL),
+          allocated("activations.embedding_rows", NULL));
+    n_allocs = 0;
+    gpt2_reserve(&m, B_ * 2, T_, 1);
+    CHECK(allocated("activations.quantized_input", NULL) == L_, "%d quantized-input buffers for %d layers",
+          allocated("activations.quantized_input", NULL), L_);
+    be->free(be, qwte); be->free(be, ref);
+    free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
+}
+
 int main(void) {
+    qa_embedding_rows();
     step_allocations();
     qcache_codes_same_steps(TASK_LM);
     qcache_codes_same_steps(TASK_QA);

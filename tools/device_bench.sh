@@ -1,13 +1,14 @@
 #!/bin/bash
 # On the GPU machine, from the checkout's root, after `source .devdeps/env.sh` and the CMake
 # build of swq in $BUILD (default build-dev, built with SWQ_CUDA=ON):
-#   tools/device_bench.sh [check|flash|lazy|sanitize|bench|peer|table|all]   (default all)
+#   tools/device_bench.sh [check|flash|lazy|copies|sanitize|bench|peer|table|all]   (default all)
 #   check     cuda/tools/cuda_step_check: whole CDT steps, CPU against CUDA, every precision (and
 #             with the switches' non-default paths)
 #   flash     flash attention's block shapes (SWQ_CUDA_FLASH_ROWS/KEYS): checked, timed, and the
 #             pretraining and CDT steps timed with each
 #   lazy      the head's output left padded for xent_kl (default; SWQ_CUDA_LAZY_HEAD=0 packs it): op checks, and
 #             plain training timed with it and without
+#   copies    bf16 cached weights as reals with kept copies (default) against codes: losses, time, memory
 #   sanitize  compute-sanitizer memcheck on a short step check
 #   bench     swq bench at the peer's settings (and plain bf16 training for MFU)
 #   peer      the peer, $PEER (default build-peer/torch_cdt_bench.py, a copy of
@@ -46,6 +47,10 @@ check() {
     SWQ_CUDA_LAZY_HEAD=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants 124m-plain --steps-124m 3 --bt-124m 1:64 \
         2>&1 | tee "$LOG/step_check_lazy.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    echo "== bf16, cached weights as codes expanded before each use (SWQ_CUDA_WEIGHT_COPIES=0; kept copies are the default)"
+    SWQ_CUDA_WEIGHT_COPIES=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+        --variants small,small-act8,small-qa,124m --steps 10 --steps-124m 3 --bt-124m 1:64 \
+        2>&1 | tee "$LOG/step_check_copies.log" | grep -E "^==|FAIL|worst|cuda_step_check"
     local fb
     for fb in 128 64; do
         echo "== bf16, flash attention blocks of $fb query rows (forward) and $fb keys (backward)"
@@ -60,14 +65,22 @@ check() {
 lazy() {
     SWQ_CUDA_LAZY_HEAD=0 timeout 300 "$B/cuda_ops_check" --precision bf16 2>&1 | tee "$LOG/lazy_check.log" |
         grep -E "FAIL|checks failed"
-    local on args
-    for on in 0 1 0 1; do
-        for args in "--batch 32 --seq 1024 --steps 6" "--batch 8 --seq 512 --steps 10"; do
-            echo "SWQ_CUDA_LAZY_HEAD=$on swq bench --precision bf16 $args --set bench.plain=1: $(
-                SWQ_CUDA_LAZY_HEAD=$on timeout 120 "$B/swq" bench --precision bf16 $args --set bench.plain=1 2>&1 |
-                grep -o 'step [0-9.]* ms.*GiB')"
+    alternated SWQ_CUDA_LAZY_HEAD "0 1 0 1" "--batch 32 --seq 1024 --steps 6 --set bench.plain=1" \
+        "--batch 8 --seq 512 --steps 10 --set bench.plain=1" | tee "$LOG/lazy_bench.log"
+}
+
+# swq bench --precision bf16 with the switch $1 set to each value of $2 in turn, for each argument
+# string after them: time, peak memory and the losses
+alternated() {
+    local var=$1 vals=$2 on args
+    shift 2
+    for on in $vals; do
+        for args in "$@"; do
+            echo "$var=$on swq bench --precision bf16 $args: $(
+                env "$var=$on" timeout 120 "$B/swq" bench --precision bf16 $args 2>&1 |
+                grep -oE 'loss first step [0-9.]+, last [0-9.]+|step [0-9.]* ms.*GiB' | tr '\n' ' ')"
         done
-    done | tee "$LOG/lazy_bench.log"
+    done
 }
 
 flash() {
@@ -86,12 +99,24 @@ flash() {
     done | tee "$LOG/flash_bench.log"
 }
 
+# bf16 cached weights as reals with kept bf16 copies (default) against codes expanded before each
+# use (SWQ_CUDA_WEIGHT_COPIES=0), alternated: the same losses, time and peak memory
+copies() {
+    SWQ_CUDA_WEIGHT_COPIES=0 timeout 300 "$B/cuda_ops_check" --precision bf16 2>&1 | tee "$LOG/copies_check.log" |
+        grep -E "FAIL|checks failed"
+    alternated SWQ_CUDA_WEIGHT_COPIES "1 0 1 0" "--batch 8 --seq 512 --steps 10" "--batch 2 --seq 384 --steps 10" |
+        tee "$LOG/copies_bench.log"
+}
+
 sanitize() {
     build_check || return 1
-    timeout ${SAN_TIMEOUT:-180} compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 \
-        "$B/cuda_step_check" --precision bf16 --variants small,small-qa --steps 2 >"$LOG/sanitizer.log" 2>&1
-    local rc=$?
-    tail -n 4 "$LOG/sanitizer.log"
+    local rc=0 wc
+    for wc in 1 0; do   # bf16 cached weights with kept copies (default), then as codes expanded before each use
+        SWQ_CUDA_WEIGHT_COPIES=$wc timeout ${SAN_TIMEOUT:-180} compute-sanitizer --tool memcheck --leak-check full \
+            --error-exitcode 3 "$B/cuda_step_check" --precision bf16 --variants small,small-qa --steps 2 \
+            >"$LOG/sanitizer_copies$wc.log" 2>&1 || rc=$?
+        tail -n 4 "$LOG/sanitizer_copies$wc.log"
+    done
     echo "device_bench: compute-sanitizer rc=$rc"
     return $rc
 }
@@ -193,6 +218,7 @@ case "${1:-all}" in
     check) check ;;
     flash) flash ;;
     lazy) lazy ;;
+    copies) copies ;;
     sanitize) sanitize ;;
     bench) bench ;;
     peer) peer ;;
@@ -206,5 +232,5 @@ case "${1:-all}" in
         table | tee "$LOG/table.md"
         echo "device_bench: step check rc=$crc, sanitizer rc=$src"
         ;;
-    *) echo "usage: $0 [check|flash|lazy|sanitize|bench|peer|table|all]"; exit 2 ;;
+    *) echo "usage: $0 [check|flash|lazy|copies|sanitize|bench|peer|table|all]"; exit 2 ;;
 esac

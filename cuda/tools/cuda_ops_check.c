@@ -771,17 +771,28 @@ static void run_timing(void) {
 }
 
 // The switchable linear's three products (the LM head's shape takes the padded-row path).
-// cached: the weight is allocated as a quantized-weight cache entry ("qcache." name: written once,
-// then read only), which the CUDA backend keeps in bf16 with the adapter's A rows after it
+// cached 1: the weight is allocated as a quantized-weight cache entry ("qcache." name: written once,
+// then read only), which the CUDA backend keeps in bf16 with the adapter's A rows after it; 2: the
+// weight is 8-bit quantized, and on the GPU expanded from its codes by dequantize_rows into a plain
+// buffer (bf16: written only as its bf16 copy, with room for the A rows)
 static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
     char w[96];
-    snprintf(w, sizeof w, "N=%d IC=%d OC=%d r=%d%s", N, IC, OC, r, cached ? " cached w" : "");
+    snprintf(w, sizeof w, "N=%d IC=%d OC=%d r=%d%s", N, IC, OC, r,
+             cached == 1 ? " cached w" : cached == 2 ? " w from codes" : "");
     double s = 2.0;
-    pbuf inp = pb_new((size_t)N * IC, "inp"), wt = pb_new((size_t)OC * IC, cached ? "qcache.weight" : "w"),
+    pbuf inp = pb_new((size_t)N * IC, "inp"), wt = pb_new((size_t)OC * IC, cached == 1 ? "qcache.weight" : "w"),
          A = pb_new((size_t)r * IC, "A"),
          Bm = pb_new((size_t)OC * r, "Bm"), out = pb_new((size_t)N * OC, "out"), u = pb_new((size_t)N * r, "u");
     pb_rand(&inp, 1);
     pb_rand(&wt, 0.1f);
+    void *codes = NULL, *scales = NULL;
+    if (cached == 2) {
+        codes = GPU->alloc(GPU, (size_t)OC * IC, "qcache.codes");
+        scales = GPU->alloc(GPU, (size_t)OC * sizeof(float), "qcache.scales");
+        CPU->quantize_rows(CPU, wt.c, wt.c, OC, IC, 8);
+        GPU->quantize_rows_codes(GPU, codes, scales, wt.g, OC, IC, 8);
+        GPU->dequantize_rows(GPU, wt.g, codes, scales, OC, IC, 8);
+    }
     pb_rand(&A, 0.1f);
     pb_rand(&Bm, 0.1f);
     pbuf bias = pb_new(OC, "bias");
@@ -877,6 +888,11 @@ static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
         pbuf *g[] = {&pre, &scr, &dpre, &dw, &dbias};
         for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) pb_free(g[i]);
     }
+    if (cached == 2) {   // the expanded weight's floats, made when read, after all those GEMMs
+        report("expanded weight (floats read back)", w, pb_err(&wt), K_EXACT);
+        GPU->free(GPU, codes);
+        GPU->free(GPU, scales);
+    }
     pbuf *all[] = {&inp, &wt, &A, &Bm, &out, &u, &dout, &dinp, &dA, &dB, &du};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
 }
@@ -891,6 +907,7 @@ static void run_gemm_checks(int small) {
         check_matmul(33, 17, 29);
         check_lora_linear(33, 17, 29, 4, 0);
         check_lora_linear(33, 17, 29, 4, 1);
+        check_lora_linear(33, 17, 29, 4, 2);
         check_attention(2, 16, 32, 2);
         check_attention(1, 13, 24, 3);
         return;
@@ -900,7 +917,7 @@ static void run_gemm_checks(int small) {
     check_matmul(2 * 384, 3072, 768);    // MLP out
     check_matmul(77, 101, 123);          // odd sizes
     check_matmul(2 * 64, 768, 50257);    // LM head
-    for (int cached = 0; cached <= 1; cached++) {
+    for (int cached = 0; cached <= 2; cached++) {
         check_lora_linear(2 * 384, 768, 3072, 16, cached);   // MLP in
         check_lora_linear(2 * 64, 768, 50257, 8, cached);    // LM head: padded rows, split GEMMs
         check_lora_linear(4096, 768, 50257, 16, cached);     // LM head at B=8 T=512

@@ -50,6 +50,9 @@ struct float4 {
 struct uint2 {
     unsigned x, y;
 };
+struct uint4 {
+    unsigned x, y, z, w;
+};
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {   // round to nearest even; NaN stays NaN
