@@ -22,6 +22,7 @@ static void *table_room(void *v, int n, int *cap, size_t elem, const char *what)
 }
 
 static void graphs_clear(cuda_ctx *c);
+static void expanded_floats(swq_backend *be, struct cu_alloc_rec *r);
 
 // ---- SWQ_CUDA_TIMELINE ----
 static double host_now(void) {
@@ -175,8 +176,11 @@ static void cu_free(swq_backend *be, void *p) {
     cu_zero_flush(be);
     not_capturing(c, "a free");
     graphs_clear(c);                // a recording may use p
-    for (int i = 0; i < c->n_frozen; i++)
-        if (c->frozen[i].p == p) c->frozen[i].x_active = 0;   // (its floats are not wanted)
+    for (int i = 0; i < c->n_frozen; i++) {
+        struct cu_alloc_rec *r = &c->frozen[i];
+        if (r->p == p) r->x_active = 0;   // (its floats are not wanted)
+        if (r->expanded && r->x_active && (r->x_codes == p || r->x_scales == p)) expanded_floats(be, r);   // while they exist
+    }
     cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
     for (int i = c->n_allocs - 1; i >= 0; i--)
         if (c->allocs[i].p == p) {

@@ -888,10 +888,10 @@ static void check_lora_linear(int N, int IC, int OC, int r, int cached) {
         pbuf *g[] = {&pre, &scr, &dpre, &dw, &dbias};
         for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) pb_free(g[i]);
     }
-    if (cached == 2) {   // the expanded weight's floats, made when read, after all those GEMMs
-        report("expanded weight (floats read back)", w, pb_err(&wt), K_EXACT);
+    if (cached == 2) {   // the expanded weight's floats after all those GEMMs, made at the latest when the codes go
         GPU->free(GPU, codes);
         GPU->free(GPU, scales);
+        report("expanded weight (floats read back)", w, pb_err(&wt), K_EXACT);
     }
     pbuf *all[] = {&inp, &wt, &A, &Bm, &out, &u, &dout, &dinp, &dA, &dB, &du};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
