@@ -317,14 +317,10 @@ static int lazy_overlaps(const cuda_ctx *c, const char *lo, const char *hi) {
     return s && s < hi && lo < s + (size_t)c->lazy.rows * c->lazy.cols * sizeof(float);
 }
 
-// The active expanded record whose weight's floats meet [lo, hi), or NULL.
-static struct cu_alloc_rec *expanded_meeting(cuda_ctx *c, const char *lo, const char *hi) {
-    for (int i = 0; i < c->n_frozen; i++) {
-        struct cu_alloc_rec *r = &c->frozen[i];
-        const char *s = (const char *)r->p, *t = s + (size_t)r->x_rows * r->x_cols * sizeof(float);
-        if (r->expanded && r->x_active && s < hi && lo < t) return r;
-    }
-    return NULL;
+// r is an active expanded record whose weight's floats meet [lo, hi)
+static int expanded_meets(const struct cu_alloc_rec *r, const char *lo, const char *hi) {
+    const char *s = (const char *)r->p, *t = s + (size_t)r->x_rows * r->x_cols * sizeof(float);
+    return r->expanded && r->x_active && s < hi && lo < t;
 }
 
 // An expanded weight's floats, made from its codes where only its bf16 copy was written.
@@ -341,10 +337,11 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     byte_range(c, p, bytes, &lo, &hi);
     if (lazy_overlaps(c, lo, hi)) c->lazy.out = NULL;   // overwritten: nothing to pack
     if (!c->n_bfc && !c->n_frozen) return;
-    for (struct cu_alloc_rec *r = expanded_meeting(c, lo, hi); r; r = expanded_meeting(c, lo, hi)) {
-        expanded_floats(be, r);   // floats written: no longer expanded (a write of part of them keeps the rest)
-        r->x_active = 0;
-    }
+    for (int i = 0; i < c->n_frozen; i++)   // floats written: no longer expanded
+        if (expanded_meets(&c->frozen[i], lo, hi)) {
+            expanded_floats(be, &c->frozen[i]);   // (a write of part of them keeps the rest)
+            c->frozen[i].x_active = 0;
+        }
     for (int i = 0; lo < c->a_hi && c->a_lo < hi && i < c->n_frozen; i++) {   // adapter rows after frozen weights
         struct cu_alloc_rec *r = &c->frozen[i];
         const char *a = (const char *)r->a_src;
@@ -679,11 +676,8 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
     if (lazy_overlaps(c, lo, hi)) cu_lazy_materialize(be);
-    for (int i = 0; i < c->n_frozen; i++) {
-        struct cu_alloc_rec *r = &c->frozen[i];
-        const char *s = (const char *)r->p, *t = s + (size_t)r->x_rows * r->x_cols * sizeof(float);
-        if (r->expanded && r->x_active && s < hi && lo < t) expanded_floats(be, r);
-    }
+    for (int i = 0; i < c->n_frozen; i++)
+        if (expanded_meets(&c->frozen[i], lo, hi)) expanded_floats(be, &c->frozen[i]);
     if (c->precision != CU_BF16 || !c->n_bfc) return;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
@@ -750,10 +744,9 @@ static void cu_expand_bf16(swq_backend *be, void *out, const void *codes, const 
     for (int i = 0; i < c->n_frozen && !r; i++)
         if (c->frozen[i].p == out && c->frozen[i].expanded) r = &c->frozen[i];
     if (!r) {
-        const struct cu_alloc_rec *a = NULL;
-        for (int i = 0; i < c->n_allocs && !a; i++)
-            if (c->allocs[i].p == out) a = &c->allocs[i];
-        if (!a || a->bytes < (size_t)rows * cols * sizeof(float)) {
+        const char *lo, *hi;
+        byte_range(c, out, 0, &lo, &hi);   // the allocation holding out
+        if (lo != (const char *)out || (size_t)(hi - lo) < (size_t)rows * cols * sizeof(float)) {
             fprintf(stderr, "cuda backend: dequantize_rows of %d x %d into %p, which does not start a buffer that large\n",
                     rows, cols, out);
             exit(1);
@@ -761,8 +754,7 @@ static void cu_expand_bf16(swq_backend *be, void *out, const void *codes, const 
         struct cu_alloc_rec rec;
         memset(&rec, 0, sizeof(rec));
         rec.p = out;
-        rec.bytes = a->bytes;
-        rec.cls = a->cls;
+        rec.bytes = (size_t)(hi - lo);
         rec.expanded = 1;
         rec_push(&c->frozen, &c->n_frozen, &c->cap_frozen, rec);
         r = &c->frozen[c->n_frozen - 1];
