@@ -686,12 +686,17 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
         e->fread = 1;
         if (!e->sole) continue;
         int cols = e->ld_bf ? e->ld_src : 1;
-        size_t rows = e->n / cols;
-        bf16_rows_to_float_kernel<<<grid_for(e->n, 256), 256, 0, c->stream>>>(
-            (float *)e->src, (const __nv_bfloat16 *)e->bf, e->ld_bf ? e->ld_bf : 1, rows, cols);
-        CUDA_LAUNCH_CHECK();
+        cu_bf16_rows_to_float(be, (float *)e->src, (const __nv_bfloat16 *)e->bf, e->ld_bf ? e->ld_bf : 1,
+                              e->n / cols, cols);
         e->sole = 0;
     }
+}
+
+void cu_bf16_rows_to_float(swq_backend *be, float *dst, const __nv_bfloat16 *src, int lds, size_t rows, int cols) {
+    size_t n = rows * cols;
+    if (!n) return;
+    bf16_rows_to_float_kernel<<<grid_for(n, 256), 256, 0, STREAM(be)>>>(dst, src, lds, rows, cols);
+    CUDA_LAUNCH_CHECK();
 }
 
 void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src, int rows, int cols, int width) {
@@ -803,10 +808,10 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
 
 // cuBLAS runs a large dimension that is not a multiple of 64 (the LM head's V = 50257) 4-6x
 // slower than the same GEMM one tile smaller: gemm(m, n, k, A, B, beta, C) on an aligned main
-// part, then on the rest (of k: accumulated). 1 if it split. E: the operands' element type.
-template <typename E, typename G>
+// part, then on the rest (of k: accumulated). 1 if it split. E: the operands' element type, F C's.
+template <typename E, typename F, typename G>
 static int gemm_split_unaligned(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const E *A, int lda,
-                                const E *B, int ldb, float beta, float *C, int ldc, G gemm) {
+                                const E *B, int ldb, float beta, F *C, int ldc, G gemm) {
     const cublasOperation_t N_ = CUBLAS_OP_N;
     int q;
     if (m >= 4096 && (q = m & ~63) != m) {
@@ -827,25 +832,38 @@ static int gemm_split_unaligned(cublasOperation_t ta, cublasOperation_t tb, int 
     return 0;
 }
 
-void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-                  const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+// C (F: float, or bf16 with fp32 accumulation, rounded once) = alpha op(A) op(B) + beta C
+template <typename F>
+static void gemm_bf16_to(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                         const void *A, int lda, const void *B, int ldb, float beta, F *C, int ldc) {
     cuda_ctx *c = CTX(be);
     if (m <= 0 || n <= 0 || k <= 0) return;
     if (gemm_split_unaligned(ta, tb, m, n, k, (const __nv_bfloat16 *)A, lda, (const __nv_bfloat16 *)B, ldb, beta, C,
                              ldc,
                              [&](int m_, int n_, int k_, const __nv_bfloat16 *a_, const __nv_bfloat16 *b_,
-                                 float beta_, float *c_) {
-                                 cu_gemm_bf16(be, ta, tb, m_, n_, k_, alpha, a_, lda, b_, ldb, beta_, c_, ldc);
+                                 float beta_, F *c_) {
+                                 gemm_bf16_to(be, ta, tb, m_, n_, k_, alpha, a_, lda, b_, ldb, beta_, c_, ldc);
                              }))
         return;
-    cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
+    const cudaDataType_t ct = sizeof(F) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+    if (sizeof(F) == 4) cu_bf16_invalidate(be, C, span(m, n, ldc, 0, 1) * sizeof(float));
     prof_begin(c);
     prof_mid(c);
     cu_tl_part(be, "GEMM, other");
     CUBLAS_CHECK(cublasGemmEx(c->cublas, ta, tb, m, n, k, &alpha, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
-                              CUDA_R_32F, ldc, c->compute, CUBLAS_GEMM_DEFAULT));
+                              ct, ldc, c->compute, CUBLAS_GEMM_DEFAULT));
     cu_tl_part(be, "outside GEMMs");
     prof_end(c, 3, 2.0 * m * n * (double)k);
+}
+
+void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                  const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    gemm_bf16_to(be, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void cu_gemm_bf16_out(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                      const void *A, int lda, const void *B, int ldb, __nv_bfloat16 *C, int ldc) {
+    gemm_bf16_to(be, ta, tb, m, n, k, alpha, A, lda, B, ldb, 0.0f, C, ldc);
 }
 
 // CU_LT_BIAS: C (fp32) = A^T B + bias; CU_LT_DGELU: D (bf16) = gelu'(aux) * (A B), aux ld m;
@@ -1329,10 +1347,10 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
                       const void *tH, int n_teachers, double beta, void *nS, void *nH, double *acc, double weight,
                       double grad_scale, int grad, int P, int V) {
     TL("head: xent_kl", "xent_kl");
-    // logits left in the padded GEMM output (cu_lazy): read there, unless the gradient is to
-    // replace them (grad 1) or teacher rows, V apart, would lose the float4 path
+    // logits left in bf16 in the padded GEMM output (cu_lazy): read there, unless the gradient is
+    // to replace them (grad 1) or teacher rows are read or written (their path reads float logits)
     const cuda_ctx *c = CTX(be);
-    const float *zin = NULL;
+    const __nv_bfloat16 *zin = NULL;
     int ldz = V;
     if (c->lazy.out == logits && c->lazy.rows == P && c->lazy.cols == V && grad != 1 && !tS && !nS) {
         zin = c->lazy.o;

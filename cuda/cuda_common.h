@@ -95,14 +95,15 @@ struct cu_lt_plan {
 struct cu_tl_mark { cudaEvent_t ev; const char *phase, *op, *part; };
 struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 
-// A linear's output left in the padded GEMM output scratch (pad) instead of packed into out (the
-// LM head without adapter or bias, as in plain training: a 13 GB pass at B=32 T=1024): out's
-// floats are stale while out != NULL. xent_kl reads the padded rows directly; any other reader of
-// out's floats (cu_sole_in), and any reuse of the scratch, packs it first (cu_lazy_materialize);
-// a write to out drops it (cu_bf16_invalidate).
+// A linear's output left in bf16 in the padded GEMM output scratch (pad) instead of packed into
+// out's floats (the LM head without adapter or bias, as in plain training: a 13 GB pass at B=32
+// T=1024; in bf16, as the peer's autocast leaves its logits): out's floats are stale while
+// out != NULL. xent_kl reads the padded rows directly; any other reader of out's floats
+// (cu_sole_in), and any reuse of the scratch, converts it first (cu_lazy_materialize); a write to
+// out drops it (cu_bf16_invalidate).
 struct cu_lazy {
     float *out;
-    const float *o;
+    const __nv_bfloat16 *o;
     int ldo, rows, cols;
 };
 
@@ -260,6 +261,8 @@ void cu_bf16_sole(swq_backend *be, const float *src);
 // converted back into their floats (and become plain copies). Every op-table entry calls it for
 // the inputs its kernels read as floats, and download does, so a sole copy is never observable.
 void cu_sole_in(swq_backend *be, const void *p, size_t bytes);
+// dst (rows x cols packed floats) = src (rows of cols bf16, lds apart)
+void cu_bf16_rows_to_float(swq_backend *be, float *dst, const __nv_bfloat16 *src, int lds, size_t rows, int cols);
 void cu_lazy_materialize(swq_backend *be);   // out's floats written from pad; nothing pending after
 // bf16 mode: src's bf16 copy as rows of `cols` at least min_ld apart, the columns past cols free
 // for the caller (a K-concatenated GEMM operand): the valid padded copy src has, or a new one
@@ -297,6 +300,9 @@ int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd,
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);
+// the same product written in bf16 (beta 0): fp32 accumulation, one rounding
+void cu_gemm_bf16_out(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                      const void *A, int lda, const void *B, int ldb, __nv_bfloat16 *C, int ldc);
 // The same, but only where a stale copy of exactly [src, src + n) exists (someone read src in
 // bf16 after its last write): a producer writes the copy while it writes src, and a buffer no
 // one reads in bf16 gets none. NULL otherwise.
@@ -384,8 +390,9 @@ void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                       const void *att, int B, int T, int C, int NH);
 
-// zin (NULL: logits) holds the logits to read, rows ldz apart; grad 1 needs zin NULL
-void cu_xent_kl(swq_backend *be, void *logits, const float *zin, int ldz, const int *target, const int *len,
+// zin (NULL: logits' floats) holds the logits to read in bf16, rows ldz apart (a lazy head's
+// output); grad 1 and teacher rows need zin NULL
+void cu_xent_kl(swq_backend *be, void *logits, const __nv_bfloat16 *zin, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH, int n_teachers, double beta,
                 void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,
                 int P, int V);

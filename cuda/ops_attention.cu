@@ -58,12 +58,10 @@ static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
     flash_setup();
     int rows = B * NH * T;
     float *D = (float *)scratch;
-    flash_bwd_dot_kernel<<<(rows + 7) / 8, 256, 0, STREAM(be)>>>(D, (const float *)dout, (const float *)out, B, T, C,
-                                                                NH);
+    // (dq accumulates by atomics: its columns zeroed there; dk, dv are written whole)
+    flash_bwd_dot_kernel<<<(rows + 7) / 8, 256, 0, STREAM(be)>>>(D, (float *)dqkv, (const float *)dout,
+                                                                (const float *)out, B, T, C, NH);
     CUDA_LAUNCH_CHECK();
-    // dq accumulates by atomics: zero the q columns (dk, dv are written whole)
-    CUDA_CHECK(cudaMemset2DAsync(dqkv, (size_t)3 * C * sizeof(float), 0, (size_t)C * sizeof(float), (size_t)B * T,
-                                 STREAM(be)));
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
     const __nv_bfloat16 *db = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)dout, (size_t)B * T * C);
     // bf16: dqkv is read only by the qkv linear's backward GEMMs, which read its bf16 copy: dK and dV

@@ -116,10 +116,7 @@ void cu_lazy_materialize(swq_backend *be) {
     if (!c->lazy.out) return;
     const struct cu_lazy z = c->lazy;
     c->lazy.out = NULL;
-    dim3 grid((z.cols + LORA_UP_COLS - 1) / LORA_UP_COLS, (z.rows + LORA_UP_ROWS - 1) / LORA_UP_ROWS);
-    lora_up_pack_kernel<0><<<grid, LORA_UP_COLS, 0, c->stream>>>(z.out, NULL, z.o, z.ldo, NULL, NULL, 0, NULL, NULL,
-                                                                  z.rows, z.cols, 0, 0.0f, NULL, NULL);
-    CUDA_LAUNCH_CHECK();
+    cu_bf16_rows_to_float(be, z.out, z.o, z.ldo, z.rows, z.cols);
 }
 
 // Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
@@ -185,20 +182,26 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             }
         }
         int ldo = pad ? cu_pad_ld(OC) : OC;
+        if (pad && r <= 0 && !bias && !act && !res && c->lazy_head) {   // left in bf16 in the padded rows (cu_lazy)
+            __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_scratch(be, (void **)&c->pad, &c->pad_cap,
+                                                            (size_t)N * ldo * sizeof(__nv_bfloat16),
+                                                            "padded GEMM output scratch");
+            const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
+            const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+            cu_gemm_bf16_out(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, 1.0f, wb, IC, xb, IC, ob, ldo);
+            c->lazy.out = (float *)out;
+            c->lazy.o = ob;
+            c->lazy.ldo = ldo;
+            c->lazy.rows = N;
+            c->lazy.cols = OC;
+            return 1;
+        }
         float *o = pad ? (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
                                              "padded GEMM output scratch")
                        : (float *)out;
         cu_gemm(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, 1.0f, (const float *)w, IC, 0, (const float *)inp, IC, 0,
                 0.0f, o, ldo, 0, 1);
         if (r > 0) cu_matmul_fwd(be, u, inp, A, NULL, N, IC, r, 1.0, 0);
-        if (pad && r <= 0 && !bias && !act && !res && c->lazy_head) {   // left in the padded rows (cu_lazy)
-            c->lazy.out = (float *)out;
-            c->lazy.o = o;
-            c->lazy.ldo = ldo;
-            c->lazy.rows = N;
-            c->lazy.cols = OC;
-            return 1;
-        }
         if (pad || r > 0 || bias || act) {
             lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, (const float *)u, r, NULL, (const float *)Bm,
                          N, OC, r, (float)s, (float *)act);

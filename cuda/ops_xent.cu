@@ -7,11 +7,15 @@
 #include "cuda/cuda_common.h"
 #include "cuda/xent.cuh"
 
-void cu_xent_kl(swq_backend *be, void *logits, const float *zin, int ldz, const int *target, const int *len,
+void cu_xent_kl(swq_backend *be, void *logits, const __nv_bfloat16 *zin, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH,
                 int n_teachers, double beta, void *nS, void *nH, double *acc, double weight, double grad_scale,
                 int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
+    if (zin && (grad == 1 || tS || nS)) {
+        fprintf(stderr, "swq cuda: xent_kl: bf16 logits given with an in-place gradient or teacher rows\n");
+        exit(1);
+    }
     // the gradient's bf16 copy (bf16 mode), read by the head's backward GEMMs; rows padded to
     // 64-element multiples (an odd leading dimension slows those GEMMs 3-4x) with room for the
     // head adapter's du columns (the backward concatenates them)
@@ -21,22 +25,36 @@ void cu_xent_kl(swq_backend *be, void *logits, const float *zin, int ldz, const 
     // only that copy is written
     const int zkeep = grad == 2 && gb;
     if (zkeep) cu_bf16_sole(be, (const float *)logits);
-    // a row of up to XENT_ROW_MAX bytes (the GPT-2 vocabulary's 201 KB) is read from memory once
-    size_t row = ((size_t)V + 4) * sizeof(float);
+    // a row of up to XENT_ROW_MAX bytes (the GPT-2 vocabulary's 201 KB in floats) is read from memory once
+    size_t row = zin ? ((size_t)V + 8) * sizeof(__nv_bfloat16) : ((size_t)V + 4) * sizeof(float);
     static int row_ok = -1;
     if (row_ok < 0) {
         int dev = 0, optin = 0;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         row_ok = optin >= XENT_ROW_MAX + 1024;
-        if (row_ok)
-            CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, XENT_ROW_MAX));
+        if (row_ok) {
+            const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+            CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true, float>, a, XENT_ROW_MAX));
+            CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true, __nv_bfloat16>, a, XENT_ROW_MAX));
+            // all of an SM's shared memory: two kept bf16 rows of the GPT-2 vocabulary (100 KB each)
+            CUDA_CHECK(cudaFuncSetAttribute(xent_kl_kernel<true, __nv_bfloat16>,
+                                            cudaFuncAttributePreferredSharedMemoryCarveout, 100));
+        }
     }
-    const int keep = row_ok && row <= XENT_ROW_MAX;
-    auto kernel = keep ? xent_kl_kernel<true> : xent_kl_kernel<false>;
-    kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
-        (float *)logits, zin ? zin : (const float *)logits, zin ? ldz : V, gb, ldg, target, len, (const float *)tS, (const float *)tH, (float)(beta * n_teachers),
-        (float)beta, (float *)nS, (float *)nH, acc, weight, (float)(grad_scale * weight), grad ? (zkeep ? 2 : 1) : 0, V);
+    const int keep = row_ok && row <= XENT_ROW_MAX, g = grad ? (zkeep ? 2 : 1) : 0;
+    const float bnt = (float)(beta * n_teachers), gs = (float)(grad_scale * weight);
+    if (zin) {
+        auto kernel = keep ? xent_kl_kernel<true, __nv_bfloat16> : xent_kl_kernel<false, __nv_bfloat16>;
+        kernel<<<P, keep ? XENT_ROW_BLOCK_BF16 : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
+            (float *)logits, zin, ldz, gb, ldg, target, len, NULL, (const float *)tH, bnt, (float)beta, NULL,
+            (float *)nH, acc, weight, gs, g, V);
+    } else {
+        auto kernel = keep ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
+        kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
+            (float *)logits, (const float *)logits, V, gb, ldg, target, len, (const float *)tS, (const float *)tH, bnt,
+            (float)beta, (float *)nS, (float *)nH, acc, weight, gs, g, V);
+    }
     CUDA_LAUNCH_CHECK();
 }
 

@@ -6,25 +6,62 @@
 
 #define XENT_BLOCK 512
 #define XENT_ROW_MAX (212 * 1024)   // bytes of dynamic shared memory for a kept row
-#define XENT_ROW_BLOCK 1024          // threads of a block that keeps its row (one block per SM)
+#define XENT_ROW_BLOCK 1024          // threads of a block that keeps its row of floats (one block per SM)
+#define XENT_ROW_BLOCK_BF16 512      // threads of a block that keeps its row of bf16 (two blocks per SM)
 #define ARGMAX_BLOCK 256
 
-// ROW: the row is kept in dynamic shared memory from the first pass (V floats, at most
-// XENT_ROW_MAX), so the second pass reads it there instead of from memory again. The logits are
-// read from zin, rows ldz apart (a GEMM output with padded rows, say); with grad 1 zin must be
-// logits itself (ldz = V), which the gradient then replaces.
-template <bool ROW>
-__global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_kernel(
-    float *logits, const float *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target, const int *len, const float *tS, const float *tH, float bnt, float beta,
-    float *nS, float *nH, double *acc, double weight, float gscale, int grad, int V) {
+// ROW: the row is kept in dynamic shared memory from the first pass (V + 16 / sizeof(Z) values,
+// at most XENT_ROW_MAX bytes), so the second pass reads it there instead of from memory again.
+// The logits are read from zin, rows ldz apart (a GEMM output with padded rows, say), as Z: float,
+// or bf16 (the LM head's output left in bf16 by its GEMM: half the bytes, and a kept row of half
+// the size, two blocks an SM); with grad 1 zin must be logits itself (ldz = V), which the gradient
+// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16); teacher rows need float logits.
+template <typename Z>
+__device__ __forceinline__ float xent_f(Z x) { return (float)x; }
+template <>
+__device__ __forceinline__ float xent_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename Z>
+__device__ __forceinline__ void xent_unpack(const uint4 &r, float *x) {   // 16 bytes: 4 floats or 8 bf16
+    const uint32_t w[4] = { r.x, r.y, r.z, r.w };
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (sizeof(Z) == 4) {
+            memcpy(&x[i], &w[i], 4);
+        } else {
+            const uint32_t lo = w[i] << 16, hi = w[i] & 0xffff0000u;
+            memcpy(&x[2 * i], &lo, 4);
+            memcpy(&x[2 * i + 1], &hi, 4);
+        }
+    }
+}
+__device__ __forceinline__ uint32_t xent_pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+}
+template <typename Z>
+struct xent_acc { typedef double t; };
+template <>
+struct xent_acc<__nv_bfloat16> { typedef float t; };
+// threads a block, and blocks an SM the registers must allow (a kept bf16 row: two)
+template <bool ROW, typename Z>
+constexpr int xent_threads = ROW ? (sizeof(Z) == 4 ? XENT_ROW_BLOCK : XENT_ROW_BLOCK_BF16) : XENT_BLOCK;
+template <bool ROW, typename Z>
+constexpr int xent_blocks = ROW && sizeof(Z) == 2 ? 2 : 1;
+template <bool ROW, typename Z>
+__global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xent_kl_kernel(float *logits, const Z *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target,
+                   const int *len, const float *tS, const float *tH, float bnt, float beta, float *nS, float *nH,
+                   double *acc, double weight, float gscale, int grad, int V) {
     // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb
+    constexpr int VEC = 16 / sizeof(Z);
     __shared__ float shf[32];
     __shared__ double shd[32];
     SWQ_DYNAMIC_SMEM(xrow_bytes);
-    float *xrow = (float *)xrow_bytes;
+    Z *xrow = (Z *)xrow_bytes;
     const int p = blockIdx.x;
     float *z = logits + (size_t)p * V;
-    const float *zr = zin + (size_t)p * ldz;
+    const Z *zr = zin + (size_t)p * ldz;
     int n = len ? len[p] : V;
     if (n > V) n = V;
     if (n <= 0) {   // no valid column: no loss, no teacher mass, zero gradient
@@ -38,63 +75,78 @@ __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_ker
     const int tgt = target ? target[p] : -1;
     const float *ts = tS ? tS + (size_t)p * V : NULL;
     float *ns = nS ? nS + (size_t)p * V : NULL;
-    // float4 over the row from its first 16-byte boundary when the teacher rows share the
-    // logits row's alignment (rows of V floats start anywhere); scalars before and after
-    int h = (int)((16 - (uintptr_t)zr % 16) % 16 / 4);
-    if ((ts && ((uintptr_t)ts - (uintptr_t)zr) % 16) || (ns && ((uintptr_t)ns - (uintptr_t)zr) % 16) || (uintptr_t)zr % 4)
-        h = n;
+    // 16-byte vectors over the row from its first 16-byte boundary when the teacher rows (floats)
+    // share the logits row's alignment (rows of V values start anywhere); scalars before and after
+    int h = (int)((16 - (uintptr_t)zr % 16) % 16 / sizeof(Z));
+    const bool tmis = sizeof(Z) != 4 || ((uintptr_t)ts - (uintptr_t)zr) % 16,
+               nmis = sizeof(Z) != 4 || ((uintptr_t)ns - (uintptr_t)zr) % 16;
+    if ((ts && tmis) || (ns && nmis) || (uintptr_t)zr % sizeof(Z)) h = n;
     if (h > n) h = n;
-    const int n4 = (n - h) / 4, t0 = h + 4 * n4;
-    const float4 *z4 = (const float4 *)(zr + h);
-    // the kept row, shifted so that its float4 part is 16-byte aligned as zr's is (h < 4 there);
+    const int nv = (n - h) / VEC, t0 = h + VEC * nv;
+    const uint4 *zv = (const uint4 *)(zr + h);
+    // the kept row, shifted so that its vector part is 16-byte aligned as zr's is (h < VEC there);
     // without it pass 2 reads zr again (zs is written only when ROW)
-    float *zs = ROW ? xrow + (h < 4 ? (4 - h) & 3 : 0) : (float *)zr;
-    float4 *zs4 = (float4 *)(zs + h);
+    const Z *zs = ROW ? xrow + (h < VEC ? (VEC - h) % VEC : 0) : zr;
+    Z *zw = (Z *)zs;
+    const uint4 *zsv = (const uint4 *)(zs + h);
 
-    // pass 1: running max and sum of exp (four loads in flight per thread)
+    // pass 1: running max and sum of exp (four loads in flight per thread; a vector's values rescale
+    // the sum once). A thread's sum is in double for float logits (fp32 mode, held to 1e-5 against
+    // the CPU), in float for bf16 ones (~100 terms a thread: far below bf16's own rounding).
+    using R = typename xent_acc<Z>::t;
     float m = -INFINITY;
-    double s = 0.0;
+    R s = 0;
     auto upd = [&](float x) {
         if (x > m) {
-            s = s * (double)expf(m - x) + 1.0;
+            s = s * (R)expf(m - x) + 1;
             m = x;
         } else if (x > -INFINITY) {
-            s += (double)expf(x - m);
+            s += (R)expf(x - m);
         }
     };
+    auto updv = [&](const float *f) {
+        float mx = f[0];
+#pragma unroll
+        for (int e = 1; e < VEC; e++) mx = fmaxf(mx, f[e]);
+        if (mx > m) {
+            s = s * (R)expf(m - mx);
+            m = mx;
+        }
+        if (m > -INFINITY)
+#pragma unroll
+            for (int e = 0; e < VEC; e++) s += (R)expf(f[e] - m);
+    };
     for (int v = threadIdx.x; v < h; v += blockDim.x) {
-        float x = zr[v];
-        if (ROW) zs[v] = x;
-        upd(x);
+        Z x = zr[v];
+        if (ROW) zw[v] = x;
+        upd(xent_f(x));
     }
-    for (int i0 = threadIdx.x; i0 < n4; i0 += 4 * blockDim.x) {
-        float4 x[4];
+    for (int i0 = threadIdx.x; i0 < nv; i0 += 4 * blockDim.x) {
+        uint4 x[4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = i0 + j * blockDim.x;
-            if (i < n4) x[j] = z4[i];
+            if (i < nv) x[j] = zv[i];
         }
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = i0 + j * blockDim.x;
-            if (i < n4) {
-                if (ROW) zs4[i] = x[j];
-                upd(x[j].x);
-                upd(x[j].y);
-                upd(x[j].z);
-                upd(x[j].w);
+            if (i < nv) {
+                if (ROW) ((uint4 *)(zw + h))[i] = x[j];
+                float f[VEC];
+                xent_unpack<Z>(x[j], f);
+                updv(f);
             }
         }
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) {
-        float x = zr[v];
-        if (ROW) zs[v] = x;
-        upd(x);
+        Z x = zr[v];
+        if (ROW) zw[v] = x;
+        upd(xent_f(x));
     }
-    float zt = (tgt >= 0 && threadIdx.x == 0) ? zr[tgt] : 0.0f;   // read before pass 2 overwrites it
+    float zt = (tgt >= 0 && threadIdx.x == 0) ? xent_f(zr[tgt]) : 0.0f;   // read before pass 2 overwrites it
     float M = block_max(m, shf);
-    s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)M);
-    double S = block_sum<double>(s, shd);
+    double S = block_sum<double>(m == -INFINITY ? 0.0 : (double)s * exp((double)m - (double)M), shd);
     const double lse = (double)M + log(S);
 
     // pass 2: q, teacher statistics, gradient of weight * (ce + beta * kl) (a row without a
@@ -102,44 +154,63 @@ __global__ void __launch_bounds__(ROW ? XENT_ROW_BLOCK : XENT_BLOCK) xent_kl_ker
     // term (here, not in pass 1: the teacher row is read once). The teacher value is read
     // before ns is updated: ns may be ts.
     const float qcoef = (tgt >= 0 ? 1.0f : 0.0f) + bnt;
+    const R lse_r = (R)lse;
     double qlogq = 0.0, tz = 0.0, tsum = 0.0;
     auto elem = [&](int v, float x, float tv, float &znew) -> float {   // returns q
-        float logq = (float)((double)x - lse);
+        float logq = (float)((R)x - lse_r);
         float q = expf(logq);
         if (ts) {
             tz += (double)tv * x;
             tsum += (double)tv;
         }
-        if (q > 0.0f) qlogq += (double)q * logq;
+        if (nH && q > 0.0f) qlogq += (double)q * logq;
         znew = x;
-        if (grad) {
-            znew = gscale * (qcoef * q - (v == tgt ? 1.0f : 0.0f) - beta * tv);
-            if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(znew);
-        }
+        if (grad) znew = gscale * (qcoef * q - (v == tgt ? 1.0f : 0.0f) - beta * tv);
         return q;
     };
+    __nv_bfloat16 *gr = gb ? gb + (size_t)p * ldg : NULL;
     auto one = [&](int v) {
-        float zn, q = elem(v, zs[v], ts ? ts[v] : 0.0f, zn);
+        float zn, q = elem(v, xent_f(zs[v]), ts ? ts[v] : 0.0f, zn);
         if (ns) ns[v] += q;
         if (grad == 1) z[v] = zn;
+        if (grad && gr) gr[v] = __float2bfloat16_rn(zn);
     };
     for (int v = threadIdx.x; v < h; v += blockDim.x) one(v);
-    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
-        const int v = h + 4 * i;
-        float4 x = zs4[i], t = ts ? ((const float4 *)(ts + h))[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f), zn, q;
-        q.x = elem(v, x.x, t.x, zn.x);
-        q.y = elem(v + 1, x.y, t.y, zn.y);
-        q.z = elem(v + 2, x.z, t.z, zn.z);
-        q.w = elem(v + 3, x.w, t.w, zn.w);
-        if (ns) {
-            float4 *a = (float4 *)(ns + h) + i, u = *a;
-            u.x += q.x;
-            u.y += q.y;
-            u.z += q.z;
-            u.w += q.w;
-            *a = u;
+    for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+        const int v = h + VEC * i;
+        float x[VEC], t[VEC], zn[VEC], q[VEC];
+        xent_unpack<Z>(zsv[i], x);
+#pragma unroll
+        for (int k = 0; k < VEC / 4; k++) {
+            const float4 tv = ts ? ((const float4 *)(ts + v))[k] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            t[4 * k] = tv.x, t[4 * k + 1] = tv.y, t[4 * k + 2] = tv.z, t[4 * k + 3] = tv.w;
         }
-        if (grad == 1) ((float4 *)(z + h))[i] = zn;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) q[e] = elem(v + e, x[e], t[e], zn[e]);
+#pragma unroll
+        for (int k = 0; k < VEC / 4; k++) {
+            if (ns) {
+                float4 *a = (float4 *)(ns + v) + k, u = *a;
+                u.x += q[4 * k];
+                u.y += q[4 * k + 1];
+                u.z += q[4 * k + 2];
+                u.w += q[4 * k + 3];
+                *a = u;
+            }
+            if (grad == 1) ((float4 *)(z + v))[k] = make_float4(zn[4 * k], zn[4 * k + 1], zn[4 * k + 2], zn[4 * k + 3]);
+        }
+        if (grad && gr) {   // the gradient's bf16 copy: one 8- or 16-byte store where aligned
+            uint32_t wv[VEC / 2];
+#pragma unroll
+            for (int e = 0; e < VEC / 2; e++) wv[e] = xent_pack(zn[2 * e], zn[2 * e + 1]);
+            if ((uintptr_t)(gr + v) % (2 * VEC) == 0) {
+                if constexpr (VEC == 8) *(uint4 *)(gr + v) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
+                else *(uint2 *)(gr + v) = make_uint2(wv[0], wv[1]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < VEC; e++) gr[v + e] = __float2bfloat16_rn(zn[e]);
+            }
+        }
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) one(v);
     if (grad)

@@ -30,9 +30,11 @@ static int level_ends_at(const qconfig_set *qs, int i, const size_t *lp) {
     return i + 1 < qs->K && qconfig_score(qs, qs->order[i + 1], lp) < qconfig_score(qs, qs->order[i], lp);
 }
 
-// Whether a precision level holds more than one config: the rows of such a level gather in
+// Whether any config has teachers (a precision level ends before the last config: plain
+// training's single config has none, so no teacher sums are made, zeroed or read), and in
+// *shared whether a level holds more than one config: the rows of such a level gather in
 // pS/pH until it ends (see step_ops).
-static int has_shared_level(const gpt2 *m) {
+static int teacher_levels(const gpt2 *m, int *shared) {
     const qconfig_set *qs = m->qs;
     size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
     if (!lp) {
@@ -40,10 +42,15 @@ static int has_shared_level(const gpt2 *m) {
         exit(1);
     }
     gpt2_linear_params_all(&m->s, lp);
-    int shared = 0;
-    for (int i = 0; i + 1 < qs->K && !shared; i++) shared = !level_ends_at(qs, i, lp);
+    int taught = 0;
+    *shared = 0;
+    for (int i = 0; i + 1 < qs->K; i++) {
+        int ends = level_ends_at(qs, i, lp);
+        taught |= ends;
+        *shared |= !ends;
+    }
     free(lp);
-    return shared;
+    return taught;
 }
 
 void cdt_init(cdt_state *st, gpt2 *m) {
@@ -147,9 +154,10 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
         gpt2_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
         head_loss(st, b, 0, 0.0, 0, st->acc + 2 * single, 1);
         gpt2_backward(m);
-    } else {   // the teacher buffers were sized by cdt_step_grads
+    } else {   // the teacher buffers were sized by cdt_step_grads (where any config has teachers)
         size_t n = (size_t)streams * R * V, nh = (size_t)streams * R;
-        be->zero(be, st->tS, n * be->real_size); be->zero(be, st->tH, nh * be->real_size);
+        int shared, taught = teacher_levels(m, &shared);
+        if (taught) { be->zero(be, st->tS, n * be->real_size); be->zero(be, st->tH, nh * be->real_size); }
         size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
         gpt2_linear_params_all(&m->s, lp);
         int committed = 0, pending = 0, pending_clean = 0;
@@ -163,11 +171,11 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
             // own teacher terms are read first); a longer one gathers them in pS/pH until it ends.
             int level_ends = level_ends_at(qs, i, lp);
             int direct = level_ends && pending == 0;
-            if (!last && !direct && !pending_clean) {
+            if (taught && !last && !direct && !pending_clean) {
                 be->zero(be, st->pS, n * be->real_size); be->zero(be, st->pH, nh * be->real_size);
                 pending_clean = 1;
             }
-            head_loss(st, b, committed, beta, last ? 0 : direct ? 2 : 1, st->acc + 2 * k, 1);
+            head_loss(st, b, committed, beta, last || !taught ? 0 : direct ? 2 : 1, st->acc + 2 * k, 1);
             gpt2_backward(m);
             pending++;
             if (level_ends) {
@@ -192,7 +200,8 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
     if (single < 0) {
         int streams, R, V;
         loss_shape(m, b, &streams, &R, &V);
-        ensure_teachers(st, streams, R, V, has_shared_level(m));
+        int shared;
+        if (teacher_levels(m, &shared)) ensure_teachers(st, streams, R, V, shared);
     }
     gpt2_reserve(m, b->B, b->T, b->P);
     if (be->graph_begin && be->graph_begin(be, step_key(st, b, beta, single))) {

@@ -607,6 +607,48 @@ static void step_allocations(void) {
     cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(qs); swq_backend_destroy(be);
 }
 
+// Teacher sums are made only where a config has teachers: plain training's single config (and a
+// cascade of one precision level) has none, so its step makes, zeroes and reads none (at GPT-2's
+// vocabulary and the pretraining batch they were 6.6 GB), with the same loss as its single-config step;
+// a cascade of distinct levels makes tS/tH and no pending sums, one with a shared level makes both.
+static void teacher_buffers(void) {
+    swq_backend *be = swq_backend_cpu(4);
+    orig_alloc = be->alloc;
+    be->alloc = alloc_rec;
+    const char *tS = "cdt.teacher_probs", *pS = "cdt.pending_teacher_probs";
+    qconfig_set *one = qconfig_set_new(L_, 1);
+    for (int l = 0; l < one->n_linear; l++) one->cfg[0].lin[l] = (lin_bits){ 32, 32, 32, 32 };
+    size_t lp[4 * L_ + 1];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    gpt2_linear_params_all(&s, lp);
+    qconfig_set_order(one, lp);
+    qconfig_set *sets[4] = { one, make_configs(32, 0, RANKS), make_configs(32, 1, RANKS), NULL };
+    int want_t[3] = { 0, 1, 1 }, want_p[3] = { 0, 0, 1 };
+    for (int i = 0; sets[i]; i++) {
+        gpt2 m;
+        host_batch hb;
+        swq_batch b;
+        n_allocs = 0;
+        tiny_lm(be, sets[i], 11, &m, &hb, &b);
+        cdt_state st; cdt_init(&st, &m);
+        cdt_losses L, L1;
+        cdt_step_grads(&st, &b, 0.5, -1, &L);
+        cdt_step_grads(&st, &b, 0.5, -1, &L1);
+        CHECK(allocated(tS, NULL) == want_t[i] && allocated(pS, NULL) == want_p[i] && (st.tS != NULL) == want_t[i],
+              "set %d: teacher sums made %d times (want %d), pending %d (want %d)", i, allocated(tS, NULL), want_t[i],
+              allocated(pS, NULL), want_p[i]);
+        CHECK(L.loss == L1.loss && L.loss > 0, "set %d: the same step gave losses %.17g and %.17g", i, L.loss, L1.loss);
+        if (i == 0) {
+            cdt_step_grads(&st, &b, 0.5, 0, &L1);
+            CHECK(L.loss == L1.loss && L.kl[0] == 0, "one config: cascade loss %.17g (KL %g), its own step %.17g",
+                  L.loss, L.kl[0], L1.loss);
+        } else
+            CHECK(L.kl[sets[i]->order[sets[i]->K - 1]] > 0, "set %d: the least precise config has no KL", i);
+        cdt_free(&st); free_batch(be, &b); gpt2_destroy(&m); qconfig_set_free(sets[i]);
+    }
+    swq_backend_destroy(be);
+}
+
 // Quantized weights cached as codes (int8 or int16 and row scales, expanded before each use) take
 // the same steps, bit for bit, as cached as reals (a backend keeping its own copies) and as
 // quantized on the fly; a width codes cannot hold (24 bits) stays cached as reals.
@@ -715,6 +757,7 @@ static void qa_embedding_rows(void) {
 int main(void) {
     qa_embedding_rows();
     step_allocations();
+    teacher_buffers();
     qcache_codes_same_steps(TASK_LM);
     qcache_codes_same_steps(TASK_QA);
     kept_grads_suffix(TASK_LM, 0, RANKS);
