@@ -77,38 +77,66 @@ __global__ void layernorm_fwd_vec_kernel(float *out, __nv_bfloat16 *ob, float *m
         if (rstd) rstd[row] = r;
     }
 }
-template <int V4>
-__global__ void layernorm_bwd_dinp_vec_kernel(float *dinp, __nv_bfloat16 *ob, int ldb, const float *dout,
-                                              const float *inp, const float *w, const float *mean, const float *rstd,
-                                              int N) {
+// DWDB: also dw += sum dy * norm and db += sum dy over the rows, without reading dout and inp again
+// (layernorm_bwd_dwdb_kernel's pass): the rows are grid-strided, each warp adds its rows' terms to
+// its own slice of dynamic shared memory (2 C floats, LN_BWD_SMEM; the lane's columns), and the
+// block sums the slices into dw, db by atomics.
+#define LN_BWD_SMEM(C) ((size_t)ROWS_PER_BLOCK * 2 * (C) * sizeof(float))
+template <int V4, bool DWDB>
+__global__ void layernorm_bwd_dinp_vec_kernel(float *dinp, __nv_bfloat16 *ob, int ldb, float *dw, float *db,
+                                              const float *dout, const float *inp, const float *w, const float *mean,
+                                              const float *rstd, int N) {
     constexpr int C = 128 * V4;
-    int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (row >= N) return;
-    const float4 *x4 = (const float4 *)(inp + (size_t)row * C), *dy4 = (const float4 *)(dout + (size_t)row * C);
-    const float m = mean[row], r = rstd[row];
-    float4 dn[V4], nm[V4];   // w * dy, and the normalized input
-    float a = 0.0f, bb = 0.0f;
+    const int wid = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    SWQ_DYNAMIC_SMEM(ln_smem);
+    float4 *sw = (float4 *)ln_smem + (size_t)wid * (C / 2), *sb = sw + C / 4;
+    if (DWDB)
 #pragma unroll
-    for (int k = 0; k < V4; k++) {
-        const int i = lane + 32 * k;
-        float4 x = x4[i], dy = dy4[i], ww = ((const float4 *)w)[i];
-        dn[k] = make_float4(ww.x * dy.x, ww.y * dy.y, ww.z * dy.z, ww.w * dy.w);
-        nm[k] = make_float4((x.x - m) * r, (x.y - m) * r, (x.z - m) * r, (x.w - m) * r);
-        a += (dn[k].x + dn[k].y) + (dn[k].z + dn[k].w);
-        bb += (dn[k].x * nm[k].x + dn[k].y * nm[k].y) + (dn[k].z * nm[k].z + dn[k].w * nm[k].w);
+        for (int k = 0; k < V4; k++) sw[lane + 32 * k] = sb[lane + 32 * k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int row = blockIdx.x * ROWS_PER_BLOCK + wid; row < N; row += gridDim.x * ROWS_PER_BLOCK) {
+        const float4 *x4 = (const float4 *)(inp + (size_t)row * C), *dy4 = (const float4 *)(dout + (size_t)row * C);
+        const float m = mean[row], r = rstd[row];
+        float4 dn[V4], nm[V4];   // w * dy, and the normalized input
+        float a = 0.0f, bb = 0.0f;
+#pragma unroll
+        for (int k = 0; k < V4; k++) {
+            const int i = lane + 32 * k;
+            float4 x = x4[i], dy = dy4[i], ww = ((const float4 *)w)[i];
+            dn[k] = make_float4(ww.x * dy.x, ww.y * dy.y, ww.z * dy.z, ww.w * dy.w);
+            nm[k] = make_float4((x.x - m) * r, (x.y - m) * r, (x.z - m) * r, (x.w - m) * r);
+            a += (dn[k].x + dn[k].y) + (dn[k].z + dn[k].w);
+            bb += (dn[k].x * nm[k].x + dn[k].y * nm[k].y) + (dn[k].z * nm[k].z + dn[k].w * nm[k].w);
+            if (DWDB) {
+                float4 gw = sw[i], gb = sb[i];
+                gw.x += dy.x * nm[k].x, gw.y += dy.y * nm[k].y, gw.z += dy.z * nm[k].z, gw.w += dy.w * nm[k].w;
+                gb.x += dy.x, gb.y += dy.y, gb.z += dy.z, gb.w += dy.w;
+                sw[i] = gw;
+                sb[i] = gb;
+            }
+        }
+        const float dnorm_mean = warp_sum(a) / C, dnorm_norm_mean = warp_sum(bb) / C;
+        float4 *dx4 = (float4 *)(dinp + (size_t)row * C);
+#pragma unroll
+        for (int k = 0; k < V4; k++) {
+            const int i = lane + 32 * k;
+            float4 d = dx4[i];
+            d.x += (dn[k].x - dnorm_mean - nm[k].x * dnorm_norm_mean) * r;
+            d.y += (dn[k].y - dnorm_mean - nm[k].y * dnorm_norm_mean) * r;
+            d.z += (dn[k].z - dnorm_mean - nm[k].z * dnorm_norm_mean) * r;
+            d.w += (dn[k].w - dnorm_mean - nm[k].w * dnorm_norm_mean) * r;
+            dx4[i] = d;
+            if (ob) store_bf16x4(ob + (size_t)row * ldb + 4 * i, d);
+        }
     }
-    const float dnorm_mean = warp_sum(a) / C, dnorm_norm_mean = warp_sum(bb) / C;
-    float4 *dx4 = (float4 *)(dinp + (size_t)row * C);
+    if (DWDB) {
+        __syncthreads();
+        const float *sl = (const float *)ln_smem;
+        for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+            float t = 0.0f;
 #pragma unroll
-    for (int k = 0; k < V4; k++) {
-        const int i = lane + 32 * k;
-        float4 d = dx4[i];
-        d.x += (dn[k].x - dnorm_mean - nm[k].x * dnorm_norm_mean) * r;
-        d.y += (dn[k].y - dnorm_mean - nm[k].y * dnorm_norm_mean) * r;
-        d.z += (dn[k].z - dnorm_mean - nm[k].z * dnorm_norm_mean) * r;
-        d.w += (dn[k].w - dnorm_mean - nm[k].w * dnorm_norm_mean) * r;
-        dx4[i] = d;
-        if (ob) store_bf16x4(ob + (size_t)row * ldb + 4 * i, d);
+            for (int k = 0; k < ROWS_PER_BLOCK; k++) t += sl[k * 2 * C + c];
+            atomicAdd(c < C ? dw + c : db + (c - C), t);
+        }
     }
 }
 

@@ -40,23 +40,54 @@ void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const 
     CUDA_LAUNCH_CHECK();
 }
 
+// layernorm_bwd_dinp_vec_kernel<V4, true>'s grid: the blocks that fit on the GPU at once (one wave,
+// each striding over rows), its shared memory above the default 48 KB allowed (C = 1024)
+static unsigned ln_fused_grid(swq_backend *be, int V4, int N) {
+    static int per_sm[9];
+    const int smem = (int)LN_BWD_SMEM(128 * V4), nt = 32 * ROWS_PER_BLOCK;
+    const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    if (!per_sm[V4]) {
+        switch (V4) {
+#define LN_ATTR(V)                                                                                        \
+    case V:                                                                                               \
+        CUDA_CHECK(cudaFuncSetAttribute(layernorm_bwd_dinp_vec_kernel<V, true>, a, smem));                \
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm[V4], layernorm_bwd_dinp_vec_kernel<V, true>, \
+                                                                 nt, smem));                              \
+        break;
+            LN_ATTR(1) LN_ATTR(2) LN_ATTR(3) LN_ATTR(4) LN_ATTR(5) LN_ATTR(6) LN_ATTR(7) LN_ATTR(8)
+#undef LN_ATTR
+        }
+        if (per_sm[V4] < 1) per_sm[V4] = 1;
+    }
+    unsigned nb = (N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, most = (unsigned)per_sm[V4] * CTX(be)->sm_count;
+    return nb < most ? nb : most;
+}
+
 void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const void *dout, const void *inp,
                       const void *w, const void *mean, const void *rstd, int N, int C) {
     if (N <= 0) return;
+    int fuse = 0;
     if (dinp) {
         // rows with room for a LoRA linear's du columns (its backward concatenates them)
         const int ldb = (C + CU_ROWS_SPARE + 7) & ~7;
         __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)dinp, N, C, ldb);
         const unsigned nb = (N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, nt = 32 * ROWS_PER_BLOCK;
         cudaStream_t st = STREAM(be);
-        switch (ln_vec(C, dinp, dout, inp, w, ob)) {
-#define LN_BWD(V)                                                                                                \
-    case V:                                                                                                      \
-        layernorm_bwd_dinp_vec_kernel<V><<<nb, nt, 0, st>>>((float *)dinp, ob, ldb, (const float *)dout,        \
-                                                            (const float *)inp, (const float *)w,                \
-                                                            (const float *)mean, (const float *)rstd, N);        \
+        // with dw and db (plain training): their column sums in the same pass
+        const int v4 = ln_vec(C, dinp, dout, inp, w, ob);
+        fuse = v4 && dw && db;
+        const unsigned gb = fuse ? ln_fused_grid(be, v4, N) : nb;
+        const size_t smem = fuse ? LN_BWD_SMEM(C) : 0;
+        switch (fuse ? v4 : -v4) {
+#define LN_BWD(V, F)                                                                                             \
+    case (F ? V : -V):                                                                                            \
+        layernorm_bwd_dinp_vec_kernel<V, F><<<gb, nt, smem, st>>>((float *)dinp, ob, ldb, (float *)dw, (float *)db, \
+                                                               (const float *)dout, (const float *)inp,            \
+                                                               (const float *)w, (const float *)mean,              \
+                                                               (const float *)rstd, N);                            \
         break;
-            LN_BWD(1) LN_BWD(2) LN_BWD(3) LN_BWD(4) LN_BWD(5) LN_BWD(6) LN_BWD(7) LN_BWD(8)
+            LN_BWD(1, 0) LN_BWD(2, 0) LN_BWD(3, 0) LN_BWD(4, 0) LN_BWD(5, 0) LN_BWD(6, 0) LN_BWD(7, 0) LN_BWD(8, 0)
+            LN_BWD(1, 1) LN_BWD(2, 1) LN_BWD(3, 1) LN_BWD(4, 1) LN_BWD(5, 1) LN_BWD(6, 1) LN_BWD(7, 1) LN_BWD(8, 1)
 #undef LN_BWD
         default:
             layernorm_bwd_dinp_kernel<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 32 * ROWS_PER_BLOCK, 0,
@@ -66,7 +97,7 @@ void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const voi
         }
         CUDA_LAUNCH_CHECK();
     }
-    if (dw || db) {
+    if ((dw || db) && !fuse) {
         int rows_per;
         dim3 grid = col_sum_grid(CTX(be)->sm_count, N, C, &rows_per), block(32, 8);
         if (C % 4 == 0 && (uintptr_t)dout % 16 == 0 && (uintptr_t)inp % 16 == 0)

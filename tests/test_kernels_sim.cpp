@@ -86,9 +86,9 @@ static void check_layernorm(int N, int C, int vec) {
     warp_sim::run_grid(nb, 1, rows_block, 0, [&] {
         switch (vec) {
         case 0: layernorm_bwd_dinp_kernel(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N, C); break;
-        case 1: layernorm_bwd_dinp_vec_kernel<1>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
-        case 2: layernorm_bwd_dinp_vec_kernel<2>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
-        default: layernorm_bwd_dinp_vec_kernel<6>(dx.data(), db16.data(), ldb, dy.data(), x.data(), w.data(), em.data(), er.data(), N);
+        case 1: layernorm_bwd_dinp_vec_kernel<1, false>(dx.data(), db16.data(), ldb, nullptr, nullptr, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
+        case 2: layernorm_bwd_dinp_vec_kernel<2, false>(dx.data(), db16.data(), ldb, nullptr, nullptr, dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
+        default: layernorm_bwd_dinp_vec_kernel<6, false>(dx.data(), db16.data(), ldb, nullptr, nullptr, dy.data(), x.data(), w.data(), em.data(), er.data(), N);
         }
     });
     CHECK(rel_l2(dx.data(), edx.data(), dx.size()) < 1e-5, "layernorm_bwd (%s) N=%d C=%d: dinp %.3g", form, N, C,
@@ -97,6 +97,25 @@ static void check_layernorm(int N, int C, int vec) {
     for (int r = 0; r < N; r++) bad += bf16_mismatch(&db16[(size_t)r * ldb], &dx[(size_t)r * C], C);
     CHECK(bad == 0, "layernorm_bwd (%s) N=%d C=%d: %zu bf16 copies of dinp wrong", form, N, C, bad);
 
+    // dinp with dw, db in the same pass (plain training): a grid of fewer blocks than rows, each
+    // striding over rows (2 blocks here: some warps get no row or several), slices summed by atomics
+    if (vec) {
+        std::vector<float> dx2 = dx0, dw = dw0, db = db0;
+        std::vector<__nv_bfloat16> db2((size_t)N * ldb, __float2bfloat16_rn(NaN));
+        warp_sim::run_grid(2, 1, rows_block, LN_BWD_SMEM(C), [&] {
+            switch (vec) {
+            case 1: layernorm_bwd_dinp_vec_kernel<1, true>(dx2.data(), db2.data(), ldb, dw.data(), db.data(), dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
+            case 2: layernorm_bwd_dinp_vec_kernel<2, true>(dx2.data(), db2.data(), ldb, dw.data(), db.data(), dy.data(), x.data(), w.data(), em.data(), er.data(), N); break;
+            default: layernorm_bwd_dinp_vec_kernel<6, true>(dx2.data(), db2.data(), ldb, dw.data(), db.data(), dy.data(), x.data(), w.data(), em.data(), er.data(), N);
+            }
+        });
+        CHECK(rel_l2(dx2.data(), edx.data(), dx2.size()) < 1e-5 && memcmp(db2.data(), db16.data(), db2.size() * 2) == 0,
+              "layernorm_bwd fused N=%d C=%d: dinp %.3g, or its bf16 copy differs from the unfused kernel's", N, C,
+              rel_l2(dx2.data(), edx.data(), dx2.size()));
+        CHECK(rel_l2(dw.data(), edw.data(), C) < 1e-5 && rel_l2(db.data(), edb.data(), C) < 1e-5,
+              "layernorm_bwd fused dw/db N=%d C=%d: %.3g %.3g", N, C, rel_l2(dw.data(), edw.data(), C),
+              rel_l2(db.data(), edb.data(), C));
+    }
     // dw, db: column sums over row slices of rows_per (atomics between slices)
     for (int v4 = 0; v4 <= (C % 4 == 0); v4++) {
         std::vector<float> dw = dw0, db = db0;
