@@ -264,6 +264,14 @@ __global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(float *dqkv, __nv_bf
     for (int n = 0; n < 8; n++)
         dk[0][n][0] = dk[0][n][1] = dk[0][n][2] = dk[0][n][3] = dv[0][n][0] = dv[0][n][1] = dv[0][n][2] = dv[0][n][3] = 0.0f;
     const int key0 = k0 + w * 16 + g, key1 = key0 + 8;
+    // 64-key blocks (4 warps, 172 registers): the warp's K and V fragments stay in registers across
+    // the query tiles; 128-key blocks (232 registers) load them again each tile
+    constexpr bool KV_REGS = NW == 4;
+    uint32_t kf[1][KV_REGS ? 4 : 1][4], vf[1][KV_REGS ? 4 : 1][4];
+    if constexpr (KV_REGS) {
+        fa_load_a(kf[0], Ks, w * 16);
+        fa_load_a(vf[0], Vs, w * 16);
+    }
     for (int qt = qs; qt < nT; qt++) {
         const int q0 = qt * FA, buf = (qt - qs) & 1;
         const __nv_bfloat16 *Qb = Qs + buf * FA_TILE, *dOb = dOs + buf * FA_TILE;
@@ -280,7 +288,10 @@ __global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(float *dqkv, __nv_bf
             for (int n = 0; n < 8; n++)
                 st[0][n][0] = st[0][n][1] = st[0][n][2] = st[0][n][3] = dp[0][n][0] = dp[0][n][1] = dp[0][n][2] =
                     dp[0][n][3] = 0.0f;
-            {
+            if constexpr (KV_REGS) {
+                fa_mm<true, 1>(st, kf, Qb);
+                fa_mm<true, 1>(dp, vf, dOb);
+            } else {
                 uint32_t af[1][4][4];
                 fa_load_a(af[0], Ks, w * 16);
                 fa_mm<true, 1>(st, af, Qb);

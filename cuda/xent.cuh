@@ -181,21 +181,19 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
         if (grad && gr) gr[v] = __float2bfloat16_rn(zn);
     };
     for (int v = threadIdx.x; v < h; v += blockDim.x) one(v);
-    for (int i = threadIdx.x; i < nv; i += blockDim.x) {
+    // one vector of VEC values with its teacher values t; with ns == ts the old sums are t itself
+    const bool alias = ns && ns == ts;
+    auto vec = [&](int i, const float *t) {
         const int v = h + VEC * i;
-        float x[VEC], t[VEC], zn[VEC], q[VEC];
+        float x[VEC], zn[VEC], q[VEC];
         xent_unpack<Z>(zsv[i], x);
-#pragma unroll
-        for (int k = 0; k < VEC / 4; k++) {
-            const float4 tv = ts ? ((const float4 *)(ts + v))[k] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            t[4 * k] = tv.x, t[4 * k + 1] = tv.y, t[4 * k + 2] = tv.z, t[4 * k + 3] = tv.w;
-        }
 #pragma unroll
         for (int e = 0; e < VEC; e++) q[e] = elem(v + e, x[e], t[e], zn[e]);
 #pragma unroll
         for (int k = 0; k < VEC / 4; k++) {
             if (ns) {
-                float4 *a = (float4 *)(ns + v) + k, u = *a;
+                float4 *a = (float4 *)(ns + v) + k,
+                       u = alias ? make_float4(t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3]) : *a;
                 u.x += q[4 * k];
                 u.y += q[4 * k + 1];
                 u.z += q[4 * k + 2];
@@ -216,6 +214,23 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
                 for (int e = 0; e < VEC; e++) gr[v + e] = __float2bfloat16_rn(zn[e]);
             }
         }
+    };
+    // two vectors' teacher values in flight before either is used (the thread's vectors in the
+    // same order as one at a time: the same sums)
+    for (int i0 = threadIdx.x; i0 < nv; i0 += 2 * blockDim.x) {
+        float t[2][VEC];
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const int i = i0 + j * blockDim.x;
+#pragma unroll
+            for (int k = 0; k < VEC / 4; k++) {
+                const float4 tv = ts && i < nv ? ((const float4 *)(ts + h + VEC * i))[k] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                t[j][4 * k] = tv.x, t[j][4 * k + 1] = tv.y, t[j][4 * k + 2] = tv.z, t[j][4 * k + 3] = tv.w;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+            if (i0 + j * blockDim.x < nv) vec(i0 + j * blockDim.x, t[j]);
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) one(v);
     if (grad)
