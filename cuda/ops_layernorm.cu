@@ -48,11 +48,11 @@ static unsigned ln_fused_grid(swq_backend *be, int V4, int N) {
     const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
     if (!per_sm[V4]) {
         switch (V4) {
-#define LN_ATTR(V)                                                                                        \
-    case V:                                                                                               \
-        CUDA_CHECK(cudaFuncSetAttribute(layernorm_bwd_dinp_vec_kernel<V, true>, a, smem));                \
-        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm[V4], layernorm_bwd_dinp_vec_kernel<V, true>, \
-                                                                 nt, smem));                              \
+#define LN_ATTR(V)                                                                                 \
+    case V:                                                                                        \
+        CUDA_CHECK(cudaFuncSetAttribute(layernorm_bwd_dinp_vec_kernel<V, true>, a, smem));         \
+        CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(                                  \
+            &per_sm[V4], layernorm_bwd_dinp_vec_kernel<V, true>, nt, smem));                       \
         break;
             LN_ATTR(1) LN_ATTR(2) LN_ATTR(3) LN_ATTR(4) LN_ATTR(5) LN_ATTR(6) LN_ATTR(7) LN_ATTR(8)
 #undef LN_ATTR

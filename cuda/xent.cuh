@@ -15,7 +15,8 @@
 // The logits are read from zin, rows ldz apart (a GEMM output with padded rows, say), as Z: float,
 // or bf16 (the LM head's output left in bf16 by its GEMM: half the bytes, and a kept row of half
 // the size, two blocks an SM); with grad 1 zin must be logits itself (ldz = V), which the gradient
-// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16); teacher rows need float logits.
+// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16); with teacher rows (floats) only
+// float logits take them (cu_xent_kl passes bf16 logits only without teacher rows).
 template <typename Z>
 __device__ __forceinline__ float xent_f(Z x) { return (float)x; }
 template <>
@@ -50,9 +51,10 @@ constexpr int xent_threads = ROW ? (sizeof(Z) == 4 ? XENT_ROW_BLOCK : XENT_ROW_B
 template <bool ROW, typename Z>
 constexpr int xent_blocks = ROW && sizeof(Z) == 2 ? 2 : 1;
 template <bool ROW, typename Z>
-__global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xent_kl_kernel(float *logits, const Z *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target,
-                   const int *len, const float *tS, const float *tH, float bnt, float beta, float *nS, float *nH,
-                   double *acc, double weight, float gscale, int grad, int V) {
+__global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xent_kl_kernel(
+    float *logits, const Z *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target, const int *len,
+    const float *tS, const float *tH, float bnt, float beta, float *nS, float *nH, double *acc, double weight,
+    float gscale, int grad, int V) {
     // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb
     constexpr int VEC = 16 / sizeof(Z);
     __shared__ float shf[32];
