@@ -20,12 +20,17 @@ __device__ __forceinline__ float4 load4_cols(const float *p, int c, int lim) {
     return make_float4(p[0], c + 1 < lim ? p[1] : 0.0f, c + 2 < lim ? p[2] : 0.0f, c + 3 < lim ? p[3] : 0.0f);
 }
 
+// Two floats as a bf16 pair's bits (lo in the low half: the first in memory).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
 // Four floats to bf16 at p (8-byte aligned), one store.
 __device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
-    __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
     uint2 u;
-    u.x = *(const uint32_t *)&lo;
-    u.y = *(const uint32_t *)&hi;
+    u.x = pack_bf16x2(y.x, y.y);
+    u.y = pack_bf16x2(y.z, y.w);
     *(uint2 *)p = u;
 }
 

@@ -210,7 +210,7 @@ __device__ __forceinline__ void fa_load_rows(float *ls, float *ds, const float *
 
 // Two consecutive values at p, as floats or as a bf16 pair.
 __device__ __forceinline__ void fa_store2(float *p, float x, float y) { *(float2 *)p = make_float2(x, y); }
-__device__ __forceinline__ void fa_store2(__nv_bfloat16 *p, float x, float y) { *(uint32_t *)p = mma_pack(x, y); }
+__device__ __forceinline__ void fa_store2(__nv_bfloat16 *p, float x, float y) { *(uint32_t *)p = pack_bf16x2(x, y); }
 
 // A backward warp's dK (scaled by sc) and dV of keys key0 and key0 + 8 into the k and v parts of
 // rows ld elements apart (dqkv's floats, or its bf16 copy), columns col + 8 n of each n8 tile.
@@ -319,8 +319,8 @@ __global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(float *dqkv, __nv_bf
             }
 #pragma unroll
             for (int n = 0; n < 8; n++) {
-                *(uint32_t *)(dSs + (w * 16 + g) * FA_LDB + n * 8 + 2 * tq) = mma_pack(dp[0][n][0], dp[0][n][1]);
-                *(uint32_t *)(dSs + (w * 16 + g + 8) * FA_LDB + n * 8 + 2 * tq) = mma_pack(dp[0][n][2], dp[0][n][3]);
+                *(uint32_t *)(dSs + (w * 16 + g) * FA_LDB + n * 8 + 2 * tq) = pack_bf16x2(dp[0][n][0], dp[0][n][1]);
+                *(uint32_t *)(dSs + (w * 16 + g + 8) * FA_LDB + n * 8 + 2 * tq) = pack_bf16x2(dp[0][n][2], dp[0][n][3]);
             }
         } else {   // all of the warp's keys are after the tile's queries: dS^T = 0
 #pragma unroll

@@ -40,11 +40,6 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 #endif
 
-__device__ __forceinline__ uint32_t mma_pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-
 // ldmatrix.x4 row addresses for a 16 x 16 block:
 //  frag_a:      A operand, stored [m][k] (row-major), block at (m0, k0)            -> mma_ldsm
 //  frag_b_rows: B operands of two n8 tiles, stored [n][k] (D = A X^T), at (n0, k0)  -> mma_ldsm
@@ -73,10 +68,10 @@ template <int KS>
 __device__ __forceinline__ void mma_acc_to_a(uint32_t a[KS][4], const float c[2 * KS][4]) {
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
-        a[kk][0] = mma_pack(c[2 * kk][0], c[2 * kk][1]);
-        a[kk][1] = mma_pack(c[2 * kk][2], c[2 * kk][3]);
-        a[kk][2] = mma_pack(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-        a[kk][3] = mma_pack(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+        a[kk][0] = pack_bf16x2(c[2 * kk][0], c[2 * kk][1]);
+        a[kk][1] = pack_bf16x2(c[2 * kk][2], c[2 * kk][3]);
+        a[kk][2] = pack_bf16x2(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+        a[kk][3] = pack_bf16x2(c[2 * kk + 1][2], c[2 * kk + 1][3]);
     }
 }
 #endif

@@ -35,12 +35,6 @@ __device__ __forceinline__ void xent_unpack(const uint4 &r, float *x) {   // 16 
         }
     }
 }
-__device__ __forceinline__ uint32_t xent_pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    return u;
-}
 template <typename Z>
 struct xent_acc { typedef double t; };
 template <>
@@ -207,7 +201,7 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
         if (grad && gr) {   // the gradient's bf16 copy: one 8- or 16-byte store where aligned
             uint32_t wv[VEC / 2];
 #pragma unroll
-            for (int e = 0; e < VEC / 2; e++) wv[e] = xent_pack(zn[2 * e], zn[2 * e + 1]);
+            for (int e = 0; e < VEC / 2; e++) wv[e] = pack_bf16x2(zn[2 * e], zn[2 * e + 1]);
             if ((uintptr_t)(gr + v) % (2 * VEC) == 0) {
                 if constexpr (VEC == 8) *(uint4 *)(gr + v) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
                 else *(uint2 *)(gr + v) = make_uint2(wv[0], wv[1]);

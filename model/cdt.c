@@ -139,8 +139,9 @@ static uint64_t step_key(const cdt_state *st, const swq_batch *b, double beta, i
     return h;
 }
 
-// The step's ops from zeroed gradients to the last config's backward.
-static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single) {
+// The step's ops from zeroed gradients to the last config's backward; taught: whether any config
+// has teachers (teacher_levels).
+static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single, int taught) {
     gpt2 *m = st->m;
     swq_backend *be = m->be;
     qconfig_set *qs = m->qs;
@@ -156,7 +157,6 @@ static void step_ops(cdt_state *st, const swq_batch *b, double beta, int single)
         gpt2_backward(m);
     } else {   // the teacher buffers were sized by cdt_step_grads (where any config has teachers)
         size_t n = (size_t)streams * R * V, nh = (size_t)streams * R;
-        int shared, taught = teacher_levels(m, &shared);
         if (taught) { be->zero(be, st->tS, n * be->real_size); be->zero(be, st->tH, nh * be->real_size); }
         size_t *lp = malloc(sizeof(size_t) * qs->n_linear);
         gpt2_linear_params_all(&m->s, lp);
@@ -197,11 +197,12 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
     int K = m->qs->K;
     memset(out, 0, sizeof(*out));
     // buffers sized first, so a recorded step allocates nothing
+    int taught = 0;
     if (single < 0) {
-        int streams, R, V;
+        int streams, R, V, shared;
         loss_shape(m, b, &streams, &R, &V);
-        int shared;
-        if (teacher_levels(m, &shared)) ensure_teachers(st, streams, R, V, shared);
+        taught = teacher_levels(m, &shared);
+        if (taught) ensure_teachers(st, streams, R, V, shared);
     }
     gpt2_reserve(m, b->B, b->T, b->P);
     if (be->graph_begin && be->graph_begin(be, step_key(st, b, beta, single))) {
@@ -209,7 +210,7 @@ void cdt_step_grads(cdt_state *st, const swq_batch *b, double beta, int single, 
         gpt2_note_forward(m, b->tokens, b->B, b->T, b->rows, b->P);
         m->active = single >= 0 ? single : m->qs->order[K - 1];
     } else {
-        step_ops(st, b, beta, single);
+        step_ops(st, b, beta, single, taught);
         if (be->graph_end) be->graph_end(be);
     }
     double acc[128];
