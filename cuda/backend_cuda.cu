@@ -1347,12 +1347,14 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
                       const void *tH, int n_teachers, double beta, void *nS, void *nH, double *acc, double weight,
                       double grad_scale, int grad, int P, int V) {
     TL("head: xent_kl", "xent_kl");
-    // logits left in bf16 in the padded GEMM output (cu_lazy): read there, unless the gradient is
-    // to replace them (grad 1) or teacher rows are read or written (their path reads float logits)
+    // logits left in the padded GEMM output (cu_lazy): read there, unless the gradient is to
+    // replace them (grad 1) or teacher rows are read or written with bf16 logits (their path reads
+    // float logits)
     const cuda_ctx *c = CTX(be);
-    const __nv_bfloat16 *zin = NULL;
+    const void *zin = NULL;
     int ldz = V;
-    if (c->lazy.out == logits && c->lazy.rows == P && c->lazy.cols == V && grad != 1 && !tS && !nS) {
+    if (c->lazy.out == logits && c->lazy.rows == P && c->lazy.cols == V && grad != 1 &&
+        (c->lazy.f32 || (!tS && !nS))) {
         zin = c->lazy.o;
         ldz = c->lazy.ldo;
     } else {
@@ -1364,7 +1366,7 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
     INV(nS, (size_t)P * V * F4);
     INV(nH, (size_t)P * F4);
     INV(acc, 2 * sizeof(double));
-    cu_xent_kl(be, logits, zin, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P,
+    cu_xent_kl(be, logits, zin, c->lazy.f32, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P,
                V);
 }
 static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
@@ -1682,6 +1684,8 @@ void swq_backend_cuda_destroy(swq_backend *be) {
         if (c->ptrs) CUDA_CHECK(cudaFree(c->ptrs));
         if (c->lw) CUDA_CHECK(cudaFree(c->lw));
         if (c->pad) CUDA_CHECK(cudaFree(c->pad));
+        if (c->kext_x) CUDA_CHECK(cudaFree(c->kext_x));
+        if (c->kext_w) CUDA_CHECK(cudaFree(c->kext_w));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         for (int i = 0; i < c->n_lt; i++) {
             CUBLAS_CHECK(cublasLtMatmulDescDestroy(c->lt_plans[i].op));

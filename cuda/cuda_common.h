@@ -95,16 +95,17 @@ struct cu_lt_plan {
 struct cu_tl_mark { cudaEvent_t ev; const char *phase, *op, *part; };
 struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 
-// A linear's output left in bf16 in the padded GEMM output scratch (pad) instead of packed into
-// out's floats (the LM head without adapter or bias, as in plain training: a 13 GB pass at B=32
-// T=1024; in bf16, as the peer's autocast leaves its logits): out's floats are stale while
-// out != NULL. xent_kl reads the padded rows directly; any other reader of out's floats
-// (cu_sole_in), and any reuse of the scratch, converts it first (cu_lazy_materialize); a write to
-// out drops it (cu_bf16_invalidate).
+// A linear's output left in the padded GEMM output scratch (pad) instead of packed into out's
+// floats: out's floats are stale while out != NULL. In bf16 (f32 0) for the LM head without adapter
+// or bias, as in plain training (a 13 GB pass at B=32 T=1024; bf16 as the peer's autocast leaves
+// its logits); in floats (f32 1) for the head with its adapter inside the GEMM (lora_head_kext).
+// xent_kl reads the padded rows directly; any other reader of out's floats (cu_sole_in), and any
+// reuse of the scratch, converts it first (cu_lazy_materialize); a write to out drops it
+// (cu_bf16_invalidate).
 struct cu_lazy {
     float *out;
-    const __nv_bfloat16 *o;
-    int ldo, rows, cols;
+    const void *o;
+    int ldo, rows, cols, f32;
 };
 
 typedef struct {
@@ -155,6 +156,8 @@ typedef struct {
     size_t zbytes;
     float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
     size_t pad_cap;                // bytes
+    void *kext_x, *kext_w;         // the K-extended bf16 operands of lora_head_kext
+    size_t kext_x_cap, kext_w_cap; // bytes
     void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
     size_t ptrs_cap;               // bytes
     // every live allocation (for the peak-memory count) and the frozen ones: buffers allocated
@@ -390,9 +393,9 @@ void cu_attention_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
 void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                       const void *att, int B, int T, int C, int NH);
 
-// zin (NULL: logits' floats) holds the logits to read in bf16, rows ldz apart (a lazy head's
-// output); grad 1 and teacher rows need zin NULL
-void cu_xent_kl(swq_backend *be, void *logits, const __nv_bfloat16 *zin, int ldz, const int *target, const int *len,
+// zin (NULL: logits' floats) holds the logits to read, rows ldz apart (a lazy head's output): in
+// floats if zf32, else in bf16, where teacher rows need zin NULL; grad 1 needs zin NULL
+void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH, int n_teachers, double beta,
                 void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,
                 int P, int V);

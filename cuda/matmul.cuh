@@ -80,6 +80,42 @@ __global__ void lora_merge_kernel(float *wm, __nv_bfloat16 *wb, const float *w, 
     }
 }
 
+// A GEMM's K extended by a LoRA adapter's up-product: row i of dst is row i of src (C bf16, C, lds
+// and ldd multiples of 8) followed by three groups of rp (a multiple of 8) columns from a = s v[i, :r]
+// (zero beyond r), each value split into bf16 hi = rn(a) and lo = rn(a - hi): the input side
+// [x | a_hi | a_lo | a_hi] (lo_mid 1), the weight side [w | b_hi | b_hi | b_lo] (lo_mid 0), whose
+// product adds x w^T + a_hi b_hi + a_lo b_hi + a_hi b_lo = x w^T + a b^T - a_lo b_lo^T: the adapter's
+// term to ~2^-16 of itself, as the fp32 pass it replaces. One 16-byte store a thread.
+__global__ void lora_kext_kernel(__nv_bfloat16 *dst, int ldd, const __nv_bfloat16 *src, int lds, int C,
+                                 const float *v, int r, int rp, float s, int rows, int lo_mid) {
+    const int cc = C / 8, ct = cc + 3 * rp / 8;
+    const size_t n = (size_t)rows * ct;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        const int row = (int)(i / ct), c = (int)(i % ct);
+        uint4 q;
+        if (c < cc) {
+            q = *(const uint4 *)(src + (size_t)row * lds + 8 * c);
+        } else {
+            const int t = 8 * (c - cc), seg = t / rp, j0 = t % rp;
+            const bool lo = seg == (lo_mid ? 1 : 2);
+            uint32_t w[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x[2];
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int j = j0 + 2 * e + h;
+                    const float a = j < r ? s * v[(size_t)row * r + j] : 0.0f;
+                    x[h] = lo ? a - __bfloat162float(__float2bfloat16_rn(a)) : a;
+                }
+                w[e] = pack_bf16x2(x[0], x[1]);
+            }
+            q = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+        *(uint4 *)(dst + (size_t)row * ldd + 8 * c) = q;
+    }
+}
+
 // out[p, v] = o[p, v] (rows ldp apart; o may be out, ldp = OC) + bias[v] + s * sum_j u[p, j] Bm[v, j],
 // r <= R (R a multiple of 4, <= LORA_UP_MAX_R): a thread per column v keeps its row of Bm in
 // registers over LORA_UP_ROWS rows p, whose u rows sit in shared memory (zero beyond r).

@@ -116,7 +116,46 @@ void cu_lazy_materialize(swq_backend *be) {
     if (!c->lazy.out) return;
     const struct cu_lazy z = c->lazy;
     c->lazy.out = NULL;
-    cu_bf16_rows_to_float(be, z.out, z.o, z.ldo, z.rows, z.cols);
+    if (z.f32)
+        CUDA_CHECK(cudaMemcpy2DAsync(z.out, (size_t)z.cols * sizeof(float), z.o, (size_t)z.ldo * sizeof(float),
+                                     (size_t)z.cols * sizeof(float), z.rows, cudaMemcpyDeviceToDevice, c->stream));
+    else
+        cu_bf16_rows_to_float(be, z.out, (const __nv_bfloat16 *)z.o, z.ldo, z.rows, z.cols);
+}
+
+// The LM head with its adapter in bf16 (rows of OC floats off 16-byte multiples: V = 50257):
+// logits = [x | a] [w | b]^T, a = s u, u = inp A^T (its own rank-r GEMM first; the backward reads
+// it), the adapter's columns split in bf16 pairs (lora_kext_kernel), by one GEMM into the padded
+// scratch, left there in floats (cu_lazy, f32) for xent_kl. Instead of the [w ; A] GEMM and the
+// fused pass reading its padded rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512
+// on an H100); the operands' copy costs one pass over the weight's bf16 copy. 0 if it cannot.
+static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *A,
+                          const void *Bm, int N, int IC, int OC, int r, double s) {
+    cuda_ctx *c = CTX(be);
+    const int rp = (r + 7) & ~7, ke = IC + 3 * rp;
+    if (IC % 8) return 0;
+    const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
+    const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+    const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
+    if (!wb || !xb || !ab || (uintptr_t)wb % 16 || (uintptr_t)xb % 16) return 0;
+    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, 1.0f, ab, IC, xb, IC, 0.0f, (float *)u, r);
+    const int ldo = cu_pad_ld(OC);
+    float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
+                                   "padded GEMM output scratch");
+    __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
+                                                    (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended head input");
+    __nv_bfloat16 *we = (__nv_bfloat16 *)cu_scratch(be, &c->kext_w, &c->kext_w_cap,
+                                                    (size_t)OC * ke * sizeof(__nv_bfloat16), "K-extended head weight");
+    const int ct = ke / 8;
+    lora_kext_kernel<<<grid_for((size_t)N * ct, EW_BLOCK), EW_BLOCK, 0, c->stream>>>(
+        xe, ke, (const __nv_bfloat16 *)xb, IC, IC, (const float *)u, r, rp, (float)s, N, 1);
+    CUDA_LAUNCH_CHECK();
+    lora_kext_kernel<<<grid_for((size_t)OC * ct, EW_BLOCK), EW_BLOCK, 0, c->stream>>>(
+        we, ke, (const __nv_bfloat16 *)wb, IC, IC, (const float *)Bm, r, rp, 1.0f, OC, 0);
+    CUDA_LAUNCH_CHECK();
+    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, o, ldo);
+    c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, 1};
+    return 1;
 }
 
 // Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
@@ -133,6 +172,10 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
                                  double s, const float *res, int *res_done) {
     cuda_ctx *c = CTX(be);
     *res_done = 0;
+    if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge && c->lazy_head &&
+        !bias && !act && !res && OC % 4 && (size_t)N * OC >= ((size_t)1 << 20) &&
+        lora_head_kext(be, out, u, inp, w, A, Bm, N, IC, OC, r, s))
+        return 1;
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
@@ -189,11 +232,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
             cu_gemm_bf16_out(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, 1.0f, wb, IC, xb, IC, ob, ldo);
-            c->lazy.out = (float *)out;
-            c->lazy.o = ob;
-            c->lazy.ldo = ldo;
-            c->lazy.rows = N;
-            c->lazy.cols = OC;
+            c->lazy = (struct cu_lazy){(float *)out, ob, ldo, N, OC, 0};
             return 1;
         }
         float *o = pad ? (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),

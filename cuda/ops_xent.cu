@@ -7,13 +7,13 @@
 #include "cuda/cuda_common.h"
 #include "cuda/xent.cuh"
 
-void cu_xent_kl(swq_backend *be, void *logits, const __nv_bfloat16 *zin, int ldz, const int *target, const int *len,
+void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH,
                 int n_teachers, double beta, void *nS, void *nH, double *acc, double weight, double grad_scale,
                 int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
-    if (zin && (grad == 1 || tS || nS)) {
-        fprintf(stderr, "swq cuda: xent_kl: bf16 logits given with an in-place gradient or teacher rows\n");
+    if (zin && (grad == 1 || (!zf32 && (tS || nS)))) {
+        fprintf(stderr, "swq cuda: xent_kl: padded logits given with an in-place gradient, or bf16 ones with teacher rows\n");
         exit(1);
     }
     // the gradient's bf16 copy (bf16 mode), read by the head's backward GEMMs; rows padded to
@@ -26,7 +26,8 @@ void cu_xent_kl(swq_backend *be, void *logits, const __nv_bfloat16 *zin, int ldz
     const int zkeep = grad == 2 && gb;
     if (zkeep) cu_bf16_sole(be, (const float *)logits);
     // a row of up to XENT_ROW_MAX bytes (the GPT-2 vocabulary's 201 KB in floats) is read from memory once
-    size_t row = zin ? ((size_t)V + 8) * sizeof(__nv_bfloat16) : ((size_t)V + 4) * sizeof(float);
+    const int zb = zin && !zf32;   // bf16 logits
+    size_t row = zb ? ((size_t)V + 8) * sizeof(__nv_bfloat16) : ((size_t)V + 4) * sizeof(float);
     static int row_ok = -1;
     if (row_ok < 0) {
         int dev = 0, optin = 0;
@@ -44,16 +45,16 @@ void cu_xent_kl(swq_backend *be, void *logits, const __nv_bfloat16 *zin, int ldz
     }
     const int keep = row_ok && row <= XENT_ROW_MAX, g = grad ? (zkeep ? 2 : 1) : 0;
     const float bnt = (float)(beta * n_teachers), gs = (float)(grad_scale * weight);
-    if (zin) {
+    if (zb) {
         auto kernel = keep ? xent_kl_kernel<true, __nv_bfloat16> : xent_kl_kernel<false, __nv_bfloat16>;
         kernel<<<P, keep ? XENT_ROW_BLOCK_BF16 : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
-            (float *)logits, zin, ldz, gb, ldg, target, len, NULL, (const float *)tH, bnt, (float)beta, NULL,
-            (float *)nH, acc, weight, gs, g, V);
+            (float *)logits, (const __nv_bfloat16 *)zin, ldz, gb, ldg, target, len, NULL, (const float *)tH, bnt,
+            (float)beta, NULL, (float *)nH, acc, weight, gs, g, V);
     } else {
         auto kernel = keep ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
         kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
-            (float *)logits, (const float *)logits, V, gb, ldg, target, len, (const float *)tS, (const float *)tH, bnt,
-            (float)beta, (float *)nS, (float *)nH, acc, weight, gs, g, V);
+            (float *)logits, zin ? (const float *)zin : (const float *)logits, zin ? ldz : V, gb, ldg, target, len,
+            (const float *)tS, (const float *)tH, bnt, (float)beta, (float *)nS, (float *)nH, acc, weight, gs, g, V);
     }
     CUDA_LAUNCH_CHECK();
 }

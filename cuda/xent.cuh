@@ -71,20 +71,27 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     const int tgt = target ? target[p] : -1;
     const float *ts = tS ? tS + (size_t)p * V : NULL;
     float *ns = nS ? nS + (size_t)p * V : NULL;
-    // 16-byte vectors over the row from its first 16-byte boundary when the teacher rows (floats)
-    // share the logits row's alignment (rows of V values start anywhere); scalars before and after
-    int h = (int)((16 - (uintptr_t)zr % 16) % 16 / sizeof(Z));
-    const bool tmis = sizeof(Z) != 4 || ((uintptr_t)ts - (uintptr_t)zr) % 16,
-               nmis = sizeof(Z) != 4 || ((uintptr_t)ns - (uintptr_t)zr) % 16;
-    if ((ts && tmis) || (ns && nmis) || (uintptr_t)zr % sizeof(Z)) h = n;
+    // 16-byte vectors over the row from its first 16-byte boundary (rows of V values start
+    // anywhere); scalars before and after. Pass 1 reads zr so (h1); pass 2 goes in the teacher rows'
+    // frame (h), which is zr's unless zr is a padded copy (floats rows ldz apart): then the kept row
+    // is stored in their frame, or without one (!ROW) pass 2 takes scalars. Teacher rows (floats)
+    // go with float logits only.
+    auto head = [&](const void *q) { return (int)((16 - (uintptr_t)q % 16) % 16 / sizeof(Z)); };
+    const float *fr = ts ? ts : ns;
+    const bool zbad = (uintptr_t)zr % sizeof(Z),
+               tns = ts && ns && ((uintptr_t)ts - (uintptr_t)ns) % 16,   // teacher rows out of step
+               same = !fr || ((uintptr_t)fr - (uintptr_t)zr) % 16 == 0;
+    int h1 = zbad ? n : head(zr), h = zbad || tns || (!same && (!ROW || sizeof(Z) != 4)) ? n : same ? h1 : head(fr);
+    if (h1 > n) h1 = n;
     if (h > n) h = n;
-    const int nv = (n - h) / VEC, t0 = h + VEC * nv;
-    const uint4 *zv = (const uint4 *)(zr + h);
-    // the kept row, shifted so that its vector part is 16-byte aligned as zr's is (h < VEC there);
-    // without it pass 2 reads zr again (zs is written only when ROW)
+    const int nv1 = (n - h1) / VEC, t1 = h1 + VEC * nv1, nv = (n - h) / VEC, t0 = h + VEC * nv;
+    const uint4 *zv = (const uint4 *)(zr + h1);
+    // the kept row, shifted so that its vector part in pass 2's frame is 16-byte aligned (h < VEC
+    // there); without it pass 2 reads zr again (zs is written only when ROW)
     const Z *zs = ROW ? xrow + (h < VEC ? (VEC - h) % VEC : 0) : zr;
     Z *zw = (Z *)zs;
     const uint4 *zsv = (const uint4 *)(zs + h);
+    const bool vstore = (h1 - h) % VEC == 0;   // pass 1 stores whole vectors into the kept row
 
     // pass 1: running max and sum of exp (four loads in flight per thread). bf16 logits: a vector's
     // values rescale the sum once, and a thread's sum is in float (~100 terms a thread: far below
@@ -114,25 +121,29 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
 #pragma unroll
             for (int e = 0; e < VEC; e++) s += (R)expf(f[e] - m);
     };
-    for (int v = threadIdx.x; v < h; v += blockDim.x) {
+    for (int v = threadIdx.x; v < h1; v += blockDim.x) {
         Z x = zr[v];
         if (ROW) zw[v] = x;
         upd(xent_f(x));
     }
-    for (int i0 = threadIdx.x; i0 < nv; i0 += 4 * blockDim.x) {
+    for (int i0 = threadIdx.x; i0 < nv1; i0 += 4 * blockDim.x) {
         uint4 x[4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = i0 + j * blockDim.x;
-            if (i < nv) x[j] = zv[i];
+            if (i < nv1) x[j] = zv[i];
         }
 #pragma unroll
         for (int j = 0; j < 4; j++) {
             int i = i0 + j * blockDim.x;
-            if (i < nv) {
-                if (ROW) ((uint4 *)(zw + h))[i] = x[j];
+            if (i < nv1) {
+                if (ROW && vstore) ((uint4 *)(zw + h1))[i] = x[j];
                 float f[VEC];
                 xent_unpack<Z>(x[j], f);
+                if constexpr (sizeof(Z) == 4)   // (bf16 logits have no other frame)
+                    if (ROW && !vstore)
+#pragma unroll
+                        for (int e = 0; e < VEC; e++) zw[h1 + VEC * i + e] = f[e];
                 if constexpr (sizeof(Z) == 2) updv(f);
                 else
 #pragma unroll
@@ -140,7 +151,7 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
             }
         }
     }
-    for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) {
+    for (int v = t1 + threadIdx.x; v < n; v += blockDim.x) {
         Z x = zr[v];
         if (ROW) zw[v] = x;
         upd(xent_f(x));

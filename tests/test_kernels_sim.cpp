@@ -134,6 +134,7 @@ static void check_layernorm(int N, int C, int vec) {
 struct xent_case {
     int P, V, teachers, masked, grad, alias;   // alias: the new teacher sums are the old ones
     int pad;   // > 0: the logits are read from a bf16 copy with rows V + pad apart (the floats stay stale)
+    int fpad = 0;  // > 0: read from a float copy with rows V + fpad apart (a lazy head's padded GEMM rows)
 };
 static void check_xent(xent_case k, int row) {
     const int P = k.P, V = k.V;
@@ -184,12 +185,19 @@ static void check_xent(xent_case k, int row) {
 
     // the kernel (the launch of cu_xent_kl)
     std::vector<float> zk = z, nSk = k.alias ? tS : nS, nHk = k.alias ? tH : nH;
-    const int ldz = V + k.pad;
+    const int ldz = V + k.pad + k.fpad;
     std::vector<__nv_bfloat16> zin;
+    std::vector<float> zinf;
     if (k.pad) {
         zin.assign((size_t)P * ldz, __float2bfloat16_rn(NaN));
         for (int p = 0; p < P; p++)
             for (int v = 0; v < V; v++) zin[(size_t)p * ldz + v] = __float2bfloat16_rn(z[(size_t)p * V + v]);
+        std::fill(zk.begin(), zk.end(), NaN);
+    }
+    if (k.fpad) {
+        zinf.assign((size_t)P * ldz, NaN);
+        for (int p = 0; p < P; p++)
+            for (int v = 0; v < V; v++) zinf[(size_t)p * ldz + v] = z[(size_t)p * V + v];
         std::fill(zk.begin(), zk.end(), NaN);
     }
     const std::vector<float> z_before = zk;
@@ -209,13 +217,13 @@ static void check_xent(xent_case k, int row) {
                  (float)beta, nullptr, nHk.data(), acc, weight, gs, k.grad, V);
         } else {
             auto kern = row ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
-            kern(zk.data(), zk.data(), V, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr, nt ? tHk.data() : nullptr,
-                 bnt, (float)beta, nSk.data(), nHk.data(), acc, weight, gs, k.grad, V);
+            kern(zk.data(), k.fpad ? zinf.data() : zk.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr,
+                 nt ? tHk.data() : nullptr, bnt, (float)beta, nSk.data(), nHk.data(), acc, weight, gs, k.grad, V);
         }
     });
     char what[128];
-    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d",
-             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz);
+    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d%s",
+             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz, k.fpad ? " (floats)" : "");
     CHECK(fabs(acc[0] - eacc[0]) <= 1e-5 * fabs(eacc[0]) + 1e-9, "%s: CE %.9g vs %.9g", what, acc[0], eacc[0]);
     CHECK(fabs(acc[1] - eacc[1]) <= 1e-4 * fabs(eacc[1]) + 1e-7, "%s: KL %.9g vs %.9g", what, acc[1], eacc[1]);
     if (k.pad) nSk = enS;   // (not passed: the bf16 kernel writes no teacher probabilities)
@@ -349,6 +357,56 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
            [&] { lora_merge_kernel(wm.data(), wb.data(), w.data(), A.data(), Bm.data(), IC, OC, r, s); });
     CHECK(rel_l2(wm.data(), e.data(), e.size()) < 1e-6 && bf16_mismatch(wb.data(), wm.data(), wm.size()) == 0,
           "lora_merge OC=%d IC=%d r=%d: %.3g", OC, IC, r, rel_l2(wm.data(), e.data(), e.size()));
+}
+
+// The K-extended operands of the LM head with its adapter (lora_head_kext): each side's rows as
+// written, and the extension's part of a product of an input row with a weight row against the
+// adapter's term s u B^T (the hi/lo split: ~2^-16 of it).
+static void check_kext(int N, int OC, int C, int r) {
+    const int rp = (r + 7) & ~7, ke = C + 3 * rp, ldd = ke + 8, lds = C + 16;
+    const float s = 1.5f;
+    std::vector<__nv_bfloat16> xs((size_t)N * lds), ws((size_t)OC * lds);
+    for (auto &x : xs) x = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
+    for (auto &x : ws) x = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
+    std::vector<float> u = rnd((size_t)N * r, -2, 2), Bm = rnd((size_t)OC * r, -0.1f, 0.1f);
+    std::vector<__nv_bfloat16> xe((size_t)N * ldd, __float2bfloat16_rn(NaN)), we((size_t)OC * ldd, __float2bfloat16_rn(NaN));
+    warp_sim::run_grid(3, 1, sim_dim3{256, 1, 1}, 0,
+                       [&] { lora_kext_kernel(xe.data(), ldd, xs.data(), lds, C, u.data(), r, rp, s, N, 1); });
+    warp_sim::run_grid(2, 1, sim_dim3{256, 1, 1}, 0,
+                       [&] { lora_kext_kernel(we.data(), ldd, ws.data(), lds, C, Bm.data(), r, rp, 1.0f, OC, 0); });
+    size_t bad = 0;
+    auto side = [&](const std::vector<__nv_bfloat16> &d, const std::vector<__nv_bfloat16> &src, const std::vector<float> &v,
+                    int rows, float sc, int lo_mid) {
+        for (int i = 0; i < rows; i++) {
+            const __nv_bfloat16 *row = &d[(size_t)i * ldd];
+            for (int c = 0; c < C; c++) bad += row[c].bits != src[(size_t)i * lds + c].bits;
+            for (int j = 0; j < rp; j++) {
+                const float a = j < r ? sc * v[(size_t)i * r + j] : 0.0f;
+                const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
+                bad += row[C + j].bits != hi.bits;
+                bad += row[C + rp + j].bits != (lo_mid ? lo : hi).bits;
+                bad += row[C + 2 * rp + j].bits != (lo_mid ? hi : lo).bits;
+            }
+            for (int c = ke; c < ldd; c++) bad += !std::isnan(__bfloat162float(row[c]));   // past the row: untouched
+        }
+    };
+    side(xe, xs, u, N, s, 1);
+    side(we, ws, Bm, OC, 1.0f, 0);
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++) {
+            double ext = 0, want = 0, mag = 0;
+            for (int c = C; c < ke; c++)
+                ext += (double)__bfloat162float(xe[(size_t)i * ldd + c]) * __bfloat162float(we[(size_t)o * ldd + c]);
+            for (int j = 0; j < r; j++) {
+                double t = (double)(s * u[(size_t)i * r + j]) * Bm[(size_t)o * r + j];
+                want += t;
+                mag += fabs(t);
+            }
+            worst = std::max(worst, fabs(ext - want) / (mag > 0 ? mag : 1));
+        }
+    CHECK(bad == 0 && worst < 3e-5, "lora_kext N=%d OC=%d C=%d r=%d: %zu values wrong, adapter term off by %.3g", N, OC, C,
+          r, bad, worst);
 }
 
 // the batched-GEMM attention's causal softmax and its backward, flash attention's D =
@@ -640,6 +698,9 @@ int main(void) {
         {5, 1003, 3, 1, 1, 1, 0}, {3, 4099, 2, 0, 2, 1, 0},
         {5, 1001, 0, 0, 2, 0, 23}, {4, 1001, 0, 1, 0, 0, 63}, {3, 50, 0, 0, 2, 0, 14},   // bf16 padded rows
         {6, 1001, 0, 1, 2, 0, 4}, {3, 4099, 0, 0, 0, 0, 3},   // rows starting off 16-byte boundaries
+        // float padded rows (16-byte aligned, or not), the teacher rows in another frame
+        {5, 1001, 2, 1, 2, 0, 0, 3}, {3, 4099, 2, 0, 2, 1, 0, 61}, {4, 777, 1, 0, 0, 0, 0, 7},
+        {6, 1001, 3, 1, 2, 0, 0, 2}, {4, 1000, 0, 0, 2, 0, 0, 24},
     };
     for (const xent_case &k : xc)
         for (int row = 0; row <= 1; row++) check_xent(k, row);
@@ -650,6 +711,9 @@ int main(void) {
     check_up_pack(33, 260, 16, 20, 0, 1, 0);  // GELU, no bias
     check_up_pack(40, 100, 20, 36, 1, 1, 1);  // r = 20 (the 32 form), in place
     check_up_pack(9, 1001, 8, 31, 1, 0, 0);
+    check_kext(37, 29, 24, 8);
+    check_kext(20, 45, 16, 13);   // r off a multiple of 8: zero columns up to rp
+    check_kext(9, 11, 8, 32);
     swq_backend_destroy(CPU);
     return check_summary("test_kernels_sim");
 }

@@ -513,6 +513,34 @@ static void check_attention(int B, int T, int C, int NH) {
 
 // ---------------------------------------------------------------- softmax + CE + KL, argmax
 
+// Teacher sums: of nt softmax distributions over each row's len (NULL: V) valid columns, and their
+// sum p log p.
+static void teacher_rows(pbuf *tS, pbuf *tH, int P, int V, const int *len, int nt) {
+    float *hs = hbuf((size_t)P * V), *hh = hbuf(P), *e = hbuf(V);
+    for (int p = 0; p < P; p++) {
+        int L = len ? len[p] : V;
+        hh[p] = 0;
+        for (int v = 0; v < V; v++) hs[(size_t)p * V + v] = 0;
+        for (int j = 0; j < nt; j++) {
+            double s = 0;
+            for (int v = 0; v < L; v++) {
+                e[v] = (float)exp(3 * (2 * swq_rng_uniform(&RNG) - 1));
+                s += e[v];
+            }
+            for (int v = 0; v < L; v++) {
+                double q = e[v] / s;
+                hs[(size_t)p * V + v] += (float)q;
+                hh[p] += (float)(q * log(q));
+            }
+        }
+    }
+    pb_set(tS, hs);
+    pb_set(tH, hh);
+    free(hs);
+    free(hh);
+    free(e);
+}
+
 // variant 0: targets (some -1), len (one row 0, some short), 2 teachers, nS/nH, grad
 // variant 1: all targets, no len, no teachers, no nS/nH, grad
 // variant 2: target NULL, teachers, nS/nH, no grad (logits unchanged)
@@ -535,31 +563,7 @@ static void check_xent(int P, int V, int variant) {
     ibuf lb = ib_new(len, (size_t)P), tb = ib_new(tgt, (size_t)P);
     int nt = variant == 1 ? 0 : 2;
     pbuf tS = pb_new(n, "tS"), tH = pb_new(P, "tH"), nS = pb_new(n, "nS"), nH = pb_new(P, "nH");
-    if (nt) {   // sums of nt softmax distributions over the valid columns, and their sum p log p
-        float *hs = hbuf(n), *hh = hbuf(P), *e = hbuf(V);
-        for (int p = 0; p < P; p++) {
-            int L = len[p];
-            hh[p] = 0;
-            for (int v = 0; v < V; v++) hs[(size_t)p * V + v] = 0;
-            for (int j = 0; j < nt; j++) {
-                double s = 0;
-                for (int v = 0; v < L; v++) {
-                    e[v] = (float)exp(3 * (2 * swq_rng_uniform(&RNG) - 1));
-                    s += e[v];
-                }
-                for (int v = 0; v < L; v++) {
-                    double q = e[v] / s;
-                    hs[(size_t)p * V + v] += (float)q;
-                    hh[p] += (float)(q * log(q));
-                }
-            }
-        }
-        pb_set(&tS, hs);
-        pb_set(&tH, hh);
-        free(hs);
-        free(hh);
-        free(e);
-    }
+    if (nt) teacher_rows(&tS, &tH, P, V, len, nt);
     pb_rand(&nS, 0.5f);
     pb_rand(&nH, 1);
     dbuf acc = db_new(2);
@@ -661,6 +665,52 @@ static void check_head_xent(int P, int C, int V) {
     free(tgt);
     ib_free(&tb);
     pbuf *all[] = {&x, &wt, &out, &u};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
+}
+
+// The LM head with its adapter (the CDT step's: no bias) feeding xent_kl with teachers and new
+// teacher sums, the gradient only as its bf16 copy (grad 2); in bf16 the logits stay in the
+// head GEMM's padded rows (lora_head_kext) and xent_kl reads them there. Then again with the
+// logits read back first (the pending output packed), and xent_kl without gradient.
+static void check_head_lora_xent(int P, int C, int V, int r) {
+    char w[96];
+    snprintf(w, sizeof w, "P=%d C=%d V=%d r=%d head with adapter, 2 teachers", P, C, V, r);
+    const double s = 2.0;
+    pbuf x = pb_new((size_t)P * C, "x"), wt = pb_new((size_t)V * C, "w"), out = pb_new((size_t)P * V, "logits");
+    pbuf u = pb_new((size_t)P * r, "u"), A = pb_new((size_t)r * C, "A"), Bm = pb_new((size_t)V * r, "Bm");
+    pbuf tS = pb_new((size_t)P * V, "tS"), tH = pb_new(P, "tH"), nS = pb_new((size_t)P * V, "nS"), nH = pb_new(P, "nH");
+    pb_rand(&x, 1);
+    pb_rand(&wt, 0.1f);
+    pb_rand(&A, 0.1f);
+    pb_rand(&Bm, 0.1f);
+    teacher_rows(&tS, &tH, P, V, NULL, 2);
+    int *tgt = rand_ints((size_t)P, 0, V);
+    ibuf tb = ib_new(tgt, (size_t)P);
+    for (int pass = 0; pass < 2; pass++) {
+        const int grad = pass ? 0 : 2;
+        char v[160];
+        snprintf(v, sizeof v, "%s%s", w, pass ? ", logits read back, no grad" : "");
+        dbuf acc = db_new(2);
+        pb_rand(&nS, 0.5f);
+        pb_rand(&nH, 1);
+        pb_poison(&u);
+        CPU->lora_linear_fwd(CPU, out.c, u.c, x.c, wt.c, NULL, A.c, Bm.c, P, C, V, r, s);
+        GPU->lora_linear_fwd(GPU, out.g, u.g, x.g, wt.g, NULL, A.g, Bm.g, P, C, V, r, s);
+        if (pass) report("head logits (read back)", v, pb_err(&out), K_GEMM2);
+        CPU->xent_kl(CPU, out.c, tb.c, NULL, tS.c, tH.c, 2, 0.7, nS.c, nH.c, acc.c, 1.0 / P, 1.0, grad, P, V);
+        GPU->xent_kl(GPU, out.g, tb.g, NULL, tS.g, tH.g, 2, 0.7, nS.g, nH.g, acc.g, 1.0 / P, 1.0, grad, P, V);
+        report("head + xent_kl ce", v, db_err(&acc, 0, 1), K_GEMM);
+        report("head + xent_kl kl", v, db_err(&acc, 1, 1), K_GEMM);
+        report("head + xent_kl nS", v, pb_err(&nS), K_GEMM);
+        report("head + xent_kl nH", v, pb_err(&nH), K_GEMM);
+        report("head u", v, pb_err(&u), K_GEMM);
+        if (grad) report("head + xent_kl gradient", v, pb_err(&out), K_GEMM2);
+        else report("head logits after xent (no grad)", v, pb_err(&out), K_GEMM2);
+        db_free(&acc);
+    }
+    free(tgt);
+    ib_free(&tb);
+    pbuf *all[] = {&x, &wt, &out, &u, &A, &Bm, &tS, &tH, &nS, &nH};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) pb_free(all[i]);
 }
 
@@ -958,6 +1008,7 @@ static void run_other_checks(int small) {
         check_xent(6, 1000, 1);
         check_xent(6, 1000, 2);
         check_argmax(6, 1000);
+        check_head_lora_xent(21, 64, 50257, 8);   // (P x V >= 2^20: the padded head)
         return;
     }
     check_elementwise(1000003);
@@ -985,6 +1036,8 @@ static void run_other_checks(int small) {
     check_argmax(37, 1001);
     check_head_xent(64, 768, 50257);   // rows padded for the GEMM (V odd, P x V >= 2^20)
     check_head_xent(37, 64, 1001);     // unpadded
+    check_head_lora_xent(64, 768, 50257, 16);
+    check_head_lora_xent(37, 64, 1001, 8);   // unpadded
 }
 
 static int make_gpu(const char *prec) {
