@@ -24,7 +24,8 @@ static const char *BENCH_USAGE =
     "  --batch B, --seq T   batch shape (default 8 x 512; qa: 4 x 384)\n"
     "  --precision P        cuda matmul precision (default bf16)\n"
     "  --task lm|qa         LM loss on all B*T positions, or span QA (8-bit activations)\n"
-    "  --steps N            timed steps (default 10), after --warmup N (default 2)\n"
+    "  --steps N            timed steps (default 10), after --warmup N (default 3, as the peer: the\n"
+    "                       first steps size the buffers and record the CUDA graph replayed after)\n"
     "  --set key=value      model.n_layer, model.n_head, model.n_embd, model.vocab_size,\n"
     "                       quant.act_bits, quant.configs (1..5, the first n), quant.qcache (0/1),\n"
     "                       train.finetune (lora|full), bench.plain=1 (one config, no\n"
@@ -148,7 +149,7 @@ static double model_flops(const bench_opts *o, int K) {
 
 int cmd_bench(int argc, char **argv) {
     bench_opts o = {0};
-    o.B = -1; o.T = -1; o.steps = 10; o.warmup = 2; o.task = TASK_LM; o.act_bits = -1; o.K = 5; o.qcache = 1;
+    o.B = -1; o.T = -1; o.steps = 10; o.warmup = 3; o.task = TASK_LM; o.act_bits = -1; o.K = 5; o.qcache = 1;
     o.precision = "bf16"; o.device = "cuda";
     o.s = (gpt2_shape){12, 12, 768, 1024, 50257};
     for (int i = 2; i < argc; i++) {
