@@ -172,11 +172,13 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
                                  double s, const float *res, int *res_done) {
     cuda_ctx *c = CTX(be);
     *res_done = 0;
-    if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge && c->lazy_head &&
-        !bias && !act && !res && OC % 4 && (size_t)N * OC >= ((size_t)1 << 20) &&
-        lora_head_kext(be, out, u, inp, w, A, Bm, N, IC, OC, r, s))
-        return 1;
+    // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the GEMM 6x:
+    // there the product goes to a scratch with padded rows; without bias, GELU or residual (the
+    // head) it may stay there for xent_kl (cu_lazy), else a pass packs it into out.
+    const int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+    const int lazy = pad && !bias && !act && !res && c->lazy_head;
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
+        if (lazy && lora_head_kext(be, out, u, inp, w, A, Bm, N, IC, OC, r, s)) return 1;
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
         // the 16 extra rows), then the fused pass (bias, s u Bm^T, u saved for the backward)
@@ -195,10 +197,8 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
     }
     if (c->precision == CU_BF16 && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // bf16: the base product (beta 0), then one pass adding the bias and the adapter's
-        // s u Bm^T (in fp32) in place, instead of a bias pass and two GEMMs reading and writing out.
-        // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the GEMM
-        // 6x: there the product goes to a scratch with padded rows, which the pass packs into out.
-        int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+        // s u Bm^T (in fp32) in place, instead of a bias pass and two GEMMs reading and writing out
+        // (from the padded scratch where pad).
         // no adapter, with the GELU (plain training's MLP-in): bias and GELU in the GEMM's epilogue,
         // out and act written only as their bf16 copies (sole, as in lora_up_pack)
         if (r <= 0 && act && bias && !pad && !c->sole_off) {
@@ -225,7 +225,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             }
         }
         int ldo = pad ? cu_pad_ld(OC) : OC;
-        if (pad && r <= 0 && !bias && !act && !res && c->lazy_head) {   // left in bf16 in the padded rows (cu_lazy)
+        if (lazy && r <= 0) {   // left in bf16 in the padded rows (cu_lazy)
             __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_scratch(be, (void **)&c->pad, &c->pad_cap,
                                                             (size_t)N * ldo * sizeof(__nv_bfloat16),
                                                             "padded GEMM output scratch");
