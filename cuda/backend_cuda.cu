@@ -194,6 +194,10 @@ static void cu_free(swq_backend *be, void *p) {
                 CUDA_CHECK(cudaFree(c->frozen[i].bf16));
                 mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), c->frozen[i].bf_elems * sizeof(__nv_bfloat16), 0);
             }
+            if (c->frozen[i].kx) {
+                CUDA_CHECK(cudaFree(c->frozen[i].kx));
+                mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), c->frozen[i].kx_elems * sizeof(__nv_bfloat16), 0);
+            }
             c->frozen[i] = c->frozen[--c->n_frozen];
             break;
         }
@@ -806,6 +810,34 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
     return rec->bf16;
 }
 
+__nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, int ld) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16 || OC <= 0 || IC <= 0 || ld <= IC || ld % 8) return NULL;
+    size_t m = (size_t)OC * IC;
+    struct cu_alloc_rec *rec = frozen_holding(c, w, m);
+    if (!rec || rec->p != w || rec->expanded || rec->bytes != m * sizeof(float)) return NULL;
+    if (rec->kx && rec->kx_ld == ld && rec->kx_elems == (size_t)OC * ld) return (__nv_bfloat16 *)rec->kx;
+    if (c->capturing) return NULL;
+    if (rec->kx) {   // (another ld: an adapter of another rank over the same weight)
+        graphs_clear(c);
+        CUDA_CHECK(cudaFree(rec->kx));   // synchronizes
+        mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), rec->kx_elems * sizeof(__nv_bfloat16), 0);
+        rec->kx = NULL;
+    }
+    size_t elems = (size_t)OC * ld;
+    cudaError_t e = cudaMalloc(&rec->kx, elems * sizeof(__nv_bfloat16));
+    if (e != cudaSuccess) {
+        fprintf(stderr, "K-extended bf16 copy of a cached weight: cudaMalloc of %zu bytes failed: %s\n",
+                elems * sizeof(__nv_bfloat16), cudaGetErrorString(e));
+        exit(1);
+    }
+    rec->kx_elems = elems;
+    rec->kx_ld = ld;
+    mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), elems * sizeof(__nv_bfloat16), 1);
+    cu_bf16_convert_rows(be, rec->kx, ld, w, OC, IC, IC);
+    return (__nv_bfloat16 *)rec->kx;
+}
+
 // cuBLAS runs a large dimension that is not a multiple of 64 (the LM head's V = 50257) 4-6x
 // slower than the same GEMM one tile smaller: gemm(m, n, k, A, B, beta, C) on an aligned main
 // part, then on the rest (of k: accumulated). 1 if it split. E: the operands' element type, F C's.
@@ -866,7 +898,7 @@ void cu_gemm_bf16_out(swq_backend *be, cublasOperation_t ta, cublasOperation_t t
     gemm_bf16_to(be, ta, tb, m, n, k, alpha, A, lda, B, ldb, 0.0f, C, ldc);
 }
 
-// CU_LT_BIAS: C (fp32) = A^T B + bias; CU_LT_DGELU: D (bf16) = gelu'(aux) * (A B), aux ld m;
+// CU_LT_BIAS: C (fp32) = A^T B + bias (CU_LT_BIAS_BF16: bf16); CU_LT_DGELU: D (bf16) = gelu'(aux) * (A B), aux ld m;
 // CU_LT_GELU_AUX_BIAS: aux (bf16, ld m) = A^T B + bias, D (bf16) = gelu(aux).
 static struct cu_lt_plan *lt_plan(cuda_ctx *c, int kind, int m, int n, int k, int lda, int ldb, int ldc) {
     for (int i = 0; i < c->n_lt; i++) {
@@ -882,17 +914,19 @@ static struct cu_lt_plan *lt_plan(cuda_ctx *c, int kind, int m, int n, int k, in
     p->kind = kind, p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
     const int dg = kind == CU_LT_DGELU;
     const cublasOperation_t ta = dg ? CUBLAS_OP_N : CUBLAS_OP_T, N = CUBLAS_OP_N;
-    const cublasLtEpilogue_t ep = kind == CU_LT_BIAS ? CUBLASLT_EPILOGUE_BIAS
-                                  : dg                ? CUBLASLT_EPILOGUE_DGELU
-                                                      : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-    const cudaDataType_t bt = CUDA_R_32F, ct = kind == CU_LT_BIAS ? CUDA_R_32F : CUDA_R_16BF;
+    const int bias_only = kind == CU_LT_BIAS || kind == CU_LT_BIAS_BF16;
+    const cublasLtEpilogue_t ep = bias_only ? CUBLASLT_EPILOGUE_BIAS
+                                  : dg      ? CUBLASLT_EPILOGUE_DGELU
+                                            : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    // (with bf16 D cuBLASLt takes only a bf16 bias: measured, CUDA 13.0 on an H100, gemm_probe --epilogue)
+    const cudaDataType_t ct = kind == CU_LT_BIAS ? CUDA_R_32F : CUDA_R_16BF, bt = ct;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &N, sizeof(N)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
     if (!dg)
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
-    if (kind != CU_LT_BIAS) {
+    if (!bias_only) {
         const int64_t ld_aux = m;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux,
                                                     sizeof(ld_aux)));
@@ -949,6 +983,18 @@ int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     return lt_run(be, p, "bias", A, B, R, C, m, n, k);
 }
 
+int cu_gemm_bias_bf16_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                         const float *bias, void *D, int ldd) {
+    cuda_ctx *c = CTX(be);
+    if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || m % 8 || !bias || (uintptr_t)bias % 16 ||
+        (uintptr_t)D % 16)
+        return 0;
+    struct cu_lt_plan *p = lt_plan(c, CU_LT_BIAS_BF16, m, n, k, lda, ldb, ldd);
+    if (!p->ok || !(bias = (const float *)cu_bf16_copy(be, bias, m)) || (uintptr_t)bias % 16) return 0;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    return lt_run(be, p, "bias (bf16 out)", A, B, NULL, D, m, n, k);
+}
+
 int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                      const void *aux, void *D, int ldd) {
     cuda_ctx *c = CTX(be);
@@ -968,7 +1014,7 @@ int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
         (uintptr_t)aux % 16 || (uintptr_t)D % 16)
         return 0;
     struct cu_lt_plan *p = lt_plan(c, CU_LT_GELU_AUX_BIAS, m, n, k, lda, ldb, m);
-    if (!p->ok) return 0;
+    if (!p->ok || !(bias = (const float *)cu_bf16_copy(be, bias, m)) || (uintptr_t)bias % 16) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
     return lt_run(be, p, "GELU", A, B, NULL, D, m, n, k);
@@ -1482,6 +1528,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->compute = prec == CU_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     const char *lh = getenv("SWQ_CUDA_LAZY_HEAD");
     c->lazy_head = !(lh && *lh && !strcmp(lh, "0"));   // measured 4.2 ms off 83.3 a pretraining step (docs/PERF.md)
+    const char *bk = getenv("SWQ_CUDA_BODY_KEXT");
+    c->body_kext = !(bk && *bk && !strcmp(bk, "0"));
     const char *fl = getenv("SWQ_CUDA_FLASH");
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     c->flash_rows = flash_rows;
@@ -1672,8 +1720,10 @@ void swq_backend_cuda_destroy(swq_backend *be) {
             free(c->tl_m);
             free(c->tl_s);
         }
-        for (int i = 0; i < c->n_frozen; i++)
+        for (int i = 0; i < c->n_frozen; i++) {
             if (c->frozen[i].bf16) CUDA_CHECK(cudaFree(c->frozen[i].bf16));
+            if (c->frozen[i].kx) CUDA_CHECK(cudaFree(c->frozen[i].kx));
+        }
         free(c->allocs);
         free(c->frozen);
         if (c->argmax_dev) CUDA_CHECK(cudaFree(c->argmax_dev));

@@ -62,6 +62,9 @@ struct cu_alloc_rec {
     int expanded, x_active, x_float_ok, x_rows, x_cols, x_bits;
     const void *x_codes;
     const float *x_scales;
+    void *kx;                      // the weight's rows K-extended for an adapter (cu_weight_kext), kx_ld apart
+    size_t kx_elems;
+    int kx_ld;
 };
 // A bf16 copy slot: kept across writes of its source (valid = holds the source's values), so
 // a recorded graph finds the same memory on every replay.
@@ -85,7 +88,7 @@ struct cu_graph {
 #define CU_MAX_GRAPHS 8
 // A cuBLASLt GEMM with an epilogue (kind: CU_LT_BIAS or CU_LT_DGELU), planned once per shape (ok = 0:
 // no algorithm, or it failed once: the caller's other path is used for that shape).
-enum { CU_LT_BIAS = 0, CU_LT_DGELU = 1, CU_LT_GELU_AUX_BIAS = 2 };
+enum { CU_LT_BIAS = 0, CU_LT_DGELU = 1, CU_LT_GELU_AUX_BIAS = 2, CU_LT_BIAS_BF16 = 3 };
 struct cu_lt_plan {
     int kind, m, n, k, lda, ldb, ldc, ok;
     cublasLtMatmulDesc_t op;
@@ -130,6 +133,7 @@ typedef struct {
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64, 128; 0: flash_block picks)
     int lazy_head;                 // a head output may stay pending (cu_lazy); SWQ_CUDA_LAZY_HEAD=0 turns it off
+    int body_kext;                 // bf16 body linears with adapter by one K-extended GEMM; SWQ_CUDA_BODY_KEXT=0 turns it off
     struct cu_lazy lazy;
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
@@ -156,7 +160,7 @@ typedef struct {
     size_t zbytes;
     float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
     size_t pad_cap;                // bytes
-    void *kext_x, *kext_w;         // the K-extended bf16 operands of lora_head_kext
+    void *kext_x, *kext_w;         // the K-extended bf16 operands of lora_head_kext (kext_x: lora_body_kext's too)
     size_t kext_x_cap, kext_w_cap; // bytes
     void **ptrs;                   // device pointer arrays of the (batch, head)-batched GEMMs
     size_t ptrs_cap;               // bytes
@@ -256,6 +260,11 @@ void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
 // are rewritten whenever A has been written since (or is another buffer). NULL when w is not
 // frozen or while a recording is made and the copy would have to grow.
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx);
+// bf16 mode, w a frozen weight [OC, IC] (not expanded from codes): a kept bf16 copy of it with its
+// rows ld > IC apart (ld a multiple of 8), the columns past IC left to the caller (a K-extended GEMM
+// operand: lora_body_kext writes the adapter's there before every use). Made once; NULL when w is
+// not frozen, or while a recording is made and it does not exist yet.
+__nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, int ld);
 // The valid copy of src (made by its producer) is the only form of the values: the floats at
 // src were not written (xent_kl's gradient with grad 2, lora_linear_bwd_gelu's dpre, the MLP's
 // hidden activations), so it is never evicted while valid.
@@ -282,12 +291,16 @@ void cu_bf16_convert_rows(swq_backend *be, void *dst, int ldd, const float *src,
 // 16-byte aligned.
 int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                     const float *bias, const float *R, float *C, int ldc);
+// The same with D[m,n] in bf16 (ld ldd, fp32 accumulation, rounded once), without R; the bias added
+// as its bf16 copy (cuBLASLt takes no other with bf16 D; so does the peer's autocast).
+int cu_gemm_bias_bf16_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
+                         const float *bias, void *D, int ldd);
 // bf16 mode: D[m,n] (bf16, column-major, ldd) = gelu'(aux) * (A B), A [m, k] and B [k, n] bf16
 // column-major (lda, ldb), aux [m, n] bf16 (ld m: the GELU's input), by cuBLASLt with the DGELU
 // epilogue. 0 (nothing done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
 int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                      const void *aux, void *D, int ldd);
-// bf16 mode: aux[m,n] (bf16, ld m) = A^T B + bias and D[m,n] (bf16, ld m) = gelu(aux), A [k, m] and
+// bf16 mode: aux[m,n] (bf16, ld m) = A^T B + bias (its bf16 copy) and D[m,n] (bf16, ld m) = gelu(aux), A [k, m] and
 // B [k, n] bf16 column-major (lda, ldb), by cuBLASLt with the GELU_AUX_BIAS epilogue. 0 (nothing
 // done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
 int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,

@@ -3,7 +3,7 @@
 // also runs them on the CPU through cuda/tools/warp_sim.h).
 #ifndef SWQ_MATMUL_CUH
 #define SWQ_MATMUL_CUH
-#include "cuda/device_common.cuh"
+#include "cuda/mma_bf16.cuh"
 
 __global__ void bias_rows_kernel(float *out, const float *bias, int N, int OC, int accumulate) {
     size_t n = (size_t)N * OC;
@@ -85,34 +85,136 @@ __global__ void lora_merge_kernel(float *wm, __nv_bfloat16 *wb, const float *w, 
 // (zero beyond r), each value split into bf16 hi = rn(a) and lo = rn(a - hi): the input side
 // [x | a_hi | a_lo | a_hi] (lo_mid 1), the weight side [w | b_hi | b_hi | b_lo] (lo_mid 0), whose
 // product adds x w^T + a_hi b_hi + a_lo b_hi + a_hi b_lo = x w^T + a b^T - a_lo b_lo^T: the adapter's
-// term to ~2^-16 of itself, as the fp32 pass it replaces. One 16-byte store a thread.
+// term to ~2^-16 of itself, as the fp32 pass it replaces.
+// Extension columns t..t+7 (t a multiple of 8, < 3 rp) of row `row`, packed for one 16-byte store.
+__device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, int rp, float s, int t, int lo_mid) {
+    const int seg = t / rp, j0 = t % rp;
+    const bool lo = seg == (lo_mid ? 1 : 2);
+    uint32_t w[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float x[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int j = j0 + 2 * e + h;
+            const float a = j < r ? s * v[(size_t)row * r + j] : 0.0f;
+            x[h] = lo ? a - __bfloat162float(__float2bfloat16_rn(a)) : a;
+        }
+        w[e] = pack_bf16x2(x[0], x[1]);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// One 16-byte store a thread; C = 0 writes only the extension (dst then points past the row's C columns).
 __global__ void lora_kext_kernel(__nv_bfloat16 *dst, int ldd, const __nv_bfloat16 *src, int lds, int C,
                                  const float *v, int r, int rp, float s, int rows, int lo_mid) {
     const int cc = C / 8, ct = cc + 3 * rp / 8;
     const size_t n = (size_t)rows * ct;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         const int row = (int)(i / ct), c = (int)(i % ct);
-        uint4 q;
-        if (c < cc) {
-            q = *(const uint4 *)(src + (size_t)row * lds + 8 * c);
-        } else {
-            const int t = 8 * (c - cc), seg = t / rp, j0 = t % rp;
-            const bool lo = seg == (lo_mid ? 1 : 2);
-            uint32_t w[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x[2];
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int j = j0 + 2 * e + h;
-                    const float a = j < r ? s * v[(size_t)row * r + j] : 0.0f;
-                    x[h] = lo ? a - __bfloat162float(__float2bfloat16_rn(a)) : a;
-                }
-                w[e] = pack_bf16x2(x[0], x[1]);
-            }
-            q = make_uint4(w[0], w[1], w[2], w[3]);
-        }
+        const uint4 q = c < cc ? *(const uint4 *)(src + (size_t)row * lds + 8 * c)
+                               : kext_segment(v, row, r, rp, s, 8 * (c - cc), lo_mid);
         *(uint4 *)(dst + (size_t)row * ldd + 8 * c) = q;
+    }
+}
+
+// A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
+// rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, by mma with fp32 accumulation;
+// written [N, r]) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u, as lora_kext_kernel);
+// blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
+// each of we's OC rows (ke apart) from Bm [OC, r]. Instead of a rank-r cuBLAS GEMM (9 us at N = 4096,
+// IC = 768 on an H100: it reads x at a third of the bandwidth) and lora_kext_kernel's copy.
+// Block: 4 warps over DK_ROWS rows, the k16 steps of each DK_KC-column chunk split among the warps
+// (their partial sums added in shared memory at the end); R (16 or 32) >= rp.
+#define DK_ROWS 16
+#define DK_KC 128
+#define DK_LD (DK_KC + 8)
+#define DK_STAGES 3
+template <int R>
+__global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, int ke, const __nv_bfloat16 *x, int ldx,
+                                                             int IC, const __nv_bfloat16 *A, float *u, int r, int rp,
+                                                             float s, int N, int nxb, __nv_bfloat16 *we,
+                                                             const float *Bm, int OC) {
+    __shared__ __align__(16) __nv_bfloat16 Xs[DK_STAGES][DK_ROWS * DK_LD], As[DK_STAGES][R * DK_LD];
+    __shared__ float red[4][DK_ROWS][R + 1];
+    if ((int)blockIdx.x >= nxb) {   // the weight side
+        const int ct = 3 * rp / 8;
+        const size_t n = (size_t)OC * ct;
+        for (size_t i = (size_t)(blockIdx.x - nxb) * blockDim.x + threadIdx.x; i < n;
+             i += (size_t)(gridDim.x - nxb) * blockDim.x) {
+            const int row = (int)(i / ct), c = (int)(i % ct);
+            *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 1.0f, 8 * c, 0);
+        }
+        return;
+    }
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const int m0 = blockIdx.x * DK_ROWS, nch = (IC + DK_KC - 1) / DK_KC;
+    constexpr int SEGS = DK_KC / 8;   // 16-byte segments a tile row
+    auto load = [&](int ch, int st) {
+        if (ch < nch) {
+            const int k0 = ch * DK_KC;
+            for (int i = threadIdx.x; i < DK_ROWS * SEGS; i += blockDim.x) {
+                const int rr = i / SEGS, c = (i % SEGS) * 8;
+                const bool ok = m0 + rr < N && k0 + c < IC;
+                cp_async16(Xs[st] + rr * DK_LD + c, x + (ok ? (size_t)(m0 + rr) * ldx + k0 + c : 0), ok);
+            }
+            for (int i = threadIdx.x; i < R * SEGS; i += blockDim.x) {
+                const int j = i / SEGS, c = (i % SEGS) * 8;
+                const bool ok = j < r && k0 + c < IC;
+                cp_async16(As[st] + j * DK_LD + c, A + (ok ? (size_t)j * IC + k0 + c : 0), ok);
+            }
+        }
+        cp_async_commit();   // (empty past the end: the group count stays uniform)
+    };
+    float acc[R / 8][4];
+#pragma unroll
+    for (int n = 0; n < R / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+#pragma unroll
+    for (int st = 0; st < DK_STAGES - 1; st++) load(st, st);
+    for (int ch = 0; ch < nch; ch++) {
+        cp_async_wait<DK_STAGES - 2>();
+        __syncthreads();   // chunk ch is in; every warp is done with the stage loaded next
+        load(ch + DK_STAGES - 1, (ch + DK_STAGES - 1) % DK_STAGES);
+        const __nv_bfloat16 *xs = Xs[ch % DK_STAGES], *as = As[ch % DK_STAGES];
+        const int k0 = ch * DK_KC;
+        for (int i = threadIdx.x; i < DK_ROWS * SEGS; i += blockDim.x) {   // x's columns into xe
+            const int rr = i / SEGS, c = (i % SEGS) * 8;
+            if (m0 + rr < N && k0 + c < IC)
+                *(uint4 *)(xe + (size_t)(m0 + rr) * ke + k0 + c) = *(const uint4 *)(xs + rr * DK_LD + c);
+        }
+#pragma unroll
+        for (int q = 0; q < DK_KC / 64; q++) {   // warp w: the chunk's k16 steps w, w + 4
+            const int kk = (4 * q + w) * 16;
+            uint32_t a[4];
+            mma_ldsm(a, frag_a(xs, DK_LD, 0, kk));
+#pragma unroll
+            for (int jp = 0; jp < R / 16; jp++) {
+                uint32_t b[4];
+                mma_ldsm(b, frag_b_rows(as, DK_LD, jp * 16, kk));
+                mma_16816(acc[2 * jp], a, b[0], b[1]);
+                mma_16816(acc[2 * jp + 1], a, b[2], b[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < R / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) red[w][g + (e >= 2 ? 8 : 0)][n * 8 + 2 * tq + (e & 1)] = acc[n][e];
+    __syncthreads();
+    for (int i = threadIdx.x; i < DK_ROWS * R; i += blockDim.x) {
+        const int rr = i / R, j = i % R, m = m0 + rr;
+        if (m >= N || j >= rp) continue;
+        float v = 0.0f;
+        if (j < r) {
+            v = (red[0][rr][j] + red[1][rr][j]) + (red[2][rr][j] + red[3][rr][j]);
+            u[(size_t)m * r + j] = v;
+        }
+        const float a = s * v;
+        const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
+        __nv_bfloat16 *row = xe + (size_t)m * ke + IC;
+        row[j] = hi;
+        row[rp + j] = lo;
+        row[2 * rp + j] = hi;
     }
 }
 

@@ -158,6 +158,71 @@ static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, 
     return 1;
 }
 
+// A body linear with its adapter in bf16 (a cached weight, a bias, rows of 16-byte multiples):
+// out = [x | a] [w | b]^T + bias by one cuBLASLt GEMM, a = s u, u = inp A^T (the backward reads
+// it), the adapter's columns split in bf16 pairs after x's copy in scratch and after the weight's
+// rows in its K-extended copy (cu_weight_kext): u and both extensions by one launch
+// (lora_down_kext_kernel); then the GEMM, whose epilogue adds the bias and either the GELU (act: out and act written only as their bf16 copies),
+// or the residual (res, as the GEMM's C: *res_done), or neither (out's bf16 copy alone where its
+// readers take only that, as attention does qkv's). Instead of the [w ; A] GEMM into padded fp32
+// rows and the fused pass reading them back (lora_up_pack) and, with res, an add. -1 if it cannot;
+// else what lora_linear_fwd_paths returns.
+static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,
+                          const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r, double s,
+                          const float *res, int *res_done) {
+    cuda_ctx *c = CTX(be);
+    const int rp = (r + 7) & ~7, ke = IC + 3 * rp;
+    if (!c->body_kext || c->lt_off || !bias || (uintptr_t)bias % 16 || IC % 8 || OC % 8) return -1;
+    if (act && (res || c->sole_off)) return -1;
+    __nv_bfloat16 *we = cu_weight_kext(be, (const float *)w, OC, IC, ke);
+    if (!we) return -1;
+    const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+    const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
+    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16) return -1;
+    __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
+                                                    (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
+    // u, x's copy with a's columns, and B's columns after the weight's, in one launch
+    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / 128 + 1 < 128 ? wseg / 128 + 1 : 128;
+#define DOWN_KEXT(R)                                                                                                   \
+    lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, c->stream>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,             \
+                                                              (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, \
+                                                              N, nxb, we, (const float *)Bm, OC)
+    if (rp <= 16) DOWN_KEXT(16);
+    else DOWN_KEXT(32);
+#undef DOWN_KEXT
+    CUDA_LAUNCH_CHECK();
+    const size_t n = (size_t)N * OC;
+    if (act) {
+        void *ob = cu_bf16_slot(be, (const float *)out, n), *abf = cu_bf16_slot(be, (const float *)act, n);
+        if (ob && abf && cu_gemm_gelu_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, ob, abf)) {
+            cu_bf16_sole(be, (const float *)out);
+            cu_bf16_sole(be, (const float *)act);
+            return 1;
+        }
+        cu_bf16_invalidate(be, out, n * sizeof(float));   // the slots were not filled
+        cu_bf16_invalidate(be, act, n * sizeof(float));
+    } else if (res) {
+        if (cu_gemm_bias_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, res, (float *)out, OC)) {
+            *res_done = 1;
+            return 0;
+        }
+    } else {
+        int sole;
+        void *ob = cu_bf16_slot_auto(be, (const float *)out, n, &sole);
+        if (ob && sole && cu_gemm_bias_bf16_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, ob, OC)) {
+            cu_bf16_sole(be, (const float *)out);
+            return 0;
+        }
+        if (ob) cu_bf16_invalidate(be, out, n * sizeof(float));
+        if (cu_gemm_bias_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, NULL, (float *)out, OC)) return 0;
+    }
+    // no cuBLASLt plan for the shape: the product in floats, then the bias (and GELU) pass
+    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, (float *)out, OC);
+    lora_up_pack(be, (float *)out, (const float *)out, OC, (const float *)bias, NULL, 0, NULL, NULL, N, OC, 0, 0.0f,
+                 (float *)act);
+    return 1;
+}
+
 // Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
 // backward must ask for the same number.
 static int lora_ext_rows(int r) { return (r + 15) / 16 * 16; }
@@ -179,6 +244,8 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
     const int lazy = pad && !bias && !act && !res && c->lazy_head;
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
         if (lazy && lora_head_kext(be, out, u, inp, w, A, Bm, N, IC, OC, r, s)) return 1;
+        int k = pad ? -1 : lora_body_kext(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, res, res_done);
+        if (k >= 0) return k;
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
         // the 16 extra rows), then the fused pass (bias, s u Bm^T, u saved for the backward)

@@ -362,7 +362,9 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
 // The K-extended operands of the LM head with its adapter (lora_head_kext): each side's rows as
 // written, and the extension's part of a product of an input row with a weight row against the
 // adapter's term s u B^T (the hi/lo split: ~2^-16 of it).
-static void check_kext(int N, int OC, int C, int r) {
+// ext_only: the weight side as lora_body_kext makes it: its C columns already there (the kept
+// K-extended copy), the kernel writing only the extension (C = 0, dst after the weight's columns)
+static void check_kext(int N, int OC, int C, int r, int ext_only) {
     const int rp = (r + 7) & ~7, ke = C + 3 * rp, ldd = ke + 8, lds = C + 16;
     const float s = 1.5f;
     std::vector<__nv_bfloat16> xs((size_t)N * lds), ws((size_t)OC * lds);
@@ -372,8 +374,15 @@ static void check_kext(int N, int OC, int C, int r) {
     std::vector<__nv_bfloat16> xe((size_t)N * ldd, __float2bfloat16_rn(NaN)), we((size_t)OC * ldd, __float2bfloat16_rn(NaN));
     warp_sim::run_grid(3, 1, sim_dim3{256, 1, 1}, 0,
                        [&] { lora_kext_kernel(xe.data(), ldd, xs.data(), lds, C, u.data(), r, rp, s, N, 1); });
-    warp_sim::run_grid(2, 1, sim_dim3{256, 1, 1}, 0,
-                       [&] { lora_kext_kernel(we.data(), ldd, ws.data(), lds, C, Bm.data(), r, rp, 1.0f, OC, 0); });
+    if (ext_only) {
+        for (int o = 0; o < OC; o++)
+            for (int c = 0; c < C; c++) we[(size_t)o * ldd + c] = ws[(size_t)o * lds + c];
+        warp_sim::run_grid(2, 1, sim_dim3{256, 1, 1}, 0,
+                           [&] { lora_kext_kernel(we.data() + C, ldd, nullptr, 0, 0, Bm.data(), r, rp, 1.0f, OC, 0); });
+    } else {
+        warp_sim::run_grid(2, 1, sim_dim3{256, 1, 1}, 0,
+                           [&] { lora_kext_kernel(we.data(), ldd, ws.data(), lds, C, Bm.data(), r, rp, 1.0f, OC, 0); });
+    }
     size_t bad = 0;
     auto side = [&](const std::vector<__nv_bfloat16> &d, const std::vector<__nv_bfloat16> &src, const std::vector<float> &v,
                     int rows, float sc, int lo_mid) {
@@ -405,8 +414,68 @@ static void check_kext(int N, int OC, int C, int r) {
             }
             worst = std::max(worst, fabs(ext - want) / (mag > 0 ? mag : 1));
         }
-    CHECK(bad == 0 && worst < 3e-5, "lora_kext N=%d OC=%d C=%d r=%d: %zu values wrong, adapter term off by %.3g", N, OC, C,
-          r, bad, worst);
+    CHECK(bad == 0 && worst < 3e-5, "lora_kext N=%d OC=%d C=%d r=%d%s: %zu values wrong, adapter term off by %.3g", N,
+          OC, C, r, ext_only ? " (weight: extension only)" : "", bad, worst);
+}
+
+// lora_down_kext_kernel: u = x A^T (against double sums), x's copy and the hi/lo columns of s u
+// (bit-exact from the u it wrote), the weight side's B columns (bit-exact), nothing else written
+static void check_down_kext(int N, int IC, int OC, int r) {
+    const int rp = (r + 7) & ~7, ke = IC + 3 * rp, R = rp <= 16 ? 16 : 32;
+    const float s = 1.5f;
+    std::vector<__nv_bfloat16> x((size_t)N * IC), A((size_t)r * IC);
+    for (auto &v : x) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
+    for (auto &v : A) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 3000);
+    std::vector<float> Bm = rnd((size_t)OC * r, -0.1f, 0.1f), u((size_t)N * r, NaN);
+    std::vector<__nv_bfloat16> xe((size_t)N * ke, __float2bfloat16_rn(NaN)), we((size_t)OC * ke), w0;
+    for (auto &v : we) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
+    w0 = we;
+    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, nwb = 3;
+    warp_sim::run_grid(nxb + nwb, 1, sim_dim3{128, 1, 1}, 0, [&] {
+        if (R == 16)
+            lora_down_kext_kernel<16>(xe.data(), ke, x.data(), IC, IC, A.data(), u.data(), r, rp, s, N, nxb, we.data(),
+                                      Bm.data(), OC);
+        else
+            lora_down_kext_kernel<32>(xe.data(), ke, x.data(), IC, IC, A.data(), u.data(), r, rp, s, N, nxb, we.data(),
+                                      Bm.data(), OC);
+    });
+    size_t bad = 0;
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        const __nv_bfloat16 *row = &xe[(size_t)i * ke];
+        for (int c = 0; c < IC; c++) bad += row[c].bits != x[(size_t)i * IC + c].bits;
+        for (int j = 0; j < rp; j++) {
+            float uj = 0.0f;
+            if (j < r) {
+                double want = 0, mag = 0;
+                for (int k = 0; k < IC; k++) {
+                    double t = (double)__bfloat162float(x[(size_t)i * IC + k]) * __bfloat162float(A[(size_t)j * IC + k]);
+                    want += t;
+                    mag += fabs(t);
+                }
+                uj = u[(size_t)i * r + j];
+                worst = std::max(worst, fabs(uj - want) / (mag > 0 ? mag : 1));
+            }
+            const float a = s * uj;
+            const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
+            bad += row[IC + j].bits != hi.bits;
+            bad += row[IC + rp + j].bits != lo.bits;
+            bad += row[IC + 2 * rp + j].bits != hi.bits;
+        }
+    }
+    for (int o = 0; o < OC; o++) {
+        const __nv_bfloat16 *row = &we[(size_t)o * ke];
+        for (int c = 0; c < IC; c++) bad += row[c].bits != w0[(size_t)o * ke + c].bits;
+        for (int j = 0; j < rp; j++) {
+            const float b = j < r ? Bm[(size_t)o * r + j] : 0.0f;
+            const __nv_bfloat16 hi = __float2bfloat16_rn(b), lo = __float2bfloat16_rn(b - __bfloat162float(hi));
+            bad += row[IC + j].bits != hi.bits;
+            bad += row[IC + rp + j].bits != hi.bits;
+            bad += row[IC + 2 * rp + j].bits != lo.bits;
+        }
+    }
+    CHECK(bad == 0 && worst < 1e-5, "lora_down_kext N=%d IC=%d OC=%d r=%d: %zu values wrong, u off by %.3g", N, IC, OC, r,
+          bad, worst);
 }
 
 // the batched-GEMM attention's causal softmax and its backward, flash attention's D =
@@ -711,9 +780,15 @@ int main(void) {
     check_up_pack(33, 260, 16, 20, 0, 1, 0);  // GELU, no bias
     check_up_pack(40, 100, 20, 36, 1, 1, 1);  // r = 20 (the 32 form), in place
     check_up_pack(9, 1001, 8, 31, 1, 0, 0);
-    check_kext(37, 29, 24, 8);
-    check_kext(20, 45, 16, 13);   // r off a multiple of 8: zero columns up to rp
-    check_kext(9, 11, 8, 32);
+    check_down_kext(37, 200, 29, 8);    // a partial chunk (IC % 128), partial row block
+    check_down_kext(16, 64, 5, 13);     // r off a multiple of 8: zero columns up to rp
+    check_down_kext(50, 392, 40, 32);   // R = 32
+    check_down_kext(20, 136, 11, 20);   // rp = 24 < R = 32
+    for (int ext_only = 0; ext_only <= 1; ext_only++) {
+        check_kext(37, 29, 24, 8, ext_only);
+        check_kext(20, 45, 16, 13, ext_only);   // r off a multiple of 8: zero columns up to rp
+        check_kext(9, 11, 8, 32, ext_only);
+    }
     swq_backend_destroy(CPU);
     return check_summary("test_kernels_sim");
 }

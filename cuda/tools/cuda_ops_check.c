@@ -958,6 +958,7 @@ static void run_gemm_checks(int small) {
         check_lora_linear(33, 17, 29, 4, 0);
         check_lora_linear(33, 17, 29, 4, 1);
         check_lora_linear(33, 17, 29, 4, 2);
+        check_lora_linear(40, 64, 96, 8, 1);   // a body linear's K-extended GEMM (rows of 16-byte multiples)
         check_attention(2, 16, 32, 2);
         check_attention(1, 13, 24, 3);
         return;

@@ -3,6 +3,8 @@
 // and the best), so a slow shape can be told apart from a slow algorithm choice. Random-ish
 // operands, 3 warm-up and 20 timed calls each, CUDA events.
 //   usage: gemm_probe        (prints one line per shape plus two cuBLASLt lines)
+//          gemm_probe --epilogue   (the body linears' cuBLASLt epilogue GEMMs, K as the plain linear,
+//                                   K-extended by a rank-16 adapter (3 x 16 columns), and that rounded up to 64)
 #include <cublasLt.h>
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
@@ -65,7 +67,101 @@ static void probe(const char *name, cublasOperation_t ta, cublasOperation_t tb, 
     CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
 }
 
-int main(void) {
+// cuBLASLt D[m,n] = A^T B (k deep, A and B rows ld apart) with epilogue ep (bias fp32; GELU_AUX_BIAS: aux
+// bf16 ld m), D in dt, C = D read (beta 1) when with_c: the heuristic's candidates, first and best.
+static int bias_type = CUDA_R_32F;   // -1: the attribute not set (the bias takes D's type)
+static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int k, int ld, cudaDataType_t dt,
+                     int with_c) {
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    float one = 1, zero = 0;
+    double flop = 2.0 * m * n * (double)k;
+    cublasLtMatmulDesc_t op;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
+    const cudaDataType_t bt = (cudaDataType_t)bias_type;
+    void *bias = (char *)C + (size_t)m * n * 4, *aux = (char *)C + (size_t)m * n * 4 + (size_t)m * 4 + 256;
+    if (ep != CUBLASLT_EPILOGUE_DEFAULT) {
+        if (bias_type >= 0)
+            CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    }
+    if (ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
+        const int64_t ld_aux = m;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    }
+    cublasLtMatrixLayout_t la, lb, lc;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, ld));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, ld));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, m, n, m));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                     sizeof(ws_bytes)));
+    cublasLtMatmulHeuristicResult_t res[16];
+    int nres = 0;
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, res, &nres);
+    double best = 1e30, first = 0;
+    int best_i = -1;
+    for (int a = 0; hs == CUBLAS_STATUS_SUCCESS && a < nres; a++) {
+        double t = cu_time_ms(0, 2, REPS, [&] {
+            CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, A, la, B, lb, with_c ? &one : &zero, C, lc, C, lc, &res[a].algo, ws,
+                                        ws_bytes, 0));
+        });
+        if (a == 0) first = t;
+        if (t < best) best = t, best_i = a;
+    }
+    if (hs != CUBLAS_STATUS_SUCCESS || !nres)
+        printf("%-34s m=%5d n=%5d k=%5d ld=%5d: no cuBLASLt algorithm (%s)\n", name, m, n, k, ld, cublasGetStatusString(hs));
+    else
+        printf("%-34s m=%5d n=%5d k=%5d ld=%5d %s: first %.4f ms (%3.0f TFLOP/s), best of %d #%d %.4f ms\n", name, m, n,
+               k, ld, dt == CUDA_R_32F ? "f32 " : "bf16", first, flop / first / 1e9, nres, best_i, best);
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+}
+
+static void epilogue_probes(void) {
+    const cudaDataType_t F = CUDA_R_32F, H = CUDA_R_16BF;
+    const cublasLtEpilogue_t NONE = CUBLASLT_EPILOGUE_DEFAULT, BIAS = CUBLASLT_EPILOGUE_BIAS,
+                             GELU = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    struct { const char *name; int oc, ic; } lin[] = {{"qkv", 2304, 768}, {"attn proj", 768, 768}, {"mlp in", 3072, 768},
+                                                     {"mlp out", 768, 3072}};
+    const int bts[3] = {CUDA_R_32F, CUDA_R_16BF, -1};
+    const char *btn[3] = {"fp32", "bf16", "unset (D's type)"};
+    for (int b = 0; b < 3; b++) {
+        bias_type = bts[b];
+        printf("bias data type %s:\n", btn[b]);
+        probe_ep("mlp in gelu_aux_bias bf16", GELU, 3072, 4096, 832, 832, H, 0);
+        probe_ep("mlp in gelu_aux_bias bf16", GELU, 3072, 4096, 768, 768, H, 0);
+        probe_ep("qkv bias bf16", BIAS, 2304, 4096, 832, 832, H, 0);
+        probe_ep("mlp out bias+C f32", BIAS, 768, 4096, 3136, 3136, F, 1);
+    }
+    bias_type = CUDA_R_32F;
+    for (int i = 0; i < 4; i++) {
+        int oc = lin[i].oc, ic = lin[i].ic, ke = ic + 48, k64 = (ke + 63) & ~63;
+        char nm[64];
+        snprintf(nm, sizeof nm, "%s [w;A], f32 out", lin[i].name);
+        probe_ep(nm, NONE, oc + 16, 4096, ic, ic, F, 0);
+        int ks[3] = {ic, ke, k64};
+        for (int j = 0; j < 3; j++) {
+            snprintf(nm, sizeof nm, "%s bias+C f32", lin[i].name);
+            probe_ep(nm, BIAS, oc, 4096, ks[j], ks[j], F, 1);
+            snprintf(nm, sizeof nm, "%s bias bf16", lin[i].name);
+            probe_ep(nm, BIAS, oc, 4096, ks[j], ks[j], H, 0);
+            snprintf(nm, sizeof nm, "%s gelu_aux_bias bf16", lin[i].name);
+            probe_ep(nm, GELU, oc, 4096, ks[j], ks[j], H, 0);
+        }
+    }
+    probe_ep("u = x A^T r=16 (Lt, f32)", NONE, 16, 4096, 768, 768, F, 0);
+    probe_ep("u = x A^T r=16 (Lt, f32), k 3072", NONE, 16, 4096, 3072, 3072, F, 0);
+}
+
+int main(int argc, char **argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         fprintf(stderr, "gemm_probe: no CUDA device found\n");
@@ -83,6 +179,9 @@ int main(void) {
     fill_kernel<<<4096, 256>>>((__nv_bfloat16 *)B, big);
     CUDA_CHECK(cudaGetLastError());
     CUDA_CHECK(cudaDeviceSynchronize());
+    if (argc > 1 && !strcmp(argv[1], "--epilogue")) {
+        epilogue_probes();
+    } else {
     const cublasOperation_t T = CUBLAS_OP_T, N = CUBLAS_OP_N;
     const cudaDataType_t F = CUDA_R_32F;
     // reference; the LM head at B=8 T=512 (V = 50257 and its aligned neighbours); body linears
@@ -110,6 +209,8 @@ int main(void) {
     probe("LoRA down (u = x A^T), r=16", T, N, 16, 4096, 768, 768, 768, 16, F);
     probe("LoRA dB (dout^T u), r=16", N, T, 16, 3072, 4096, 16, 3072, 16, F);
     probe("LoRA dA (du^T x), r=16", N, T, 768, 16, 4096, 768, 16, 768, F);
+    probe("LoRA down (u = x A^T), r=16, k 3072", T, N, 16, 4096, 3072, 3072, 3072, 16, F);
+    }
     CUDA_CHECK(cudaFree(A));
     CUDA_CHECK(cudaFree(B));
     CUDA_CHECK(cudaFree(C));
