@@ -782,12 +782,30 @@ static void cu_expand_bf16(swq_backend *be, void *out, const void *codes, const 
     r->x_active = 1;
 }
 
-const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx) {
+const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx, int *ld) {
     cuda_ctx *c = CTX(be);
-    if (c->precision != CU_BF16 || r <= 0 || r > rx || OC <= 0 || IC <= 0) return NULL;
+    if (c->precision != CU_BF16 || r <= 0 || r > rx || rx > CU_EXT_ROWS_MAX || OC <= 0 || IC <= 0) return NULL;
     size_t m = (size_t)OC * IC, need = m + (size_t)rx * IC;
     struct cu_alloc_rec *rec = frozen_holding(c, w, m);
     if (!rec || rec->p != w) return NULL;
+    *ld = IC;
+    if (rec->kx) {   // the K-extended copy, A's rows after the weight's (its only bf16 copy in the CDT step)
+        __nv_bfloat16 *rows = (__nv_bfloat16 *)rec->kx + (size_t)OC * rec->kx_ld;
+        *ld = rec->kx_ld;
+        if (!rec->a_ok || rec->a_src != A || rec->a_elems != (size_t)r * IC) {
+            cu_bf16_convert_rows(be, rows, rec->kx_ld, A, r, IC, IC);
+            if (rx > r)
+                CUDA_CHECK(cudaMemset2DAsync(rows + (size_t)r * rec->kx_ld, (size_t)rec->kx_ld * sizeof(__nv_bfloat16), 0,
+                                             (size_t)IC * sizeof(__nv_bfloat16), rx - r, c->stream));
+            rec->a_src = A;
+            rec->a_elems = (size_t)r * IC;
+            rec->a_ok = 1;
+            const char *a0 = (const char *)A, *a1 = a0 + rec->a_elems * sizeof(float);
+            if (!c->a_hi || a0 < c->a_lo) c->a_lo = a0;
+            if (a1 > c->a_hi) c->a_hi = a1;
+        }
+        return rec->kx;
+    }
     if (rec->expanded) {   // room made by dequantize_rows (cu_expand_bf16)
         if ((size_t)rec->x_rows * rec->x_cols != m || rec->bf_elems < need) return NULL;
     } else {
@@ -816,7 +834,8 @@ __nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, i
     size_t m = (size_t)OC * IC;
     struct cu_alloc_rec *rec = frozen_holding(c, w, m);
     if (!rec || rec->p != w || rec->expanded || rec->bytes != m * sizeof(float)) return NULL;
-    if (rec->kx && rec->kx_ld == ld && rec->kx_elems == (size_t)OC * ld) return (__nv_bfloat16 *)rec->kx;
+    size_t elems = (size_t)(OC + CU_EXT_ROWS_MAX) * ld;   // (room for A's rows: cu_weight_ext)
+    if (rec->kx && rec->kx_ld == ld && rec->kx_elems == elems) return (__nv_bfloat16 *)rec->kx;
     if (c->capturing) return NULL;
     if (rec->kx) {   // (another ld: an adapter of another rank over the same weight)
         graphs_clear(c);
@@ -824,7 +843,6 @@ __nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, i
         mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), rec->kx_elems * sizeof(__nv_bfloat16), 0);
         rec->kx = NULL;
     }
-    size_t elems = (size_t)OC * ld;
     cudaError_t e = cudaMalloc(&rec->kx, elems * sizeof(__nv_bfloat16));
     if (e != cudaSuccess) {
         fprintf(stderr, "K-extended bf16 copy of a cached weight: cudaMalloc of %zu bytes failed: %s\n",
@@ -833,6 +851,7 @@ __nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, i
     }
     rec->kx_elems = elems;
     rec->kx_ld = ld;
+    rec->a_ok = 0;   // A's rows go here from now on
     mem_add(c, mem_class(c, MEM_BF16_WEIGHTS), elems * sizeof(__nv_bfloat16), 1);
     cu_bf16_convert_rows(be, rec->kx, ld, w, OC, IC, IC);
     return (__nv_bfloat16 *)rec->kx;

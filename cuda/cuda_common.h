@@ -255,15 +255,18 @@ int cu_flash_attention(swq_backend *be, int C, int NH);
 // bf16 mode: a fresh copy-table entry for the n floats at src, for the caller to fill with
 // their bf16 values on the stream (src must hold the same values in float too); NULL otherwise.
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n);
-// bf16 mode, w a frozen weight [OC, IC] (a quantized-weight cache entry), 0 < r <= rx: its kept
-// bf16 copy followed by rx rows, A's r rows [r, IC] in bf16 and zeros: [w ; A ; 0]. The A rows
-// are rewritten whenever A has been written since (or is another buffer). NULL when w is not
-// frozen or while a recording is made and the copy would have to grow.
-const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx);
+// bf16 mode, w a frozen weight [OC, IC] (a quantized-weight cache entry), 0 < r <= rx <=
+// CU_EXT_ROWS_MAX: its kept bf16 copy followed by rx rows, A's r rows [r, IC] in bf16 and zeros:
+// [w ; A ; 0], rows *ld apart: the K-extended copy where w has one (cu_weight_kext), else the plain
+// one (*ld = IC). The A rows are rewritten whenever A has been written since (or is another
+// buffer). NULL when w is not frozen or while a recording is made and the copy would have to grow.
+const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx, int *ld);
 // bf16 mode, w a frozen weight [OC, IC] (not expanded from codes): a kept bf16 copy of it with its
 // rows ld > IC apart (ld a multiple of 8), the columns past IC left to the caller (a K-extended GEMM
-// operand: lora_body_kext writes the adapter's there before every use). Made once; NULL when w is
-// not frozen, or while a recording is made and it does not exist yet.
+// operand: lora_body_kext writes the adapter's there before every use), with room for
+// CU_EXT_ROWS_MAX rows after it (cu_weight_ext's A rows: the backward then reads this copy, and w
+// needs no other). Made once; NULL when w is not frozen, or while a recording is made and it does
+// not exist yet.
 __nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, int ld);
 // The valid copy of src (made by its producer) is the only form of the values: the floats at
 // src were not written (xent_kl's gradient with grad 2, lora_linear_bwd_gelu's dpre, the MLP's

@@ -123,23 +123,55 @@ void cu_lazy_materialize(swq_backend *be) {
         cu_bf16_rows_to_float(be, z.out, (const __nv_bfloat16 *)z.o, z.ldo, z.rows, z.cols);
 }
 
+// u = x A^T, xe = [x | a_hi | a_lo | a_hi] (a = s u) and we's columns after IC = [b_hi | b_hi | b_lo]
+// by one launch (lora_down_kext_kernel); x and A bf16, 16-byte aligned, IC and ke multiples of 8.
+static void down_kext(swq_backend *be, __nv_bfloat16 *xe, int ke, const void *xb, int IC, const void *ab, void *u,
+                      int r, int rp, double s, int N, __nv_bfloat16 *we, const void *Bm, int OC) {
+    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / 128 + 1 < 128 ? wseg / 128 + 1 : 128;
+#define DOWN_KEXT(R)                                                                                                   \
+    lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, STREAM(be)>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,             \
+                                                               (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, \
+                                                               N, nxb, we, (const float *)Bm, OC)
+    if (rp <= 16) DOWN_KEXT(16);
+    else DOWN_KEXT(32);
+#undef DOWN_KEXT
+    CUDA_LAUNCH_CHECK();
+}
+
 // The LM head with its adapter in bf16 (rows of OC floats off 16-byte multiples: V = 50257):
-// logits = [x | a] [w | b]^T, a = s u, u = inp A^T (its own rank-r GEMM first; the backward reads
-// it), the adapter's columns split in bf16 pairs (lora_kext_kernel), by one GEMM into the padded
-// scratch, left there in floats (cu_lazy, f32) for xent_kl. Instead of the [w ; A] GEMM and the
-// fused pass reading its padded rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512
-// on an H100); the operands' copy costs one pass over the weight's bf16 copy. 0 if it cannot.
+// logits = [x | a] [w | b]^T, a = s u, u = inp A^T (the backward reads it), the adapter's columns
+// split in bf16 pairs, by one GEMM into the padded scratch, left there in floats (cu_lazy, f32) for
+// xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded rows and writing N x OC
+// floats (3.5 ms of a CDT step at B=8 T=512 on an H100). A cached weight keeps its K-extended copy
+// (cu_weight_kext; down_kext writes u and the columns); any other is copied into scratch with
+// them every time (u by its own rank-r GEMM, lora_kext_kernel). 0 if it cannot.
 static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *A,
                           const void *Bm, int N, int IC, int OC, int r, double s) {
     cuda_ctx *c = CTX(be);
     const int rp = (r + 7) & ~7, ke = IC + 3 * rp;
     if (IC % 8) return 0;
+    const int ldo = cu_pad_ld(OC);
+    // a cached weight: its kept K-extended copy (cu_weight_kext), only B's columns written here
+    __nv_bfloat16 *wk = cu_weight_kext(be, (const float *)w, OC, IC, ke);
+    if (wk) {
+        const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+        const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
+        if (xb && ab && (uintptr_t)xb % 16 == 0 && (uintptr_t)ab % 16 == 0) {
+            float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
+                                           "padded GEMM output scratch");
+            __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
+                                                            (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
+            down_kext(be, xe, ke, xb, IC, ab, u, r, rp, s, N, wk, Bm, OC);
+            cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, wk, ke, xe, ke, 0.0f, o, ldo);
+            c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, 1};
+            return 1;
+        }
+    }
     const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
     const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
     const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
     if (!wb || !xb || !ab || (uintptr_t)wb % 16 || (uintptr_t)xb % 16) return 0;
     cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, 1.0f, ab, IC, xb, IC, 0.0f, (float *)u, r);
-    const int ldo = cu_pad_ld(OC);
     float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
                                    "padded GEMM output scratch");
     __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
@@ -182,15 +214,7 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
     __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
                                                     (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
     // u, x's copy with a's columns, and B's columns after the weight's, in one launch
-    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / 128 + 1 < 128 ? wseg / 128 + 1 : 128;
-#define DOWN_KEXT(R)                                                                                                   \
-    lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, c->stream>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,             \
-                                                              (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, \
-                                                              N, nxb, we, (const float *)Bm, OC)
-    if (rp <= 16) DOWN_KEXT(16);
-    else DOWN_KEXT(32);
-#undef DOWN_KEXT
-    CUDA_LAUNCH_CHECK();
+    down_kext(be, xe, ke, xb, IC, ab, u, r, rp, s, N, we, Bm, OC);
     const size_t n = (size_t)N * OC;
     if (act) {
         void *ob = cu_bf16_slot(be, (const float *)out, n), *abf = cu_bf16_slot(be, (const float *)act, n);
@@ -250,13 +274,14 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
         // the 16 extra rows), then the fused pass (bias, s u Bm^T, u saved for the backward)
         const int rx = lora_ext_rows(r), M = OC + rx;
-        const void *we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
+        int ldw;
+        const void *we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx, &ldw);
         const void *xb = we ? cu_bf16_copy(be, (const float *)inp, (size_t)N * IC) : NULL;
         if (xb) {
             int ldo = (size_t)N * M >= ((size_t)1 << 20) ? cu_pad_ld(M) : (M + 3) & ~3;
             float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
                                            "padded GEMM output scratch");
-            cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, IC, 1.0f, we, IC, xb, IC, 0.0f, o, ldo);
+            cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, M, N, IC, 1.0f, we, ldw, xb, IC, 0.0f, o, ldo);
             lora_up_pack(be, (float *)out, o, ldo, (const float *)bias, o + OC, ldo, (float *)u, (const float *)Bm, N,
                          OC, r, (float)s, (float *)act);
             return 1;
@@ -408,9 +433,9 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     const int rx = lora_ext_rows(r);
     const void *we = NULL;
     __nv_bfloat16 *db = NULL;
-    int ldd = 0;
+    int ldd = 0, ldw = IC;
     if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && dinp && !dw && !dbias && !merge)
-        we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx);
+        we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx, &ldw);
     if (we) db = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd);
     if (g && !db && r > 0) {   // no concatenated GEMM to put the GELU in
         gelu_bwd_unfused(be, g, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
@@ -434,9 +459,9 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
             0.0f, (float *)du, r, 0, 1);
     if (IC > 0 && db) {
         cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
-        if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, IC, db, ldd, rx);
+        if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, ldw, db, ldd, rx);
         else
-            cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, IC, db, ldd,
+            cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, ldw, db, ldd,
                          dinp_zero ? 0.0f : 1.0f, (float *)dinp, IC);
     } else if (IC > 0 && !merge && dinp)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,

@@ -784,6 +784,7 @@ int main(void) {
     check_down_kext(16, 64, 5, 13);     // r off a multiple of 8: zero columns up to rp
     check_down_kext(50, 392, 40, 32);   // R = 32
     check_down_kext(20, 136, 11, 20);   // rp = 24 < R = 32
+    check_down_kext(18, 1000, 7, 16);   // more chunks than stages: the ring wraps
     for (int ext_only = 0; ext_only <= 1; ext_only++) {
         check_kext(37, 29, 24, 8, ext_only);
         check_kext(20, 45, 16, 13, ext_only);   // r off a multiple of 8: zero columns up to rp
