@@ -51,6 +51,10 @@ check() {
     SWQ_CUDA_WEIGHT_COPIES=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants small,small-act8,small-qa,124m --steps 10 --steps-124m 3 --bt-124m 1:64 \
         2>&1 | tee "$LOG/step_check_copies.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    echo "== bf16, the body's linears by the [w ; A] GEMM and fused pass (SWQ_CUDA_BODY_KEXT=0; one K-extended GEMM is the default)"
+    SWQ_CUDA_BODY_KEXT=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+        --variants small,small-qa,124m --steps 10 --steps-124m 3 --bt-124m 1:32 \
+        2>&1 | tee "$LOG/step_check_kext0.log" | grep -E "^==|FAIL|worst|cuda_step_check"
     local fb
     for fb in 128 64; do
         echo "== bf16, flash attention blocks of $fb query rows (forward) and $fb keys (backward)"
