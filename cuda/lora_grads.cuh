@@ -55,13 +55,8 @@ __global__ void __launch_bounds__(128) lora_grads_kernel(lg_prob p0, lg_prob p1,
     float acc[R / 8][4];
 #pragma unroll
     for (int n = 0; n < R / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-#pragma unroll
-    for (int st = 0; st < LG_STAGES - 1; st++) load(st, st);
-    for (int ch = 0; ch < nch; ch++) {
-        cp_async_wait<LG_STAGES - 2>();
-        __syncthreads();   // chunk ch is in; every warp is done with the stage loaded next
-        load(ch + LG_STAGES - 1, (ch + LG_STAGES - 1) % LG_STAGES);
-        const __nv_bfloat16 *xs = Xs[ch % LG_STAGES], *ys = Ys[ch % LG_STAGES];
+    cp_ring<LG_STAGES>(nch, load, [&](int, int st) {
+        const __nv_bfloat16 *xs = Xs[st], *ys = Ys[st];
 #pragma unroll
         for (int kk = 0; kk < LG_KC / 16; kk++) {
             uint32_t a[4];
@@ -74,7 +69,7 @@ __global__ void __launch_bounds__(128) lora_grads_kernel(lg_prob p0, lg_prob p1,
                 mma_16816(acc[2 * jp + 1], a, b[2], b[3]);
             }
         }
-    }
+    });
 #pragma unroll
     for (int n = 0; n < R / 8; n++)
 #pragma unroll

@@ -169,13 +169,8 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
     float acc[R / 8][4];
 #pragma unroll
     for (int n = 0; n < R / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-#pragma unroll
-    for (int st = 0; st < DK_STAGES - 1; st++) load(st, st);
-    for (int ch = 0; ch < nch; ch++) {
-        cp_async_wait<DK_STAGES - 2>();
-        __syncthreads();   // chunk ch is in; every warp is done with the stage loaded next
-        load(ch + DK_STAGES - 1, (ch + DK_STAGES - 1) % DK_STAGES);
-        const __nv_bfloat16 *xs = Xs[ch % DK_STAGES], *as = As[ch % DK_STAGES];
+    cp_ring<DK_STAGES>(nch, load, [&](int ch, int st) {
+        const __nv_bfloat16 *xs = Xs[st], *as = As[st];
         const int k0 = ch * DK_KC;
         for (int i = threadIdx.x; i < DK_ROWS * SEGS; i += blockDim.x) {   // x's columns into xe
             const int rr = i / SEGS, c = (i % SEGS) * 8;
@@ -195,7 +190,7 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
                 mma_16816(acc[2 * jp + 1], a, b[2], b[3]);
             }
         }
-    }
+    });
 #pragma unroll
     for (int n = 0; n < R / 8; n++)
 #pragma unroll

@@ -63,6 +63,22 @@ __device__ __forceinline__ const __nv_bfloat16 *frag_a_t(const __nv_bfloat16 *t,
     return t + (k0 + (lane & 7) + (lane >> 4) * 8) * ld + m0 + ((lane >> 3) & 1) * 8;
 }
 
+// The cp.async ring of the mma kernels: chunks 0 .. nch-1 through STAGES shared-memory stages.
+// load(ch, st) issues chunk ch's copies into stage st and commits them (also past the end, so the
+// group count stays uniform); body(ch, st) runs once chunk ch is in, every thread of the block past
+// the barrier, so each stage is reloaded only after all warps are done with it.
+template <int STAGES, typename L, typename F>
+__device__ __forceinline__ void cp_ring(int nch, L load, F body) {
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; st++) load(st, st);
+    for (int ch = 0; ch < nch; ch++) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();   // chunk ch is in; every warp is done with the stage loaded next
+        load(ch + STAGES - 1, (ch + STAGES - 1) % STAGES);
+        body(ch, ch % STAGES);
+    }
+}
+
 // Accumulators of a 16 x (16 KS) tile as bf16 A fragments (its columns become the k index).
 template <int KS>
 __device__ __forceinline__ void mma_acc_to_a(uint32_t a[KS][4], const float c[2 * KS][4]) {

@@ -20,6 +20,36 @@ static void *ws, *A, *B, *C;
 static size_t ws_bytes = (size_t)64 << 20;
 static const int REPS = 20;
 
+// Every candidate cuBLASLt's heuristic offers for op over (la, lb, lc; D = C, beta 0 or 1), timed:
+// the first's and the best's ms (best_i its index), the number of candidates (0: none, *st says
+// why). Destroys op and the layouts.
+struct lt_times { int n, best_i; double first, best; cublasStatus_t st; };
+static lt_times lt_candidates(cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                              cublasLtMatrixLayout_t lc, float beta) {
+    const float one = 1;
+    lt_times r = {0, -1, 0, 1e30, CUBLAS_STATUS_SUCCESS};
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                     sizeof(ws_bytes)));
+    cublasLtMatmulHeuristicResult_t res[16];
+    r.st = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, res, &r.n);
+    if (r.st != CUBLAS_STATUS_SUCCESS) r.n = 0;
+    for (int a = 0; a < r.n; a++) {
+        double t = cu_time_ms(0, 2, REPS, [&] {
+            CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, A, la, B, lb, &beta, C, lc, C, lc, &res[a].algo, ws, ws_bytes, 0));
+        });
+        if (a == 0) r.first = t;
+        if (t < r.best) r.best = t, r.best_i = a;
+    }
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+    return r;
+}
+
 static void probe(const char *name, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, int lda,
                   int ldb, int ldc, cudaDataType_t ct) {
     float one = 1, zero = 0;
@@ -38,33 +68,10 @@ static void probe(const char *name, cublasOperation_t ta, cublasOperation_t tb, 
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, ct, m, n, ldc));
-    cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
-                                                     sizeof(ws_bytes)));
-    cublasLtMatmulHeuristicResult_t res[16];
-    int nres = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, res, &nres));
-    double best = 1e30, first = 0;
-    int best_i = -1;
-    for (int a = 0; a < nres; a++) {
-        double t = cu_time_ms(0, 2, REPS, [&] {
-            CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, A, la, B, lb, &zero, C, lc, C, lc, &res[a].algo, ws, ws_bytes, 0));
-        });
-        if (a == 0) first = t;
-        if (t < best) {
-            best = t;
-            best_i = a;
-        }
-    }
-    if (nres)
-        printf("    cuBLASLt: first candidate %.3f ms (%.0f TFLOP/s), best of %d: #%d %.3f ms (%.0f TFLOP/s)\n", first,
-               flop / first / 1e9, nres, best_i, best, flop / best / 1e9);
-    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-    CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+    lt_times t = lt_candidates(op, la, lb, lc, zero);
+    if (t.n)
+        printf("    cuBLASLt: first candidate %.3f ms (%.0f TFLOP/s), best of %d: #%d %.3f ms (%.0f TFLOP/s)\n", t.first,
+               flop / t.first / 1e9, t.n, t.best_i, t.best, flop / t.best / 1e9);
 }
 
 // cuBLASLt D[m,n] = A^T B (k deep, A and B rows ld apart) with epilogue ep (bias fp32; GELU_AUX_BIAS: aux
@@ -73,7 +80,6 @@ static int bias_type = CUDA_R_32F;   // -1: the attribute not set (the bias take
 static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int k, int ld, cudaDataType_t dt,
                      int with_c) {
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    float one = 1, zero = 0;
     double flop = 2.0 * m * n * (double)k;
     cublasLtMatmulDesc_t op;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -96,33 +102,13 @@ static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int 
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, ld));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, ld));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, m, n, m));
-    cublasLtMatmulPreference_t pref;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
-                                                     sizeof(ws_bytes)));
-    cublasLtMatmulHeuristicResult_t res[16];
-    int nres = 0;
-    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 16, res, &nres);
-    double best = 1e30, first = 0;
-    int best_i = -1;
-    for (int a = 0; hs == CUBLAS_STATUS_SUCCESS && a < nres; a++) {
-        double t = cu_time_ms(0, 2, REPS, [&] {
-            CUBLAS_CHECK(cublasLtMatmul(lt, op, &one, A, la, B, lb, with_c ? &one : &zero, C, lc, C, lc, &res[a].algo, ws,
-                                        ws_bytes, 0));
-        });
-        if (a == 0) first = t;
-        if (t < best) best = t, best_i = a;
-    }
-    if (hs != CUBLAS_STATUS_SUCCESS || !nres)
-        printf("%-34s m=%5d n=%5d k=%5d ld=%5d: no cuBLASLt algorithm (%s)\n", name, m, n, k, ld, cublasGetStatusString(hs));
+    lt_times t = lt_candidates(op, la, lb, lc, with_c ? 1.0f : 0.0f);
+    if (!t.n)
+        printf("%-34s m=%5d n=%5d k=%5d ld=%5d: no cuBLASLt algorithm (%s)\n", name, m, n, k, ld,
+               t.st == CUBLAS_STATUS_SUCCESS ? "none offered" : cublasGetStatusString(t.st));
     else
         printf("%-34s m=%5d n=%5d k=%5d ld=%5d %s: first %.4f ms (%3.0f TFLOP/s), best of %d #%d %.4f ms\n", name, m, n,
-               k, ld, dt == CUDA_R_32F ? "f32 " : "bf16", first, flop / first / 1e9, nres, best_i, best);
-    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-    CUBLAS_CHECK(cublasLtMatmulDescDestroy(op));
+               k, ld, dt == CUDA_R_32F ? "f32 " : "bf16", t.first, flop / t.first / 1e9, t.n, t.best_i, t.best);
 }
 
 static void epilogue_probes(void) {
@@ -161,27 +147,7 @@ static void epilogue_probes(void) {
     probe_ep("u = x A^T r=16 (Lt, f32), k 3072", NONE, 16, 4096, 3072, 3072, F, 0);
 }
 
-int main(int argc, char **argv) {
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        fprintf(stderr, "gemm_probe: no CUDA device found\n");
-        return 2;
-    }
-    CUBLAS_CHECK(cublasCreate(&handle));
-    CUBLAS_CHECK(cublasLtCreate(&lt));
-    CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
-    CUBLAS_CHECK(cublasSetWorkspace(handle, ws, ws_bytes));
-    size_t big = (size_t)50304 * 4096 * 2;   // elements: the largest operand and output below
-    CUDA_CHECK(cudaMalloc(&A, big * 2));
-    CUDA_CHECK(cudaMalloc(&B, big * 2));
-    CUDA_CHECK(cudaMalloc(&C, big * 4));
-    fill_kernel<<<4096, 256>>>((__nv_bfloat16 *)A, big);
-    fill_kernel<<<4096, 256>>>((__nv_bfloat16 *)B, big);
-    CUDA_CHECK(cudaGetLastError());
-    CUDA_CHECK(cudaDeviceSynchronize());
-    if (argc > 1 && !strcmp(argv[1], "--epilogue")) {
-        epilogue_probes();
-    } else {
+static void default_probes(void) {
     const cublasOperation_t T = CUBLAS_OP_T, N = CUBLAS_OP_N;
     const cudaDataType_t F = CUDA_R_32F;
     // reference; the LM head at B=8 T=512 (V = 50257 and its aligned neighbours); body linears
@@ -210,7 +176,28 @@ int main(int argc, char **argv) {
     probe("LoRA dB (dout^T u), r=16", N, T, 16, 3072, 4096, 16, 3072, 16, F);
     probe("LoRA dA (du^T x), r=16", N, T, 768, 16, 4096, 768, 16, 768, F);
     probe("LoRA down (u = x A^T), r=16, k 3072", T, N, 16, 4096, 3072, 3072, 3072, 16, F);
+}
+
+int main(int argc, char **argv) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        fprintf(stderr, "gemm_probe: no CUDA device found\n");
+        return 2;
     }
+    CUBLAS_CHECK(cublasCreate(&handle));
+    CUBLAS_CHECK(cublasLtCreate(&lt));
+    CUDA_CHECK(cudaMalloc(&ws, ws_bytes));
+    CUBLAS_CHECK(cublasSetWorkspace(handle, ws, ws_bytes));
+    size_t big = (size_t)50304 * 4096 * 2;   // elements: the largest operand and output below
+    CUDA_CHECK(cudaMalloc(&A, big * 2));
+    CUDA_CHECK(cudaMalloc(&B, big * 2));
+    CUDA_CHECK(cudaMalloc(&C, big * 4));
+    fill_kernel<<<4096, 256>>>((__nv_bfloat16 *)A, big);
+    fill_kernel<<<4096, 256>>>((__nv_bfloat16 *)B, big);
+    CUDA_CHECK(cudaGetLastError());
+    CUDA_CHECK(cudaDeviceSynchronize());
+    if (argc > 1 && !strcmp(argv[1], "--epilogue")) epilogue_probes();
+    else default_probes();
     CUDA_CHECK(cudaFree(A));
     CUDA_CHECK(cudaFree(B));
     CUDA_CHECK(cudaFree(C));
