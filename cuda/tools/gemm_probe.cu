@@ -111,6 +111,36 @@ static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int 
                k, ld, dt == CUDA_R_32F ? "f32 " : "bf16", t.first, flop / t.first / 1e9, t.n, t.best_i, t.best);
 }
 
+// The backward's input-gradient GEMM D[m,n] = A B (A [m, k] rows lda apart, B [k, n] ldb), D in dt
+// (ld ldd), with the DGELU epilogue (aux bf16, ld m) or none.
+static void probe_bwd(const char *name, cublasLtEpilogue_t ep, int m, int n, int k, int lda, int ldb, int ldd,
+                      cudaDataType_t dt) {
+    const cublasOperation_t N = CUBLAS_OP_N;
+    double flop = 2.0 * m * n * (double)k;
+    cublasLtMatmulDesc_t op;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &N, sizeof(N)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &N, sizeof(N)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
+    if (ep == CUBLASLT_EPILOGUE_DGELU) {
+        void *aux = (char *)C + (size_t)ldd * n * 4;
+        const int64_t ld_aux = m;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+    }
+    cublasLtMatrixLayout_t la, lb, lc;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, m, k, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, m, n, ldd));
+    lt_times t = lt_candidates(op, la, lb, lc, 0.0f);
+    if (!t.n)
+        printf("%-34s m=%5d n=%5d k=%5d lda=%5d: no cuBLASLt algorithm (%s)\n", name, m, n, k, lda,
+               t.st == CUBLAS_STATUS_SUCCESS ? "none offered" : cublasGetStatusString(t.st));
+    else
+        printf("%-34s m=%5d n=%5d k=%5d lda=%5d %s: first %.4f ms (%3.0f TFLOP/s), best of %d #%d %.4f ms\n", name, m,
+               n, k, lda, dt == CUDA_R_32F ? "f32 " : "bf16", t.first, flop / t.first / 1e9, t.n, t.best_i, t.best);
+}
+
 static void epilogue_probes(void) {
     const cudaDataType_t F = CUDA_R_32F, H = CUDA_R_16BF;
     const cublasLtEpilogue_t NONE = CUBLASLT_EPILOGUE_DEFAULT, BIAS = CUBLASLT_EPILOGUE_BIAS,
@@ -127,7 +157,7 @@ static void epilogue_probes(void) {
         probe_ep("qkv bias bf16", BIAS, 2304, 4096, 832, 832, H, 0);
         probe_ep("mlp out bias+C f32", BIAS, 768, 4096, 3136, 3136, F, 1);
     }
-    bias_type = CUDA_R_32F;
+    bias_type = -1;   // (D's type, as the backend passes it)
     for (int i = 0; i < 4; i++) {
         int oc = lin[i].oc, ic = lin[i].ic, ke = ic + 48, k64 = (ke + 63) & ~63;
         char nm[64];
@@ -145,6 +175,22 @@ static void epilogue_probes(void) {
     }
     probe_ep("u = x A^T r=16 (Lt, f32)", NONE, 16, 4096, 768, 768, F, 0);
     probe_ep("u = x A^T r=16 (Lt, f32), k 3072", NONE, 16, 4096, 3072, 3072, F, 0);
+    // the backward's [dout | du] [w ; A] at B=8 T=512, r = 16: the weight's rows IC apart (its plain
+    // copy) or IC + 48 (the K-extended one); the MLP-out linear's with DGELU into bf16 rows padded for
+    // the next adapter's du columns (3088), the others into fp32
+    const cublasLtEpilogue_t DG = CUBLASLT_EPILOGUE_DGELU;
+    for (int l = 3072; l <= 3120; l += 48) {
+        probe_bwd("mlp out bwd dgelu bf16", DG, 3072, 4096, 784, l, 784, 3088, H);
+        probe_bwd("mlp out bwd (no epilogue) bf16", NONE, 3072, 4096, 784, l, 784, 3088, H);
+        probe(l == 3072 ? "mlp out bwd GemmEx bf16, lda IC" : "mlp out bwd GemmEx bf16, lda IC+48", CUBLAS_OP_N,
+              CUBLAS_OP_N, 3072, 4096, 784, l, 784, 3088, H);
+    }
+    for (int l = 768; l <= 816; l += 48) {
+        probe(l == 768 ? "qkv bwd GemmEx f32, lda IC" : "qkv bwd GemmEx f32, lda IC+48", CUBLAS_OP_N, CUBLAS_OP_N, 768,
+              4096, 2320, l, 2320, 768, F);
+        probe(l == 768 ? "mlp in bwd GemmEx f32, lda IC" : "mlp in bwd GemmEx f32, lda IC+48", CUBLAS_OP_N, CUBLAS_OP_N,
+              768, 4096, 3088, l, 3088, 768, F);
+    }
 }
 
 static void default_probes(void) {
