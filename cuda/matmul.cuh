@@ -120,7 +120,8 @@ __global__ void lora_kext_kernel(__nv_bfloat16 *dst, int ldd, const __nv_bfloat1
 
 // A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
 // rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, by mma with fp32 accumulation;
-// written [N, r]) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u, as lora_kext_kernel);
+// written [N, r], and as ub, its bf16 copy, where ub is given: the backward's weight gradients read
+// that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u, as lora_kext_kernel);
 // blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
 // each of we's OC rows (ke apart) from Bm [OC, r]. Instead of a rank-r cuBLAS GEMM (9 us at N = 4096,
 // IC = 768 on an H100: it reads x at a third of the bandwidth) and lora_kext_kernel's copy.
@@ -134,7 +135,7 @@ template <int R>
 __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, int ke, const __nv_bfloat16 *x, int ldx,
                                                              int IC, const __nv_bfloat16 *A, float *u, int r, int rp,
                                                              float s, int N, int nxb, __nv_bfloat16 *we,
-                                                             const float *Bm, int OC) {
+                                                             const float *Bm, int OC, __nv_bfloat16 *ub) {
     __shared__ __align__(16) __nv_bfloat16 Xs[DK_STAGES][DK_ROWS * DK_LD], As[DK_STAGES][R * DK_LD];
     __shared__ float red[4][DK_ROWS][R + 1];
     if ((int)blockIdx.x >= nxb) {   // the weight side
@@ -203,6 +204,7 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
         if (j < r) {
             v = (red[0][rr][j] + red[1][rr][j]) + (red[2][rr][j] + red[3][rr][j]);
             u[(size_t)m * r + j] = v;
+            if (ub) ub[(size_t)m * r + j] = __float2bfloat16_rn(v);
         }
         const float a = s * v;
         const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));

@@ -127,11 +127,13 @@ void cu_lazy_materialize(swq_backend *be) {
 // by one launch (lora_down_kext_kernel); x and A bf16, 16-byte aligned, IC and ke multiples of 8.
 static void down_kext(swq_backend *be, __nv_bfloat16 *xe, int ke, const void *xb, int IC, const void *ab, void *u,
                       int r, int rp, double s, int N, __nv_bfloat16 *we, const void *Bm, int OC) {
+    // u's bf16 copy too where a reader asked for one last time (the backward's weight gradients)
+    __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
     const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / 128 + 1 < 128 ? wseg / 128 + 1 : 128;
 #define DOWN_KEXT(R)                                                                                                   \
     lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, STREAM(be)>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,             \
                                                                (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, \
-                                                               N, nxb, we, (const float *)Bm, OC)
+                                                               N, nxb, we, (const float *)Bm, OC, ub)
     if (rp <= 16) DOWN_KEXT(16);
     else DOWN_KEXT(32);
 #undef DOWN_KEXT

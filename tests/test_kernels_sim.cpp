@@ -427,6 +427,7 @@ static void check_down_kext(int N, int IC, int OC, int r) {
     for (auto &v : x) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
     for (auto &v : A) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 3000);
     std::vector<float> Bm = rnd((size_t)OC * r, -0.1f, 0.1f), u((size_t)N * r, NaN);
+    std::vector<__nv_bfloat16> ub((size_t)N * r, __float2bfloat16_rn(NaN));
     std::vector<__nv_bfloat16> xe((size_t)N * ke, __float2bfloat16_rn(NaN)), we((size_t)OC * ke), w0;
     for (auto &v : we) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
     w0 = we;
@@ -434,10 +435,10 @@ static void check_down_kext(int N, int IC, int OC, int r) {
     warp_sim::run_grid(nxb + nwb, 1, sim_dim3{128, 1, 1}, 0, [&] {
         if (R == 16)
             lora_down_kext_kernel<16>(xe.data(), ke, x.data(), IC, IC, A.data(), u.data(), r, rp, s, N, nxb, we.data(),
-                                      Bm.data(), OC);
+                                      Bm.data(), OC, ub.data());
         else
             lora_down_kext_kernel<32>(xe.data(), ke, x.data(), IC, IC, A.data(), u.data(), r, rp, s, N, nxb, we.data(),
-                                      Bm.data(), OC);
+                                      Bm.data(), OC, ub.data());
     });
     size_t bad = 0;
     double worst = 0;
@@ -455,6 +456,7 @@ static void check_down_kext(int N, int IC, int OC, int r) {
                 }
                 uj = u[(size_t)i * r + j];
                 worst = std::max(worst, fabs(uj - want) / (mag > 0 ? mag : 1));
+                bad += ub[(size_t)i * r + j].bits != __float2bfloat16_rn(uj).bits;   // u's bf16 copy
             }
             const float a = s * uj;
             const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
