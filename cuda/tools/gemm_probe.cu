@@ -74,12 +74,14 @@ static void probe(const char *name, cublasOperation_t ta, cublasOperation_t tb, 
                flop / t.first / 1e9, t.n, t.best_i, t.best, flop / t.best / 1e9);
 }
 
-// cuBLASLt D[m,n] = A^T B (k deep, A and B rows ld apart) with epilogue ep (bias fp32; GELU_AUX_BIAS: aux
-// bf16 ld m), D in dt, C = D read (beta 1) when with_c: the heuristic's candidates, first and best.
+// cuBLASLt D[m,n] = op(A) B (op(A) [m, k]: A stored [k, m] for ta = T, [m, k] for N, rows lda apart;
+// B [k, n], ldb) with epilogue ep, D in dt (ld ldd), C = D read (beta 1) when with_c; a bias (BIAS,
+// GELU_AUX_BIAS) of bias_type, an aux (GELU_AUX_BIAS, DGELU) bf16 with ld m: the heuristic's
+// candidates, first and best.
 static int bias_type = CUDA_R_32F;   // -1: the attribute not set (the bias takes D's type)
-static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int k, int ld, cudaDataType_t dt,
-                     int with_c) {
-    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+static void probe_lt(const char *name, cublasOperation_t ta, cublasLtEpilogue_t ep, int m, int n, int k, int lda,
+                     int ldb, int ldd, cudaDataType_t dt, int with_c) {
+    const cublasOperation_t tb = CUBLAS_OP_N;
     double flop = 2.0 * m * n * (double)k;
     cublasLtMatmulDesc_t op;
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -87,58 +89,34 @@ static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int 
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
     const cudaDataType_t bt = (cudaDataType_t)bias_type;
-    void *bias = (char *)C + (size_t)m * n * 4, *aux = (char *)C + (size_t)m * n * 4 + (size_t)m * 4 + 256;
-    if (ep != CUBLASLT_EPILOGUE_DEFAULT) {
+    void *bias = (char *)C + (size_t)ldd * n * 4, *aux = (char *)bias + (size_t)m * 4 + 256;
+    if (ep == CUBLASLT_EPILOGUE_BIAS || ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
         if (bias_type >= 0)
             CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     }
-    if (ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
+    if (ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || ep == CUBLASLT_EPILOGUE_DGELU) {
         const int64_t ld_aux = m;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
     }
     cublasLtMatrixLayout_t la, lb, lc;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, k, m, ld));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, ld));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, m, n, m));
-    lt_times t = lt_candidates(op, la, lb, lc, with_c ? 1.0f : 0.0f);
-    if (!t.n)
-        printf("%-34s m=%5d n=%5d k=%5d ld=%5d: no cuBLASLt algorithm (%s)\n", name, m, n, k, ld,
-               t.st == CUBLAS_STATUS_SUCCESS ? "none offered" : cublasGetStatusString(t.st));
-    else
-        printf("%-34s m=%5d n=%5d k=%5d ld=%5d %s: first %.4f ms (%3.0f TFLOP/s), best of %d #%d %.4f ms\n", name, m, n,
-               k, ld, dt == CUDA_R_32F ? "f32 " : "bf16", t.first, flop / t.first / 1e9, t.n, t.best_i, t.best);
-}
-
-// The backward's input-gradient GEMM D[m,n] = A B (A [m, k] rows lda apart, B [k, n] ldb), D in dt
-// (ld ldd), with the DGELU epilogue (aux bf16, ld m) or none.
-static void probe_bwd(const char *name, cublasLtEpilogue_t ep, int m, int n, int k, int lda, int ldb, int ldd,
-                      cudaDataType_t dt) {
-    const cublasOperation_t N = CUBLAS_OP_N;
-    double flop = 2.0 * m * n * (double)k;
-    cublasLtMatmulDesc_t op;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &N, sizeof(N)));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &N, sizeof(N)));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
-    if (ep == CUBLASLT_EPILOGUE_DGELU) {
-        void *aux = (char *)C + (size_t)ldd * n * 4;
-        const int64_t ld_aux = m;
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
-        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-    }
-    cublasLtMatrixLayout_t la, lb, lc;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, m, k, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, ta == CUBLAS_OP_T ? k : m, ta == CUBLAS_OP_T ? m : k, lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, k, n, ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, dt, m, n, ldd));
-    lt_times t = lt_candidates(op, la, lb, lc, 0.0f);
+    lt_times t = lt_candidates(op, la, lb, lc, with_c ? 1.0f : 0.0f);
     if (!t.n)
         printf("%-34s m=%5d n=%5d k=%5d lda=%5d: no cuBLASLt algorithm (%s)\n", name, m, n, k, lda,
                t.st == CUBLAS_STATUS_SUCCESS ? "none offered" : cublasGetStatusString(t.st));
     else
         printf("%-34s m=%5d n=%5d k=%5d lda=%5d %s: first %.4f ms (%3.0f TFLOP/s), best of %d #%d %.4f ms\n", name, m,
                n, k, lda, dt == CUDA_R_32F ? "f32 " : "bf16", t.first, flop / t.first / 1e9, t.n, t.best_i, t.best);
+}
+
+// A forward linear's GEMM, A^T B with both operands' rows ld apart, D's rows m apart.
+static void probe_ep(const char *name, cublasLtEpilogue_t ep, int m, int n, int k, int ld, cudaDataType_t dt,
+                     int with_c) {
+    probe_lt(name, CUBLAS_OP_T, ep, m, n, k, ld, ld, m, dt, with_c);
 }
 
 static void epilogue_probes(void) {
@@ -180,8 +158,8 @@ static void epilogue_probes(void) {
     // the next adapter's du columns (3088), the others into fp32
     const cublasLtEpilogue_t DG = CUBLASLT_EPILOGUE_DGELU;
     for (int l = 3072; l <= 3120; l += 48) {
-        probe_bwd("mlp out bwd dgelu bf16", DG, 3072, 4096, 784, l, 784, 3088, H);
-        probe_bwd("mlp out bwd (no epilogue) bf16", NONE, 3072, 4096, 784, l, 784, 3088, H);
+        probe_lt("mlp out bwd dgelu bf16", CUBLAS_OP_N, DG, 3072, 4096, 784, l, 784, 3088, H, 0);
+        probe_lt("mlp out bwd (no epilogue) bf16", CUBLAS_OP_N, NONE, 3072, 4096, 784, l, 784, 3088, H, 0);
         probe(l == 3072 ? "mlp out bwd GemmEx bf16, lda IC" : "mlp out bwd GemmEx bf16, lda IC+48", CUBLAS_OP_N,
               CUBLAS_OP_N, 3072, 4096, 784, l, 784, 3088, H);
     }
