@@ -788,36 +788,34 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
     size_t m = (size_t)OC * IC, need = m + (size_t)rx * IC;
     struct cu_alloc_rec *rec = frozen_holding(c, w, m);
     if (!rec || rec->p != w) return NULL;
-    *ld = IC;
-    if (rec->kx) {   // the K-extended copy, A's rows after the weight's (its only bf16 copy in the CDT step)
-        __nv_bfloat16 *rows = (__nv_bfloat16 *)rec->kx + (size_t)OC * rec->kx_ld;
+    __nv_bfloat16 *base;   // the weight's bf16 rows, *ld apart, with room for rx more after them
+    if (rec->kx) {          // the K-extended copy (its only bf16 copy in the CDT step)
+        base = (__nv_bfloat16 *)rec->kx;
         *ld = rec->kx_ld;
-        if (!rec->a_ok || rec->a_src != A || rec->a_elems != (size_t)r * IC) {
-            cu_bf16_convert_rows(be, rows, rec->kx_ld, A, r, IC, IC);
-            if (rx > r)
-                CUDA_CHECK(cudaMemset2DAsync(rows + (size_t)r * rec->kx_ld, (size_t)rec->kx_ld * sizeof(__nv_bfloat16), 0,
-                                             (size_t)IC * sizeof(__nv_bfloat16), rx - r, c->stream));
-            rec->a_src = A;
-            rec->a_elems = (size_t)r * IC;
-            rec->a_ok = 1;
-            const char *a0 = (const char *)A, *a1 = a0 + rec->a_elems * sizeof(float);
-            if (!c->a_hi || a0 < c->a_lo) c->a_lo = a0;
-            if (a1 > c->a_hi) c->a_hi = a1;
-        }
-        return rec->kx;
-    }
-    if (rec->expanded) {   // room made by dequantize_rows (cu_expand_bf16)
-        if ((size_t)rec->x_rows * rec->x_cols != m || rec->bf_elems < need) return NULL;
     } else {
-        if (rec->bytes != m * sizeof(float)) return NULL;
-        if (!rec->bf16 || rec->bf_elems < need) {
-            if (c->capturing) return NULL;
-            frozen_copy(c, rec, need);
+        if (rec->expanded) {   // room made by dequantize_rows (cu_expand_bf16)
+            if ((size_t)rec->x_rows * rec->x_cols != m || rec->bf_elems < need) return NULL;
+        } else {
+            if (rec->bytes != m * sizeof(float)) return NULL;
+            if (!rec->bf16 || rec->bf_elems < need) {
+                if (c->capturing) return NULL;
+                frozen_copy(c, rec, need);
+            }
         }
+        base = (__nv_bfloat16 *)rec->bf16;
+        *ld = IC;
     }
     size_t na = (size_t)r * IC;
     if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {   // A's rows, then zero rows up to rx
-        cu_bf16_convert_rows(be, (__nv_bfloat16 *)rec->bf16 + m, 0, A, 1, r * IC, rx * IC);
+        __nv_bfloat16 *rows = base + (size_t)OC * *ld;
+        if (*ld == IC) {
+            cu_bf16_convert_rows(be, rows, 0, A, 1, r * IC, rx * IC);
+        } else {
+            cu_bf16_convert_rows(be, rows, *ld, A, r, IC, IC);
+            if (rx > r)
+                CUDA_CHECK(cudaMemset2DAsync(rows + (size_t)r * *ld, (size_t)*ld * sizeof(__nv_bfloat16), 0,
+                                             (size_t)IC * sizeof(__nv_bfloat16), rx - r, c->stream));
+        }
         rec->a_src = A;
         rec->a_elems = na;
         rec->a_ok = 1;
@@ -825,7 +823,7 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
         if (!c->a_hi || a0 < c->a_lo) c->a_lo = a0;
         if (a1 > c->a_hi) c->a_hi = a1;
     }
-    return rec->bf16;
+    return base;
 }
 
 __nv_bfloat16 *cu_weight_kext(swq_backend *be, const float *w, int OC, int IC, int ld) {

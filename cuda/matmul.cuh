@@ -80,16 +80,18 @@ __global__ void lora_merge_kernel(float *wm, __nv_bfloat16 *wb, const float *w, 
     }
 }
 
-// A GEMM's K extended by a LoRA adapter's up-product: row i of dst is row i of src (C bf16, C, lds
-// and ldd multiples of 8) followed by three groups of rp (a multiple of 8) columns from a = s v[i, :r]
-// (zero beyond r), each value split into bf16 hi = rn(a) and lo = rn(a - hi): the input side
-// [x | a_hi | a_lo | a_hi] (lo_mid 1), the weight side [w | b_hi | b_hi | b_lo] (lo_mid 0), whose
-// product adds x w^T + a_hi b_hi + a_lo b_hi + a_hi b_lo = x w^T + a b^T - a_lo b_lo^T: the adapter's
-// term to ~2^-16 of itself, as the fp32 pass it replaces.
-// Extension columns t..t+7 (t a multiple of 8, < 3 rp) of row `row`, packed for one 16-byte store.
-__device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, int rp, float s, int t, int lo_mid) {
-    const int seg = t / rp, j0 = t % rp;
-    const bool lo = seg == (lo_mid ? 1 : 2);
+// A GEMM's K extended by a LoRA adapter's up-product: each row of x (the input side) and of w (the
+// weight side) is followed by three groups of rp (a multiple of 8) columns from a = s u[i, :r] and
+// b = Bm[o, :r] (zero beyond r), each value split into bf16 hi = rn(a) and lo = rn(a - hi): the
+// input side [x | a_hi | a_lo | a_hi], the weight side [w | b_hi | b_hi | b_lo], whose product adds
+// x w^T + a_hi b_hi + a_lo b_hi + a_hi b_lo = x w^T + a b^T - a_lo b_lo^T: the adapter's term to
+// ~2^-16 of itself, as the fp32 pass it replaces.
+__device__ __forceinline__ float kext_rest(float a) { return a - __bfloat162float(__float2bfloat16_rn(a)); }
+// The weight side's extension columns t..t+7 (t a multiple of 8, < 3 rp) of row `row` of v [rows, r],
+// packed for one 16-byte store.
+__device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, int rp, int t) {
+    const int j0 = t % rp;
+    const bool lo = t / rp == 2;
     uint32_t w[4];
 #pragma unroll
     for (int e = 0; e < 4; e++) {
@@ -97,34 +99,21 @@ __device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, in
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int j = j0 + 2 * e + h;
-            const float a = j < r ? s * v[(size_t)row * r + j] : 0.0f;
-            x[h] = lo ? a - __bfloat162float(__float2bfloat16_rn(a)) : a;
+            const float b = j < r ? v[(size_t)row * r + j] : 0.0f;
+            x[h] = lo ? kext_rest(b) : b;
         }
         w[e] = pack_bf16x2(x[0], x[1]);
     }
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-// One 16-byte store a thread; C = 0 writes only the extension (dst then points past the row's C columns).
-__global__ void lora_kext_kernel(__nv_bfloat16 *dst, int ldd, const __nv_bfloat16 *src, int lds, int C,
-                                 const float *v, int r, int rp, float s, int rows, int lo_mid) {
-    const int cc = C / 8, ct = cc + 3 * rp / 8;
-    const size_t n = (size_t)rows * ct;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        const int row = (int)(i / ct), c = (int)(i % ct);
-        const uint4 q = c < cc ? *(const uint4 *)(src + (size_t)row * lds + 8 * c)
-                               : kext_segment(v, row, r, rp, s, 8 * (c - cc), lo_mid);
-        *(uint4 *)(dst + (size_t)row * ldd + 8 * c) = q;
-    }
-}
-
 // A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
 // rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, by mma with fp32 accumulation;
 // written [N, r], and as ub, its bf16 copy, where ub is given: the backward's weight gradients read
-// that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u, as lora_kext_kernel);
+// that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u);
 // blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
 // each of we's OC rows (ke apart) from Bm [OC, r]. Instead of a rank-r cuBLAS GEMM (9 us at N = 4096,
-// IC = 768 on an H100: it reads x at a third of the bandwidth) and lora_kext_kernel's copy.
+// IC = 768 on an H100: it reads x at a third of the bandwidth) and a copying pass.
 // Block: 4 warps over DK_ROWS rows, the k16 steps of each DK_KC-column chunk split among the warps
 // (their partial sums added in shared memory at the end); R (16 or 32) >= rp.
 #define DK_ROWS 16
@@ -144,7 +133,7 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
         for (size_t i = (size_t)(blockIdx.x - nxb) * blockDim.x + threadIdx.x; i < n;
              i += (size_t)(gridDim.x - nxb) * blockDim.x) {
             const int row = (int)(i / ct), c = (int)(i % ct);
-            *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 1.0f, 8 * c, 0);
+            *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 8 * c);
         }
         return;
     }
@@ -207,7 +196,7 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
             if (ub) ub[(size_t)m * r + j] = __float2bfloat16_rn(v);
         }
         const float a = s * v;
-        const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
+        const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(kext_rest(a));
         __nv_bfloat16 *row = xe + (size_t)m * ke + IC;
         row[j] = hi;
         row[rp + j] = lo;

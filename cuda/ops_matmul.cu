@@ -123,70 +123,63 @@ void cu_lazy_materialize(swq_backend *be) {
         cu_bf16_rows_to_float(be, z.out, (const __nv_bfloat16 *)z.o, z.ldo, z.rows, z.cols);
 }
 
-// u = x A^T, xe = [x | a_hi | a_lo | a_hi] (a = s u) and we's columns after IC = [b_hi | b_hi | b_lo]
-// by one launch (lora_down_kext_kernel); x and A bf16, 16-byte aligned, IC and ke multiples of 8.
-static void down_kext(swq_backend *be, __nv_bfloat16 *xe, int ke, const void *xb, int IC, const void *ab, void *u,
-                      int r, int rp, double s, int N, __nv_bfloat16 *we, const void *Bm, int OC) {
-    // u's bf16 copy too where a reader asked for one last time (the backward's weight gradients)
+// The extended K of a LoRA linear's forward: IC, then the adapter's three groups of rp columns.
+static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
+
+// The input side of a K-extended GEMM and the adapter's columns of its weight side, by one launch
+// (lora_down_kext_kernel): u = inp A^T (and u's bf16 copy where a reader asked for one last time:
+// the backward's weight gradients), the scratch xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16
+// copy), and we's columns after IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). xe, or NULL
+// (nothing done) when inp's or A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
+static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A, void *u, __nv_bfloat16 *we,
+                                 const void *Bm, int N, int IC, int OC, int r, double s) {
+    cuda_ctx *c = CTX(be);
+    const int rp = (r + 7) & ~7, ke = kext_ld(IC, r);
+    if (IC % 8) return NULL;
+    const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+    const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
+    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16) return NULL;
+    __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
+                                                    (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
     __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
     const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / 128 + 1 < 128 ? wseg / 128 + 1 : 128;
 #define DOWN_KEXT(R)                                                                                                   \
-    lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, STREAM(be)>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,             \
-                                                               (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, \
-                                                               N, nxb, we, (const float *)Bm, OC, ub)
+    lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, c->stream>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,              \
+                                                              (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s,  \
+                                                              N, nxb, we, (const float *)Bm, OC, ub)
     if (rp <= 16) DOWN_KEXT(16);
     else DOWN_KEXT(32);
 #undef DOWN_KEXT
     CUDA_LAUNCH_CHECK();
+    return xe;
 }
 
 // The LM head with its adapter in bf16 (rows of OC floats off 16-byte multiples: V = 50257):
 // logits = [x | a] [w | b]^T, a = s u, u = inp A^T (the backward reads it), the adapter's columns
-// split in bf16 pairs, by one GEMM into the padded scratch, left there in floats (cu_lazy, f32) for
-// xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded rows and writing N x OC
-// floats (3.5 ms of a CDT step at B=8 T=512 on an H100). A cached weight keeps its K-extended copy
-// (cu_weight_kext; down_kext writes u and the columns); any other is copied into scratch with
-// them every time (u by its own rank-r GEMM, lora_kext_kernel). 0 if it cannot.
+// split in bf16 pairs (kext_input), by one GEMM into the padded scratch, left there in floats
+// (cu_lazy, f32) for xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded
+// rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512 on an H100). A cached weight
+// keeps its K-extended copy (cu_weight_kext); any other is copied into scratch rows kext_ld apart
+// every time. 0 if it cannot.
 static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *A,
                           const void *Bm, int N, int IC, int OC, int r, double s) {
     cuda_ctx *c = CTX(be);
-    const int rp = (r + 7) & ~7, ke = IC + 3 * rp;
-    if (IC % 8) return 0;
-    const int ldo = cu_pad_ld(OC);
-    // a cached weight: its kept K-extended copy (cu_weight_kext), only B's columns written here
-    __nv_bfloat16 *wk = cu_weight_kext(be, (const float *)w, OC, IC, ke);
-    if (wk) {
-        const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-        const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
-        if (xb && ab && (uintptr_t)xb % 16 == 0 && (uintptr_t)ab % 16 == 0) {
-            float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
-                                           "padded GEMM output scratch");
-            __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
-                                                            (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
-            down_kext(be, xe, ke, xb, IC, ab, u, r, rp, s, N, wk, Bm, OC);
-            cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, wk, ke, xe, ke, 0.0f, o, ldo);
-            c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, 1};
-            return 1;
-        }
+    const int ke = kext_ld(IC, r), ldo = cu_pad_ld(OC);
+    __nv_bfloat16 *we = cu_weight_kext(be, (const float *)w, OC, IC, ke);
+    const void *wb = NULL;
+    if (!we) {
+        wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
+        if (!wb) return 0;
+        we = (__nv_bfloat16 *)cu_scratch(be, &c->kext_w, &c->kext_w_cap, (size_t)OC * ke * sizeof(__nv_bfloat16),
+                                         "K-extended head weight");
     }
-    const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
-    const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-    const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
-    if (!wb || !xb || !ab || (uintptr_t)wb % 16 || (uintptr_t)xb % 16) return 0;
-    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, r, N, IC, 1.0f, ab, IC, xb, IC, 0.0f, (float *)u, r);
+    const __nv_bfloat16 *xe = kext_input(be, inp, A, u, we, Bm, N, IC, OC, r, s);
+    if (!xe) return 0;
+    if (wb)   // the weight's own columns (kext_input wrote the adapter's after them)
+        CUDA_CHECK(cudaMemcpy2DAsync(we, (size_t)ke * sizeof(__nv_bfloat16), wb, (size_t)IC * sizeof(__nv_bfloat16),
+                                     (size_t)IC * sizeof(__nv_bfloat16), OC, cudaMemcpyDeviceToDevice, c->stream));
     float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
                                    "padded GEMM output scratch");
-    __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
-                                                    (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended head input");
-    __nv_bfloat16 *we = (__nv_bfloat16 *)cu_scratch(be, &c->kext_w, &c->kext_w_cap,
-                                                    (size_t)OC * ke * sizeof(__nv_bfloat16), "K-extended head weight");
-    const int ct = ke / 8;
-    lora_kext_kernel<<<grid_for((size_t)N * ct, EW_BLOCK), EW_BLOCK, 0, c->stream>>>(
-        xe, ke, (const __nv_bfloat16 *)xb, IC, IC, (const float *)u, r, rp, (float)s, N, 1);
-    CUDA_LAUNCH_CHECK();
-    lora_kext_kernel<<<grid_for((size_t)OC * ct, EW_BLOCK), EW_BLOCK, 0, c->stream>>>(
-        we, ke, (const __nv_bfloat16 *)wb, IC, IC, (const float *)Bm, r, rp, 1.0f, OC, 0);
-    CUDA_LAUNCH_CHECK();
     cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, o, ldo);
     c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, 1};
     return 1;
@@ -196,7 +189,7 @@ static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, 
 // out = [x | a] [w | b]^T + bias by one cuBLASLt GEMM, a = s u, u = inp A^T (the backward reads
 // it), the adapter's columns split in bf16 pairs after x's copy in scratch and after the weight's
 // rows in its K-extended copy (cu_weight_kext): u and both extensions by one launch
-// (lora_down_kext_kernel); then the GEMM, whose epilogue adds the bias and either the GELU (act: out and act written only as their bf16 copies),
+// (kext_input); then the GEMM, whose epilogue adds the bias and either the GELU (act: out and act written only as their bf16 copies),
 // or the residual (res, as the GEMM's C: *res_done), or neither (out's bf16 copy alone where its
 // readers take only that, as attention does qkv's). Instead of the [w ; A] GEMM into padded fp32
 // rows and the fused pass reading them back (lora_up_pack) and, with res, an add. -1 if it cannot;
@@ -205,18 +198,12 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
                           const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r, double s,
                           const float *res, int *res_done) {
     cuda_ctx *c = CTX(be);
-    const int rp = (r + 7) & ~7, ke = IC + 3 * rp;
-    if (!c->body_kext || c->lt_off || !bias || (uintptr_t)bias % 16 || IC % 8 || OC % 8) return -1;
+    const int ke = kext_ld(IC, r);
+    if (!c->body_kext || c->lt_off || !bias || (uintptr_t)bias % 16 || OC % 8) return -1;
     if (act && (res || c->sole_off)) return -1;
-    __nv_bfloat16 *we = cu_weight_kext(be, (const float *)w, OC, IC, ke);
-    if (!we) return -1;
-    const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-    const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
-    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16) return -1;
-    __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
-                                                    (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
-    // u, x's copy with a's columns, and B's columns after the weight's, in one launch
-    down_kext(be, xe, ke, xb, IC, ab, u, r, rp, s, N, we, Bm, OC);
+    __nv_bfloat16 *we = IC % 8 ? NULL : cu_weight_kext(be, (const float *)w, OC, IC, ke);
+    const __nv_bfloat16 *xe = we ? kext_input(be, inp, A, u, we, Bm, N, IC, OC, r, s) : NULL;
+    if (!xe) return -1;
     const size_t n = (size_t)N * OC;
     if (act) {
         void *ob = cu_bf16_slot(be, (const float *)out, n), *abf = cu_bf16_slot(be, (const float *)act, n);
