@@ -1411,13 +1411,11 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
                       double grad_scale, int grad, int P, int V) {
     TL("head: xent_kl", "xent_kl");
     // logits left in the padded GEMM output (cu_lazy): read there, unless the gradient is to
-    // replace them (grad 1) or teacher rows are read or written with bf16 logits (their path reads
-    // float logits)
+    // replace them (grad 1)
     const cuda_ctx *c = CTX(be);
     const void *zin = NULL;
     int ldz = V;
-    if (c->lazy.out == logits && c->lazy.rows == P && c->lazy.cols == V && grad != 1 &&
-        (c->lazy.f32 || (!tS && !nS))) {
+    if (c->lazy.out == logits && c->lazy.rows == P && c->lazy.cols == V && grad != 1) {
         zin = c->lazy.o;
         ldz = c->lazy.ldo;
     } else {
@@ -1547,6 +1545,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->lazy_head = !(lh && *lh && !strcmp(lh, "0"));   // measured 4.2 ms off 83.3 a pretraining step (docs/PERF.md)
     const char *bk = getenv("SWQ_CUDA_BODY_KEXT");
     c->body_kext = !(bk && *bk && !strcmp(bk, "0"));
+    const char *hf = getenv("SWQ_CUDA_HEAD_F32");
+    c->head_f32 = hf && *hf && strcmp(hf, "0");
     const char *fl = getenv("SWQ_CUDA_FLASH");
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     c->flash_rows = flash_rows;

@@ -134,6 +134,7 @@ typedef struct {
     int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64, 128; 0: flash_block picks)
     int lazy_head;                 // a head output may stay pending (cu_lazy); SWQ_CUDA_LAZY_HEAD=0 turns it off
     int body_kext;                 // bf16 body linears with adapter by one K-extended GEMM; SWQ_CUDA_BODY_KEXT=0 turns it off
+    int head_f32;                  // the LoRA head's logits left in floats (SWQ_CUDA_HEAD_F32=1), not bf16
     struct cu_lazy lazy;
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs

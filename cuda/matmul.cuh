@@ -107,51 +107,50 @@ __device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, in
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-// A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
-// rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, by mma with fp32 accumulation;
-// written [N, r], and as ub, its bf16 copy, where ub is given: the backward's weight gradients read
-// that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u);
-// blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
-// each of we's OC rows (ke apart) from Bm [OC, r]. Instead of a rank-r cuBLAS GEMM (9 us at N = 4096,
-// IC = 768 on an H100: it reads x at a third of the bandwidth) and a copying pass.
-// Block: 4 warps over DK_ROWS rows, the k16 steps of each DK_KC-column chunk split among the warps
-// (their partial sums added in shared memory at the end); R (16 or 32) >= rp.
-#define DK_ROWS 16
+// u = x A^T for DK_ROWS rows of x [N, K] (bf16, rows ldx apart, K a multiple of 8; A [r, K] bf16,
+// rows K apart, R >= r columns, zero past r), through a DK_STAGES-deep cp.async ring of DK_KC-column
+// chunks: DK_THREADS threads, 8 warps, two 16-row groups of 4 warps that split each chunk's k16
+// steps, their partial sums added at the end. Every block reads all of A, so block b starts at
+// chunk b % nch and wraps around: the blocks' requests spread over A's lines instead of meeting on
+// the same ones in L2 (an H100 at N = 4096, K = 3072, r = 16: a skinny operand's loads alone took
+// 19 us in chunk order, 14 us staggered). chunk(ch, xs) runs on each chunk of x in shared memory
+// (rows DK_LD apart), every thread past the barrier. Returns the sums in shared memory, row rr's
+// column j at [rr (R + 1) + j] (every thread past a barrier), in the ring's own space.
+#define DK_ROWS 32
+#define DK_THREADS 256
+#ifndef DK_KC
 #define DK_KC 128
+#endif
+#ifndef DK_STAGES
+#define DK_STAGES 4
+#endif
 #define DK_LD (DK_KC + 8)
-#define DK_STAGES 3
+// dynamic shared memory of a launch
 template <int R>
-__global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, int ke, const __nv_bfloat16 *x, int ldx,
-                                                             int IC, const __nv_bfloat16 *A, float *u, int r, int rp,
-                                                             float s, int N, int nxb, __nv_bfloat16 *we,
-                                                             const float *Bm, int OC, __nv_bfloat16 *ub) {
-    __shared__ __align__(16) __nv_bfloat16 Xs[DK_STAGES][DK_ROWS * DK_LD], As[DK_STAGES][R * DK_LD];
-    __shared__ float red[4][DK_ROWS][R + 1];
-    if ((int)blockIdx.x >= nxb) {   // the weight side
-        const int ct = 3 * rp / 8;
-        const size_t n = (size_t)OC * ct;
-        for (size_t i = (size_t)(blockIdx.x - nxb) * blockDim.x + threadIdx.x; i < n;
-             i += (size_t)(gridDim.x - nxb) * blockDim.x) {
-            const int row = (int)(i / ct), c = (int)(i % ct);
-            *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 8 * c);
-        }
-        return;
-    }
+constexpr int dk_smem_bytes = DK_STAGES * (DK_ROWS + R) * DK_LD * 2;
+static_assert(4 * DK_ROWS * (32 + 1) * 4 <= dk_smem_bytes<32> && 4 * DK_ROWS * (16 + 1) * 4 <= dk_smem_bytes<16>,
+              "room for the warps' partial sums in the ring's shared memory");
+template <int R, typename F>
+__device__ __forceinline__ const float *dk_rows_times_at(unsigned char *smem, const __nv_bfloat16 *x, int ldx, int K,
+                                                        const __nv_bfloat16 *A, int r, int m0, int N, F chunk) {
+    __nv_bfloat16 *Xs = (__nv_bfloat16 *)smem, *As = Xs + DK_STAGES * DK_ROWS * DK_LD;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-    const int m0 = blockIdx.x * DK_ROWS, nch = (IC + DK_KC - 1) / DK_KC;
+    const int rg = w >> 2, wk = w & 3;   // the warp's 16-row group and its share of the k16 steps
+    const int nch = (K + DK_KC - 1) / DK_KC, first = (int)(blockIdx.x % nch);
     constexpr int SEGS = DK_KC / 8;   // 16-byte segments a tile row
     auto load = [&](int ch, int st) {
         if (ch < nch) {
-            const int k0 = ch * DK_KC;
+            const int k0 = (ch + first) % nch * DK_KC;
+            __nv_bfloat16 *xs = Xs + st * DK_ROWS * DK_LD, *as = As + st * R * DK_LD;
             for (int i = threadIdx.x; i < DK_ROWS * SEGS; i += blockDim.x) {
                 const int rr = i / SEGS, c = (i % SEGS) * 8;
-                const bool ok = m0 + rr < N && k0 + c < IC;
-                cp_async16(Xs[st] + rr * DK_LD + c, x + (ok ? (size_t)(m0 + rr) * ldx + k0 + c : 0), ok);
+                const bool ok = m0 + rr < N && k0 + c < K;
+                cp_async16(xs + rr * DK_LD + c, x + (ok ? (size_t)(m0 + rr) * ldx + k0 + c : 0), ok);
             }
             for (int i = threadIdx.x; i < R * SEGS; i += blockDim.x) {
                 const int j = i / SEGS, c = (i % SEGS) * 8;
-                const bool ok = j < r && k0 + c < IC;
-                cp_async16(As[st] + j * DK_LD + c, A + (ok ? (size_t)j * IC + k0 + c : 0), ok);
+                const bool ok = j < r && k0 + c < K;
+                cp_async16(as + j * DK_LD + c, A + (ok ? (size_t)j * K + k0 + c : 0), ok);
             }
         }
         cp_async_commit();   // (empty past the end: the group count stays uniform)
@@ -160,18 +159,13 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
 #pragma unroll
     for (int n = 0; n < R / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     cp_ring<DK_STAGES>(nch, load, [&](int ch, int st) {
-        const __nv_bfloat16 *xs = Xs[st], *as = As[st];
-        const int k0 = ch * DK_KC;
-        for (int i = threadIdx.x; i < DK_ROWS * SEGS; i += blockDim.x) {   // x's columns into xe
-            const int rr = i / SEGS, c = (i % SEGS) * 8;
-            if (m0 + rr < N && k0 + c < IC)
-                *(uint4 *)(xe + (size_t)(m0 + rr) * ke + k0 + c) = *(const uint4 *)(xs + rr * DK_LD + c);
-        }
+        const __nv_bfloat16 *xs = Xs + st * DK_ROWS * DK_LD, *as = As + st * R * DK_LD;
+        chunk((ch + first) % nch, xs);
 #pragma unroll
-        for (int q = 0; q < DK_KC / 64; q++) {   // warp w: the chunk's k16 steps w, w + 4
-            const int kk = (4 * q + w) * 16;
+        for (int q = 0; q < DK_KC / 64; q++) {   // warp w: the chunk's k16 steps wk, wk + 4, ...
+            const int kk = (4 * q + wk) * 16;
             uint32_t a[4];
-            mma_ldsm(a, frag_a(xs, DK_LD, 0, kk));
+            mma_ldsm(a, frag_a(xs, DK_LD, rg * 16, kk));
 #pragma unroll
             for (int jp = 0; jp < R / 16; jp++) {
                 uint32_t b[4];
@@ -181,17 +175,65 @@ __global__ void __launch_bounds__(128) lora_down_kext_kernel(__nv_bfloat16 *xe, 
             }
         }
     });
+    __syncthreads();   // every warp is done with the ring: its space takes the partial sums
+    float (*red)[DK_ROWS][R + 1] = (float (*)[DK_ROWS][R + 1])smem;
 #pragma unroll
     for (int n = 0; n < R / 8; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) red[w][g + (e >= 2 ? 8 : 0)][n * 8 + 2 * tq + (e & 1)] = acc[n][e];
+        for (int e = 0; e < 4; e++) red[wk][rg * 16 + g + (e >= 2 ? 8 : 0)][n * 8 + 2 * tq + (e & 1)] = acc[n][e];
     __syncthreads();
+    for (int i = threadIdx.x; i < DK_ROWS * (R + 1); i += blockDim.x) {
+        const int rr = i / (R + 1), j = i % (R + 1);
+        red[0][rr][j] = (red[0][rr][j] + red[1][rr][j]) + (red[2][rr][j] + red[3][rr][j]);
+    }
+    __syncthreads();
+    return &red[0][0][0];
+}
+
+// A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
+// rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, by mma with fp32 accumulation;
+// written [N, r], and as ub, its bf16 copy, where ub is given: the backward's weight gradients read
+// that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u);
+// blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
+// each of we's OC rows (ke apart) from Bm [OC, r], and Bm's bf16 copy bb [OC, r] where given (the
+// backward's du = s dout Bm GEMM reads that). Instead of a rank-r cuBLAS GEMM (9 us at N = 4096,
+// IC = 768 on an H100: it reads x at a third of the bandwidth) and a copying pass.
+// R (16 or 32) >= rp.
+template <int R>
+__global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat16 *xe, int ke, const __nv_bfloat16 *x, int ldx,
+                                                             int IC, const __nv_bfloat16 *A, float *u, int r, int rp,
+                                                             float s, int N, int nxb, __nv_bfloat16 *we,
+                                                             const float *Bm, int OC, __nv_bfloat16 *ub,
+                                                             __nv_bfloat16 *bb) {
+    SWQ_DYNAMIC_SMEM(smem);
+    if ((int)blockIdx.x >= nxb) {   // the weight side
+        const int ct = 3 * rp / 8;
+        const size_t n = (size_t)OC * ct;
+        for (size_t i = (size_t)(blockIdx.x - nxb) * blockDim.x + threadIdx.x; i < n;
+             i += (size_t)(gridDim.x - nxb) * blockDim.x) {
+            const int row = (int)(i / ct), c = (int)(i % ct);
+            *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 8 * c);
+            if (bb && 8 * c < rp)   // the b_hi group: B's bf16 copy
+                for (int j = 8 * c; j < 8 * c + 8 && j < r; j++)
+                    bb[(size_t)row * r + j] = __float2bfloat16_rn(Bm[(size_t)row * r + j]);
+        }
+        return;
+    }
+    const int m0 = blockIdx.x * DK_ROWS;
+    const float *sum = dk_rows_times_at<R>(smem, x, ldx, IC, A, r, m0, N, [&](int ch, const __nv_bfloat16 *xs) {
+        const int k0 = ch * DK_KC;
+        for (int i = threadIdx.x; i < DK_ROWS * (DK_KC / 8); i += blockDim.x) {   // x's columns into xe
+            const int rr = i / (DK_KC / 8), c = (i % (DK_KC / 8)) * 8;
+            if (m0 + rr < N && k0 + c < IC)
+                *(uint4 *)(xe + (size_t)(m0 + rr) * ke + k0 + c) = *(const uint4 *)(xs + rr * DK_LD + c);
+        }
+    });
     for (int i = threadIdx.x; i < DK_ROWS * R; i += blockDim.x) {
         const int rr = i / R, j = i % R, m = m0 + rr;
         if (m >= N || j >= rp) continue;
         float v = 0.0f;
         if (j < r) {
-            v = (red[0][rr][j] + red[1][rr][j]) + (red[2][rr][j] + red[3][rr][j]);
+            v = sum[rr * (R + 1) + j];
             u[(size_t)m * r + j] = v;
             if (ub) ub[(size_t)m * r + j] = __float2bfloat16_rn(v);
         }

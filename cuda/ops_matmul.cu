@@ -123,12 +123,22 @@ void cu_lazy_materialize(swq_backend *be) {
         cu_bf16_rows_to_float(be, z.out, (const __nv_bfloat16 *)z.o, z.ldo, z.rows, z.cols);
 }
 
+// The shared memory of lora_down_kext_kernel (its ring: dk_rows_times_at), set once.
+static void dk_setup(void) {
+    static int done;
+    if (done) return;
+    const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    CUDA_CHECK(cudaFuncSetAttribute(lora_down_kext_kernel<16>, a, dk_smem_bytes<16>));
+    CUDA_CHECK(cudaFuncSetAttribute(lora_down_kext_kernel<32>, a, dk_smem_bytes<32>));
+    done = 1;
+}
+
 // The extended K of a LoRA linear's forward: IC, then the adapter's three groups of rp columns.
 static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
 
 // The input side of a K-extended GEMM and the adapter's columns of its weight side, by one launch
 // (lora_down_kext_kernel): u = inp A^T (and u's bf16 copy where a reader asked for one last time:
-// the backward's weight gradients), the scratch xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16
+// the backward's weight gradients; Bm's likewise: the backward's du), the scratch xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16
 // copy), and we's columns after IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). xe, or NULL
 // (nothing done) when inp's or A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
 static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A, void *u, __nv_bfloat16 *we,
@@ -142,11 +152,13 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
     __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
                                                     (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
     __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
-    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / 128 + 1 < 128 ? wseg / 128 + 1 : 128;
+    __nv_bfloat16 *bb = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)Bm, (size_t)OC * r);
+    dk_setup();
+    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
 #define DOWN_KEXT(R)                                                                                                   \
-    lora_down_kext_kernel<R><<<nxb + nwb, 128, 0, c->stream>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,              \
+    lora_down_kext_kernel<R><<<nxb + nwb, DK_THREADS, dk_smem_bytes<R>, c->stream>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,              \
                                                               (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s,  \
-                                                              N, nxb, we, (const float *)Bm, OC, ub)
+                                                              N, nxb, we, (const float *)Bm, OC, ub, bb)
     if (rp <= 16) DOWN_KEXT(16);
     else DOWN_KEXT(32);
 #undef DOWN_KEXT
@@ -158,7 +170,9 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
 // logits = [x | a] [w | b]^T, a = s u, u = inp A^T (the backward reads it), the adapter's columns
 // split in bf16 pairs (kext_input), by one GEMM into the padded scratch, left there in floats
 // (cu_lazy, f32) for xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded
-// rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512 on an H100). A cached weight
+// rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512 on an H100). The logits are
+// written in bf16 (as the head without adapter, and PyTorch's autocast, write them), which halves
+// the GEMM's writes and xent_kl's reads; SWQ_CUDA_HEAD_F32=1 keeps floats. A cached weight
 // keeps its K-extended copy (cu_weight_kext); any other is copied into scratch rows kext_ld apart
 // every time. 0 if it cannot.
 static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *A,
@@ -178,10 +192,11 @@ static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, 
     if (wb)   // the weight's own columns (kext_input wrote the adapter's after them)
         CUDA_CHECK(cudaMemcpy2DAsync(we, (size_t)ke * sizeof(__nv_bfloat16), wb, (size_t)IC * sizeof(__nv_bfloat16),
                                      (size_t)IC * sizeof(__nv_bfloat16), OC, cudaMemcpyDeviceToDevice, c->stream));
-    float *o = (float *)cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * sizeof(float),
-                                   "padded GEMM output scratch");
-    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, o, ldo);
-    c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, 1};
+    const size_t es = c->head_f32 ? sizeof(float) : sizeof(__nv_bfloat16);
+    void *o = cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * es, "padded GEMM output scratch");
+    if (c->head_f32) cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, (float *)o, ldo);
+    else cu_gemm_bf16_out(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, (__nv_bfloat16 *)o, ldo);
+    c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, c->head_f32};
     return 1;
 }
 

@@ -12,8 +12,8 @@ void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ld
                 int n_teachers, double beta, void *nS, void *nH, double *acc, double weight, double grad_scale,
                 int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
-    if (zin && (grad == 1 || (!zf32 && (tS || nS)))) {
-        fprintf(stderr, "swq cuda: xent_kl: padded logits given with an in-place gradient, or bf16 ones with teacher rows\n");
+    if (zin && grad == 1) {
+        fprintf(stderr, "swq cuda: xent_kl: padded logits given with an in-place gradient\n");
         exit(1);
     }
     // the gradient's bf16 copy (bf16 mode), read by the head's backward GEMMs; rows padded to
@@ -48,8 +48,8 @@ void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ld
     if (zb) {
         auto kernel = keep ? xent_kl_kernel<true, __nv_bfloat16> : xent_kl_kernel<false, __nv_bfloat16>;
         kernel<<<P, keep ? XENT_ROW_BLOCK_BF16 : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
-            (float *)logits, (const __nv_bfloat16 *)zin, ldz, gb, ldg, target, len, NULL, (const float *)tH, bnt,
-            (float)beta, NULL, (float *)nH, acc, weight, gs, g, V);
+            (float *)logits, (const __nv_bfloat16 *)zin, ldz, gb, ldg, target, len, (const float *)tS, (const float *)tH,
+            bnt, (float)beta, (float *)nS, (float *)nH, acc, weight, gs, g, V);
     } else {
         auto kernel = keep ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
         kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(

@@ -15,8 +15,8 @@
 // The logits are read from zin, rows ldz apart (a GEMM output with padded rows, say), as Z: float,
 // or bf16 (the LM head's output left in bf16 by its GEMM: half the bytes, and a kept row of half
 // the size, two blocks an SM); with grad 1 zin must be logits itself (ldz = V), which the gradient
-// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16); with teacher rows (floats) only
-// float logits take them (cu_xent_kl passes bf16 logits only without teacher rows).
+// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16; teacher rows, floats, two float4
+// to a vector of bf16 logits).
 template <typename Z>
 __device__ __forceinline__ float xent_f(Z x) { return (float)x; }
 template <>
@@ -81,7 +81,10 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     const bool zbad = (uintptr_t)zr % sizeof(Z),
                tns = ts && ns && ((uintptr_t)ts - (uintptr_t)ns) % 16,   // teacher rows out of step
                same = !fr || ((uintptr_t)fr - (uintptr_t)zr) % 16 == 0;
-    int h1 = zbad ? n : head(zr), h = zbad || tns || (!same && (!ROW || sizeof(Z) != 4)) ? n : same ? h1 : head(fr);
+    // the teacher rows' frame: their floats before a 16-byte boundary; a kept row is stored so that
+    // its vectors line up with theirs (bf16 logits: vectors of 8 against two float4 of teacher values)
+    const int hf = fr ? (int)((16 - (uintptr_t)fr % 16) % 16 / sizeof(float)) : 0;
+    int h1 = zbad ? n : head(zr), h = zbad || tns ? n : !fr || (sizeof(Z) == 4 && same) ? h1 : ROW ? hf : n;
     if (h1 > n) h1 = n;
     if (h > n) h = n;
     const int nv1 = (n - h1) / VEC, t1 = h1 + VEC * nv1, nv = (n - h) / VEC, t0 = h + VEC * nv;
@@ -140,10 +143,12 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
                 if (ROW && vstore) ((uint4 *)(zw + h1))[i] = x[j];
                 float f[VEC];
                 xent_unpack<Z>(x[j], f);
-                if constexpr (sizeof(Z) == 4)   // (bf16 logits have no other frame)
-                    if (ROW && !vstore)
+                if (ROW && !vstore)
 #pragma unroll
-                        for (int e = 0; e < VEC; e++) zw[h1 + VEC * i + e] = f[e];
+                    for (int e = 0; e < VEC; e++) {
+                        if constexpr (sizeof(Z) == 4) zw[h1 + VEC * i + e] = f[e];
+                        else zw[h1 + VEC * i + e] = __float2bfloat16_rn(f[e]);   // (exact: f came from bf16)
+                    }
                 if constexpr (sizeof(Z) == 2) updv(f);
                 else
 #pragma unroll

@@ -169,6 +169,18 @@ static void epilogue_probes(void) {
         probe(l == 768 ? "mlp in bwd GemmEx f32, lda IC" : "mlp in bwd GemmEx f32, lda IC+48", CUBLAS_OP_N, CUBLAS_OP_N,
               768, 4096, 3088, l, 3088, 768, F);
     }
+    // the input-gradient GEMMs into fp32 (qkv, attention projection, MLP in) by cuBLASLt, and with K
+    // (the du columns) rounded up to 32 and 64
+    const int bk[3][3] = {{2320, 2336, 2368}, {784, 800, 832}, {3088, 3104, 3136}};
+    const char *bn[3] = {"qkv", "attn proj", "mlp in"};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            char nm[96];
+            snprintf(nm, sizeof nm, "%s bwd k=%d Lt f32", bn[i], bk[i][j]);
+            probe_lt(nm, CUBLAS_OP_N, NONE, 768, 4096, bk[i][j], 816, bk[i][j], 768, F, 0);
+            snprintf(nm, sizeof nm, "%s bwd k=%d GemmEx f32", bn[i], bk[i][j]);
+            probe(nm, CUBLAS_OP_N, CUBLAS_OP_N, 768, 4096, bk[i][j], 816, bk[i][j], 768, F);
+        }
 }
 
 static void default_probes(void) {
