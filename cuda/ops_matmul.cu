@@ -138,9 +138,10 @@ static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
 
 // The input side of a K-extended GEMM and the adapter's columns of its weight side, by one launch
 // (lora_down_kext_kernel): u = inp A^T (and u's bf16 copy where a reader asked for one last time:
-// the backward's weight gradients; Bm's likewise: the backward's du), the scratch xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16
-// copy), and we's columns after IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). xe, or NULL
-// (nothing done) when inp's or A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
+// the backward's weight gradients; Bm's likewise: the backward's du GEMM), the scratch
+// xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16 copy), and we's columns after
+// IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). xe, or NULL (nothing done) when inp's or
+// A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
 static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A, void *u, __nv_bfloat16 *we,
                                  const void *Bm, int N, int IC, int OC, int r, double s) {
     cuda_ctx *c = CTX(be);
@@ -154,11 +155,12 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
     __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
     __nv_bfloat16 *bb = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)Bm, (size_t)OC * r);
     dk_setup();
-    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8), nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
+    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8),
+              nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
 #define DOWN_KEXT(R)                                                                                                   \
-    lora_down_kext_kernel<R><<<nxb + nwb, DK_THREADS, dk_smem_bytes<R>, c->stream>>>(xe, ke, (const __nv_bfloat16 *)xb, IC, IC,              \
-                                                              (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s,  \
-                                                              N, nxb, we, (const float *)Bm, OC, ub, bb)
+    lora_down_kext_kernel<R><<<nxb + nwb, DK_THREADS, dk_smem_bytes<R>, c->stream>>>(                                  \
+        xe, ke, (const __nv_bfloat16 *)xb, IC, IC, (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, N, nxb, we, \
+        (const float *)Bm, OC, ub, bb)
     if (rp <= 16) DOWN_KEXT(16);
     else DOWN_KEXT(32);
 #undef DOWN_KEXT
@@ -168,8 +170,8 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
 
 // The LM head with its adapter in bf16 (rows of OC floats off 16-byte multiples: V = 50257):
 // logits = [x | a] [w | b]^T, a = s u, u = inp A^T (the backward reads it), the adapter's columns
-// split in bf16 pairs (kext_input), by one GEMM into the padded scratch, left there in floats
-// (cu_lazy, f32) for xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded
+// split in bf16 pairs (kext_input), by one GEMM into the padded scratch, left there (cu_lazy) for
+// xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded
 // rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512 on an H100). The logits are
 // written in bf16 (as the head without adapter, and PyTorch's autocast, write them), which halves
 // the GEMM's writes and xent_kl's reads; SWQ_CUDA_HEAD_F32=1 keeps floats. A cached weight
