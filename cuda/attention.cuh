@@ -51,19 +51,20 @@ __global__ void softmax_bwd_kernel(float *d, __nv_bfloat16 *db, const float *att
     }
 }
 
-// D[bh, t] = sum_d dout[b,t,h,d] * out[b,t,h,d]: a warp per row; the row's 64 dq columns of dqkv
-// (rows 3C apart), which the backward accumulates by atomics, zeroed on the way (a strided memset
-// of the q columns cost ~0.1 ms a layer at B=32 T=1024).
-__global__ void flash_bwd_dot_kernel(float *D, float *dqkv, const float *dout, const float *out, int B, int T, int C,
-                                     int NH) {
+// D[bh, t] = sum_d dout[b,t,h,d] * out[b,t,h,d] (out: its bf16 copy, as the forward wrote it): a
+// warp per row; dout's bf16 copy db [B*T, C] written on the way (the backward's operand), and the
+// row's 64 dq columns of dqkv (rows 3C apart), which the backward accumulates by atomics, zeroed
+// (a strided memset of the q columns cost ~0.1 ms a layer at B=32 T=1024).
+__global__ void flash_bwd_dot_kernel(float *D, float *dqkv, __nv_bfloat16 *db, const float *dout,
+                                     const __nv_bfloat16 *out, int B, int T, int C, int NH) {
     int r = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (r >= B * NH * T) return;
     int t = r % T, bh = r / T, b = bh / NH, h = bh % NH;
-    size_t o = ((size_t)b * T + t) * C + h * FA, q = ((size_t)b * T + t) * 3 * C + h * FA;
-    float s = dout[o + lane] * out[o + lane] + dout[o + lane + 32] * out[o + lane + 32];
-    dqkv[q + lane] = 0.0f;
-    dqkv[q + lane + 32] = 0.0f;
-    s = warp_sum(s);
+    size_t o = ((size_t)b * T + t) * C + h * FA + 2 * lane, q = ((size_t)b * T + t) * 3 * C + h * FA + 2 * lane;
+    const float2 d = *(const float2 *)(dout + o), y = __bfloat1622float2(*(const __nv_bfloat162 *)(out + o));
+    *(uint32_t *)(db + o) = pack_bf16x2(d.x, d.y);
+    *(float2 *)(dqkv + q) = make_float2(0.0f, 0.0f);
+    float s = warp_sum(d.x * y.x + d.y * y.y);
     if (lane == 0) D[r] = s;
 }
 

@@ -1358,9 +1358,10 @@ static void w_attention_fwd(swq_backend *be, void *out, void *att, const void *q
 static void w_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
                             const void *att, int B, int T, int C, int NH) {
     TL("backward: body", "attention_bwd");
-    if (!cu_flash_attention(be, C, NH)) IN(qkv, (size_t)B * T * 3 * C * F4);
+    const int flash = cu_flash_attention(be, C, NH);   // (it reads qkv's and out's bf16 copies)
+    if (!flash) IN(qkv, (size_t)B * T * 3 * C * F4);
     IN(dout, (size_t)B * T * C * F4);
-    IN(out, (size_t)B * T * C * F4);
+    if (!flash) IN(out, (size_t)B * T * C * F4);
     INV(dqkv, (size_t)B * T * 3 * C * F4);
     INV(scratch, w_attention_buffer_elems(be, B, T, C, NH) * F4);
     cu_attention_bwd(be, dqkv, scratch, dout, qkv, out, att, B, T, C, NH);

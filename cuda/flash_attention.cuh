@@ -76,7 +76,7 @@ __device__ __forceinline__ void fa_atomic_add4(float *p, float4 v) {
 }
 
 // grid (query tiles of 64 MT rows, last first: the causal work is largest there; B*NH).
-// out/outb [B,T,C]; lse [B*NH, T] (natural log). Warp w owns rows 64 m + 16 w .. +15 of the tile
+// out/outb [B,T,C] (either may be NULL); lse [B*NH, T] (natural log). Warp w owns rows 64 m + 16 w .. +15 of the tile
 // (m < MT), so the B fragments of K and V are loaded once for MT m-tiles. Thread (lane) holds rows
 // g = lane/4 and g + 8 of each m-tile, columns 2*(lane%4) + {0,1} of each n8 tile.
 template <int MT>
@@ -187,7 +187,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
                 const float inv = half ? i1 : i0;
                 const float v0 = o[mt][n][2 * half] * inv, v1 = o[mt][n][2 * half + 1] * inv;
                 const size_t k = ((size_t)b * T + r) * C + col;
-                *(float2 *)(out + k) = make_float2(v0, v1);
+                if (out) *(float2 *)(out + k) = make_float2(v0, v1);
                 if (outb) *(__nv_bfloat162 *)(outb + k) = __floats2bfloat162_rn(v0, v1);
             }
         }

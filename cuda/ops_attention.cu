@@ -40,17 +40,22 @@ static int flash_block(swq_backend *be, int set, int B, int NH, int T) {
 static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, int B, int T, int C, int NH) {
     flash_setup();
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)B * T * C);
+    // the output's bf16 copy (the projection's GEMMs and the backward read it), and its floats only
+    // where a reader took them last time
+    const size_t n = (size_t)B * T * C;
+    int sole = 0;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto(be, (const float *)out, n, &sole);
+    if (!ob) ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, n), sole = 0;
+    float *of = sole ? NULL : (float *)out;
     const int rows = flash_block(be, CTX(be)->flash_rows, B, NH, T);
     dim3 grid((T + rows - 1) / rows, B * NH);
     const float sc = (float)(1.0 / sqrt((double)FA));
     if (rows == 64)
-        flash_fwd_kernel<1><<<grid, FA_THREADS, fa_fwd_smem(1), STREAM(be)>>>((float *)out, ob, (float *)att, qb, T, C,
-                                                                               NH, sc);
+        flash_fwd_kernel<1><<<grid, FA_THREADS, fa_fwd_smem(1), STREAM(be)>>>(of, ob, (float *)att, qb, T, C, NH, sc);
     else
-        flash_fwd_kernel<2><<<grid, FA_THREADS, fa_fwd_smem(2), STREAM(be)>>>((float *)out, ob, (float *)att, qb, T, C,
-                                                                               NH, sc);
+        flash_fwd_kernel<2><<<grid, FA_THREADS, fa_fwd_smem(2), STREAM(be)>>>(of, ob, (float *)att, qb, T, C, NH, sc);
     CUDA_LAUNCH_CHECK();
+    if (sole) cu_bf16_sole(be, (const float *)out);
 }
 
 static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *dout, const void *qkv, const void *out,
@@ -58,12 +63,14 @@ static void flash_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
     flash_setup();
     int rows = B * NH * T;
     float *D = (float *)scratch;
-    // (dq accumulates by atomics: its columns zeroed there; dk, dv are written whole)
-    flash_bwd_dot_kernel<<<(rows + 7) / 8, 256, 0, STREAM(be)>>>(D, (float *)dqkv, (const float *)dout,
-                                                                (const float *)out, B, T, C, NH);
+    // D from the output's bf16 copy, and dout's bf16 copy made on the way (dq accumulates by atomics:
+    // its columns zeroed there; dk, dv are written whole)
+    const __nv_bfloat16 *ob = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)out, (size_t)B * T * C);
+    __nv_bfloat16 *db = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)dout, (size_t)B * T * C);
+    flash_bwd_dot_kernel<<<(rows + 7) / 8, 256, 0, STREAM(be)>>>(D, (float *)dqkv, db, (const float *)dout, ob, B, T, C,
+                                                                NH);
     CUDA_LAUNCH_CHECK();
     const __nv_bfloat16 *qb = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)qkv, (size_t)B * T * 3 * C);
-    const __nv_bfloat16 *db = (const __nv_bfloat16 *)cu_bf16_copy(be, (const float *)dout, (size_t)B * T * C);
     // bf16: dqkv is read only by the qkv linear's backward GEMMs, which read its bf16 copy: dK and dV
     // are written there directly, dQ (accumulated in fp32) converted after, and the copy is dqkv's
     // only form (rows with room for the adapter's du columns, as xent_kl's gradient)

@@ -472,6 +472,11 @@ static void check_attention_passes(int B, int NH, int T) {
     // flash helpers, 64-wide heads
     const int C = 64 * NH, N = B * T;
     std::vector<float> dout = rnd((size_t)N * C, -1, 1), out = rnd((size_t)N * C, -1, 1), D(rows, NaN), eD(rows);
+    std::vector<__nv_bfloat16> outb((size_t)N * C), doutb((size_t)N * C, __float2bfloat16_rn(NaN));
+    for (size_t i = 0; i < out.size(); i++) {   // the forward's bf16 copy of out: the values D is taken over
+        outb[i] = __float2bfloat16_rn(out[i]);
+        out[i] = __bfloat162float(outb[i]);
+    }
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
@@ -482,9 +487,13 @@ static void check_attention_passes(int B, int NH, int T) {
     std::vector<float> dq = rnd((size_t)N * 3 * C, 1, 2), edq = dq;   // the q columns zeroed, k and v kept
     for (size_t i = 0; i < edq.size(); i++)
         if (i % (3 * C) < (size_t)C) edq[i] = 0.0f;
-    warp_sim::run_grid((rows + 7) / 8, 1, sim_dim3{256, 1, 1}, 0, [&] { flash_bwd_dot_kernel(D.data(), dq.data(), dout.data(), out.data(), B, T, C, NH); });
+    warp_sim::run_grid((rows + 7) / 8, 1, sim_dim3{256, 1, 1}, 0, [&] {
+        flash_bwd_dot_kernel(D.data(), dq.data(), doutb.data(), dout.data(), outb.data(), B, T, C, NH);
+    });
     CHECK(rel_l2(D.data(), eD.data(), rows) < 1e-6, "flash_bwd_dot B=%d NH=%d T=%d: %.3g", B, NH, T, rel_l2(D.data(), eD.data(), rows));
     CHECK(dq == edq, "flash_bwd_dot B=%d NH=%d T=%d: dqkv's q columns not zeroed, or k/v columns touched", B, NH, T);
+    CHECK(bf16_mismatch(doutb.data(), dout.data(), dout.size()) == 0, "flash_bwd_dot B=%d NH=%d T=%d: dout's bf16 copy", B,
+          NH, T);
     const int ldd = 3 * C + 24;
     std::vector<float> q = rnd((size_t)N * 3 * C, -1, 1);
     std::vector<__nv_bfloat16> qb((size_t)N * ldd, __float2bfloat16_rn(NaN));
