@@ -101,7 +101,8 @@ struct cu_tl_sum { const char *phase, *op, *part; double ms; long n; };
 // A linear's output left in the padded GEMM output scratch (pad) instead of packed into out's
 // floats: out's floats are stale while out != NULL. In bf16 (f32 0) for the LM head without adapter
 // or bias, as in plain training (a 13 GB pass at B=32 T=1024; bf16 as the peer's autocast leaves
-// its logits); in floats (f32 1) for the head with its adapter inside the GEMM (lora_head_kext).
+// its logits), and for the head with its adapter inside the GEMM (lora_head_kext), whose logits
+// stay in floats (f32 1) only with SWQ_CUDA_HEAD_F32=1.
 // xent_kl reads the padded rows directly; any other reader of out's floats (cu_sole_in), and any
 // reuse of the scratch, converts it first (cu_lazy_materialize); a write to out drops it
 // (cu_bf16_invalidate).
@@ -411,7 +412,7 @@ void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
                       const void *att, int B, int T, int C, int NH);
 
 // zin (NULL: logits' floats) holds the logits to read, rows ldz apart (a lazy head's output): in
-// floats if zf32, else in bf16, where teacher rows need zin NULL; grad 1 needs zin NULL
+// floats if zf32, else in bf16 (teacher rows stay floats either way); grad 1 needs zin NULL
 void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH, int n_teachers, double beta,
                 void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,

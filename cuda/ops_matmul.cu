@@ -171,8 +171,8 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
 // The LM head with its adapter in bf16 (rows of OC floats off 16-byte multiples: V = 50257):
 // logits = [x | a] [w | b]^T, a = s u, u = inp A^T (the backward reads it), the adapter's columns
 // split in bf16 pairs (kext_input), by one GEMM into the padded scratch, left there (cu_lazy) for
-// xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded
-// rows and writing N x OC floats (3.5 ms of a CDT step at B=8 T=512 on an H100). The logits are
+// xent_kl. Instead of the [w ; A] GEMM and the fused pass reading its padded rows and writing
+// N x OC floats (3.5 ms of a CDT step at B=8 T=512 on an H100). The logits are
 // written in bf16 (as the head without adapter, and PyTorch's autocast, write them), which halves
 // the GEMM's writes and xent_kl's reads; SWQ_CUDA_HEAD_F32=1 keeps floats. A cached weight
 // keeps its K-extended copy (cu_weight_kext); any other is copied into scratch rows kext_ld apart
@@ -206,9 +206,9 @@ static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, 
 // out = [x | a] [w | b]^T + bias by one cuBLASLt GEMM, a = s u, u = inp A^T (the backward reads
 // it), the adapter's columns split in bf16 pairs after x's copy in scratch and after the weight's
 // rows in its K-extended copy (cu_weight_kext): u and both extensions by one launch
-// (kext_input); then the GEMM, whose epilogue adds the bias and either the GELU (act: out and act written only as their bf16 copies),
-// or the residual (res, as the GEMM's C: *res_done), or neither (out's bf16 copy alone where its
-// readers take only that, as attention does qkv's). Instead of the [w ; A] GEMM into padded fp32
+// (kext_input); then the GEMM, whose epilogue adds the bias and either the GELU (act: out and act
+// written only as their bf16 copies), or the residual (res, as the GEMM's C: *res_done), or
+// neither (out's bf16 copy alone where its readers take only that, as attention does qkv's). Instead of the [w ; A] GEMM into padded fp32
 // rows and the fused pass reading them back (lora_up_pack) and, with res, an add. -1 if it cannot;
 // else what lora_linear_fwd_paths returns.
 static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w,

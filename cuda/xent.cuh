@@ -73,16 +73,15 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     float *ns = nS ? nS + (size_t)p * V : NULL;
     // 16-byte vectors over the row from its first 16-byte boundary (rows of V values start
     // anywhere); scalars before and after. Pass 1 reads zr so (h1); pass 2 goes in the teacher rows'
-    // frame (h), which is zr's unless zr is a padded copy (floats rows ldz apart): then the kept row
-    // is stored in their frame, or without one (!ROW) pass 2 takes scalars. Teacher rows (floats)
-    // go with float logits only.
+    // frame (h), which is zr's where float logits share it: else the kept row is stored in their
+    // frame (a vector of logits against one float4 of teacher values, or two for bf16 logits), or
+    // without one (!ROW) pass 2 takes scalars.
     auto head = [&](const void *q) { return (int)((16 - (uintptr_t)q % 16) % 16 / sizeof(Z)); };
     const float *fr = ts ? ts : ns;
     const bool zbad = (uintptr_t)zr % sizeof(Z),
                tns = ts && ns && ((uintptr_t)ts - (uintptr_t)ns) % 16,   // teacher rows out of step
                same = !fr || ((uintptr_t)fr - (uintptr_t)zr) % 16 == 0;
-    // the teacher rows' frame: their floats before a 16-byte boundary; a kept row is stored so that
-    // its vectors line up with theirs (bf16 logits: vectors of 8 against two float4 of teacher values)
+    // the teacher rows' frame: their floats before a 16-byte boundary
     const int hf = fr ? (int)((16 - (uintptr_t)fr % 16) % 16 / sizeof(float)) : 0;
     int h1 = zbad ? n : head(zr), h = zbad || tns ? n : !fr || (sizeof(Z) == 4 && same) ? h1 : ROW ? hf : n;
     if (h1 > n) h1 = n;
