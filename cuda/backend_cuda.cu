@@ -170,10 +170,17 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
     mem_add(c, rec.cls, bytes, 1);
     return p;
 }
+static void byte_range(const cuda_ctx *c, const void *p, size_t bytes, const char **lo, const char **hi);
+static void zero_lazy_flush(cuda_ctx *c);
 static void cu_free(swq_backend *be, void *p) {
     if (!p) return;
     cuda_ctx *c = CTX(be);
     cu_zero_flush(be);
+    if (c->zl) {   // a pending zero of this buffer is dropped
+        const char *lo, *hi;
+        byte_range(c, p, 0, &lo, &hi);
+        if ((const char *)c->zl >= lo && (const char *)c->zl < hi) c->zl = NULL;
+    }
     not_capturing(c, "a free");
     graphs_clear(c);                // a recording may use p
     for (int i = 0; i < c->n_frozen; i++) {
@@ -206,6 +213,7 @@ static void cu_free(swq_backend *be, void *p) {
 // Host <-> device transfers are synchronous for the caller (the host buffer is free to reuse).
 static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
     cu_zero_flush(be);
+    zero_lazy_flush(CTX(be));
     if (!bytes) return;
     cu_bf16_invalidate(be, dst, bytes);
     TL("transfers", "upload");
@@ -214,6 +222,7 @@ static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
 }
 static void d2h(swq_backend *be, void *dst, const void *src, size_t bytes, const char *what) {
     cu_zero_flush(be);
+    zero_lazy_flush(CTX(be));
     if (!bytes) return;
     TL("transfers", what);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, STREAM(be)));
@@ -235,6 +244,15 @@ void cu_zero_flush(swq_backend *be) {
     c->zp = NULL;
     CUDA_CHECK(cudaMemsetAsync(p, 0, c->zbytes, c->stream));
 }
+static void zero_lazy_flush(cuda_ctx *c) {
+    if (!c->zl) return;
+    void *p = c->zl;
+    c->zl = NULL;
+    CUDA_CHECK(cudaMemsetAsync(p, 0, c->zl_bytes, c->stream));
+}
+static void zero_lazy_meets(cuda_ctx *c, const char *lo, const char *hi) {
+    if (c->zl && (const char *)c->zl < hi && lo < (const char *)c->zl + c->zl_bytes) zero_lazy_flush(c);
+}
 // Takes over the pending zero if it is exactly [p, p + bytes) (the caller's "+=" into p becomes
 // "="); otherwise issues it. 1 if taken. bf16 mode only: fp32 and tf32 keep the GEMMs (and their
 // rounding) that were measured against the CPU reference.
@@ -253,7 +271,11 @@ static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
     cu_bf16_invalidate(be, dst, bytes);
     int big = bytes >= ((size_t)256 << 20);
     TL("memsets and copies", big ? "zero >= 256 MiB (teacher sums, all grads)" : "zero < 256 MiB");
-    if (big || CTX(be)->ht) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
+    if (big && !CTX(be)->ht) {   // (one at a time)
+        zero_lazy_flush(CTX(be));
+        CTX(be)->zl = dst;
+        CTX(be)->zl_bytes = bytes;
+    } else if (big || CTX(be)->ht) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
     else {
         CTX(be)->zp = dst;
         CTX(be)->zbytes = bytes;
@@ -269,6 +291,7 @@ static void cu_copy(swq_backend *be, void *dst, const void *src, size_t n) {
 }
 static void cu_synchronize(swq_backend *be) {
     cu_zero_flush(be);
+    zero_lazy_flush(CTX(be));
     stream_sync(CTX(be));
 }
 
@@ -339,6 +362,7 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     if (!p) return;
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
+    zero_lazy_meets(c, lo, hi);
     if (lazy_overlaps(c, lo, hi)) c->lazy.out = NULL;   // overwritten: nothing to pack
     if (!c->n_bfc && !c->n_frozen) return;
     for (int i = 0; i < c->n_frozen; i++)   // floats written: no longer expanded
@@ -544,6 +568,7 @@ void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const cha
 static int cu_graph_begin(swq_backend *be, unsigned long long key) {
     cuda_ctx *c = CTX(be);
     cu_zero_flush(be);
+    zero_lazy_flush(c);
     not_capturing(c, "graph_begin");
     if (!c->graphs_on) return 0;
     for (int i = 0; i < c->n_graphs; i++) {
@@ -579,6 +604,7 @@ static int cu_graph_begin(swq_backend *be, unsigned long long key) {
 static void cu_graph_end(swq_backend *be) {
     cuda_ctx *c = CTX(be);
     cu_zero_flush(be);
+    zero_lazy_flush(c);
     if (!c->capturing) return;
     cudaGraph_t graph = NULL;
     CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
@@ -679,6 +705,7 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     if (!p) return;
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
+    zero_lazy_meets(c, lo, hi);
     if (lazy_overlaps(c, lo, hi)) cu_lazy_materialize(be);
     for (int i = 0; i < c->n_frozen; i++)
         if (expanded_meets(&c->frozen[i], lo, hi)) expanded_floats(be, &c->frozen[i]);
@@ -1425,10 +1452,17 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
     if (tS) IN(tS, (size_t)P * V * F4);
     if (tH) IN(tH, (size_t)P * F4);
     if (grad || !zin) INV(logits, (size_t)P * V * F4);   // (grad 0 keeps a pending lazy output pending)
+    // the first teacher rows into just-zeroed sums (the CDT step's first config): a pending zero
+    // of exactly them is taken over, not issued (their 0.8 GB not written and read back at B=8 T=512)
+    int nzero = 0;
+    if (nS && !tS && c->zl == nS && c->zl_bytes == (size_t)P * V * F4) {
+        CTX(be)->zl = NULL;
+        nzero = 1;
+    }
     INV(nS, (size_t)P * V * F4);
     INV(nH, (size_t)P * F4);
     INV(acc, 2 * sizeof(double));
-    cu_xent_kl(be, logits, zin, c->lazy.f32, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, acc, weight, grad_scale, grad, P,
+    cu_xent_kl(be, logits, zin, c->lazy.f32, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, nzero, acc, weight, grad_scale, grad, P,
                V);
 }
 static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
@@ -1632,6 +1666,7 @@ int swq_backend_is_cuda(const swq_backend *be) { return be && be->name == CUDA_N
 
 void *swq_backend_cuda_stream(swq_backend *be) {
     cu_zero_flush(be);   // the caller queues its own work (NCCL) after everything issued so far
+    zero_lazy_flush(CTX(be));
     return (void *)CTX(be)->stream;
 }
 

@@ -160,6 +160,12 @@ typedef struct {
     // "+=" into exactly that buffer becomes "=": no memset, no read of zeros) or issues it first
     void *zp;
     size_t zbytes;
+    // the last `zero` of a large buffer (the teacher sums), not yet issued: xent_kl takes it over
+    // where it adds into exactly that buffer (its sums then start from zero, read from nowhere);
+    // an op touching it any other way (cu_bf16_invalidate, cu_sole_in), a recording's start or end,
+    // a synchronization or a host transfer issues it first; freeing the buffer drops it
+    void *zl;
+    size_t zl_bytes;
     float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
     size_t pad_cap;                // bytes
     void *kext_x, *kext_w;         // the K-extended bf16 operands of lora_head_kext (kext_x: lora_body_kext's too)
@@ -315,9 +321,11 @@ int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
 const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n, int *ld_src, int *ld);
 // bf16 mode, r a multiple of 8 up to 32: dB[OC, r] += s dout^T u and dA[r, IC] += du^T inp in one
 // launch, from bf16 operands with rows ldd, ldu, ldi, lddu apart (16-byte aligned: else 0, nothing
-// done; also 0 with SWQ_CUDA_LORA_GRADS=0). cuda/ops_lora_grads.cu
+// done; also 0 with SWQ_CUDA_LORA_GRADS=0); duf: du's bf16 values also written as floats [N, r]
+// (or NULL). cuda/ops_lora_grads.cu
 int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
-                         const void *inpb, int ldi, const void *dub, int lddu, int N, int OC, int IC, int r, float s);
+                         const void *inpb, int ldi, const void *dub, int lddu, float *duf, int N, int OC, int IC, int r,
+                         float s);
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);
@@ -412,10 +420,11 @@ void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
                       const void *att, int B, int T, int C, int NH);
 
 // zin (NULL: logits' floats) holds the logits to read, rows ldz apart (a lazy head's output): in
-// floats if zf32, else in bf16 (teacher rows stay floats either way); grad 1 needs zin NULL
+// floats if zf32, else in bf16 (teacher rows stay floats either way); grad 1 needs zin NULL.
+// nzero: nS is taken as zeros (a pending zero taken over) and written whole, not read.
 void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH, int n_teachers, double beta,
-                void *nS, void *nH, double *acc, double weight, double grad_scale, int grad,
+                void *nS, void *nH, int nzero, double *acc, double weight, double grad_scale, int grad,
                 int P, int V);
 void cu_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V);
 #endif

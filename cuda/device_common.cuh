@@ -26,6 +26,24 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+// Values [S, S + VEC) of the 2 VEC bf16 values in a ++ b (VEC / 2 words each, lo half first), as
+// VEC / 2 words; s (1..VEC-1) picks S at run time, each S a form of its own with constant indices.
+template <int VEC, int S = 1>
+__device__ __forceinline__ void bf16_window(uint32_t *o, const uint32_t *a, const uint32_t *b, int s) {
+    if constexpr (S < VEC) {
+        if (s != S) {
+            bf16_window<VEC, S + 1>(o, a, b, s);
+            return;
+        }
+        auto word = [&](int w) { return w < VEC / 2 ? a[w] : b[w - VEC / 2]; };
+#pragma unroll
+        for (int k = 0; k < VEC / 2; k++) {
+            if (S % 2 == 0) o[k] = word(S / 2 + k);
+            else o[k] = (word(S / 2 + k) >> 16) | (word(S / 2 + k + 1) << 16);
+        }
+    }
+}
+
 // Four floats to bf16 at p (8-byte aligned), one store.
 __device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
     uint2 u;

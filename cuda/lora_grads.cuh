@@ -8,12 +8,14 @@
 #define LG_LD (LG_KC + 8)    // padded shared-memory rows (bf16)
 #define LG_STAGES 3          // 43 KB of static shared memory at r = 32
 
-// out[m, j] (TRANS: out[j, m]) += alpha * sum_t X[t, m] Y[t, j]
+// out[m, j] (TRANS: out[j, m]) += alpha * sum_t X[t, m] Y[t, j]; yf: Y's values also as floats
+// [N, r] (written by the problem's first 64 m, from its tiles in shared memory), or NULL
 struct lg_prob {
     float *out;
     const __nv_bfloat16 *X, *Y;
     int ldx, ldy, M, trans;
     float alpha;
+    float *yf;
 };
 
 // 16-byte segment [col, col + 8) of row `src` into dst: cp.async when it lies below `lim`, element
@@ -55,8 +57,15 @@ __global__ void __launch_bounds__(128) lora_grads_kernel(lg_prob p0, lg_prob p1,
     float acc[R / 8][4];
 #pragma unroll
     for (int n = 0; n < R / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-    cp_ring<LG_STAGES>(nch, load, [&](int, int st) {
+    cp_ring<LG_STAGES>(nch, load, [&](int ch, int st) {
         const __nv_bfloat16 *xs = Xs[st], *ys = Ys[st];
+        if (P.yf && m0 == 0) {
+            const int t0 = tb + ch * LG_KC;
+            for (int i = threadIdx.x; i < LG_KC * R; i += 128) {
+                const int tt = i / R, j = i % R;
+                if (j < r && t0 + tt < te) P.yf[(size_t)(t0 + tt) * r + j] = __bfloat162float(ys[tt * (R + 8) + j]);
+            }
+        }
 #pragma unroll
         for (int kk = 0; kk < LG_KC / 16; kk++) {
             uint32_t a[4];

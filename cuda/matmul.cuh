@@ -108,7 +108,7 @@ __device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, in
 }
 
 // u = x A^T for DK_ROWS rows of x [N, K] (bf16, rows ldx apart, K a multiple of 8; A [r, K] bf16,
-// rows K apart, R >= r columns, zero past r), through a DK_STAGES-deep cp.async ring of DK_KC-column
+// rows lda apart (a multiple of 8), R >= r columns, zero past r), through a DK_STAGES-deep cp.async ring of DK_KC-column
 // chunks: DK_THREADS threads, 8 warps, two 16-row groups of 4 warps that split each chunk's k16
 // steps, their partial sums added at the end. Every block reads all of A, so block b starts at
 // chunk b % nch and wraps around: the blocks' requests spread over A's lines instead of meeting on
@@ -132,7 +132,7 @@ static_assert(4 * DK_ROWS * (32 + 1) * 4 <= dk_smem_bytes<32> && 4 * DK_ROWS * (
               "room for the warps' partial sums in the ring's shared memory");
 template <int R, typename F>
 __device__ __forceinline__ const float *dk_rows_times_at(unsigned char *smem, const __nv_bfloat16 *x, int ldx, int K,
-                                                        const __nv_bfloat16 *A, int r, int m0, int N, F chunk) {
+                                                        const __nv_bfloat16 *A, int lda, int r, int m0, int N, F chunk) {
     __nv_bfloat16 *Xs = (__nv_bfloat16 *)smem, *As = Xs + DK_STAGES * DK_ROWS * DK_LD;
     const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
     const int rg = w >> 2, wk = w & 3;   // the warp's 16-row group and its share of the k16 steps
@@ -150,7 +150,7 @@ __device__ __forceinline__ const float *dk_rows_times_at(unsigned char *smem, co
             for (int i = threadIdx.x; i < R * SEGS; i += blockDim.x) {
                 const int j = i / SEGS, c = (i % SEGS) * 8;
                 const bool ok = j < r && k0 + c < K;
-                cp_async16(as + j * DK_LD + c, A + (ok ? (size_t)j * K + k0 + c : 0), ok);
+                cp_async16(as + j * DK_LD + c, A + (ok ? (size_t)j * lda + k0 + c : 0), ok);
             }
         }
         cp_async_commit();   // (empty past the end: the group count stays uniform)
@@ -191,7 +191,7 @@ __device__ __forceinline__ const float *dk_rows_times_at(unsigned char *smem, co
 }
 
 // A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
-// rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, by mma with fp32 accumulation;
+// rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, rows lda apart, by mma with fp32 accumulation;
 // written [N, r], and as ub, its bf16 copy, where ub is given: the backward's weight gradients read
 // that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u);
 // blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
@@ -201,7 +201,7 @@ __device__ __forceinline__ const float *dk_rows_times_at(unsigned char *smem, co
 // R (16 or 32) >= rp.
 template <int R>
 __global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat16 *xe, int ke, const __nv_bfloat16 *x, int ldx,
-                                                             int IC, const __nv_bfloat16 *A, float *u, int r, int rp,
+                                                             int IC, const __nv_bfloat16 *A, int lda, float *u, int r, int rp,
                                                              float s, int N, int nxb, __nv_bfloat16 *we,
                                                              const float *Bm, int OC, __nv_bfloat16 *ub,
                                                              __nv_bfloat16 *bb) {
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat1
         return;
     }
     const int m0 = blockIdx.x * DK_ROWS;
-    const float *sum = dk_rows_times_at<R>(smem, x, ldx, IC, A, r, m0, N, [&](int ch, const __nv_bfloat16 *xs) {
+    const float *sum = dk_rows_times_at<R>(smem, x, ldx, IC, A, lda, r, m0, N, [&](int ch, const __nv_bfloat16 *xs) {
         const int k0 = ch * DK_KC;
         for (int i = threadIdx.x; i < DK_ROWS * (DK_KC / 8); i += blockDim.x) {   // x's columns into xe
             const int rr = i / (DK_KC / 8), c = (i % (DK_KC / 8)) * 8;

@@ -5,7 +5,8 @@
 // Each block owns 64 output rows m of one product and a slice of the N rows, reading X [N, M]
 // and Y [N, r] (bf16, 16-byte aligned rows) through a 3-stage cp.async pipeline into mma.sync;
 // slices add into the output with atomics (the order, hence the rounding, varies from run to
-// run, as in flash attention's dq).
+// run, as in flash attention's dq). duf: du's floats, written from its bf16 tiles (where the
+// backward made du only in bf16).
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 #include "cuda/lora_grads.cuh"
@@ -13,13 +14,14 @@
 static int lg_aligned(const void *p, int ld) { return p && (uintptr_t)p % 16 == 0 && ld % 8 == 0; }
 
 int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
-                         const void *inpb, int ldi, const void *dub, int lddu, int N, int OC, int IC, int r, float s) {
+                         const void *inpb, int ldi, const void *dub, int lddu, float *duf, int N, int OC, int IC, int r,
+                         float s) {
     cuda_ctx *c = CTX(be);
     if (c->lora_grads_off || c->precision != CU_BF16 || r <= 0 || r > 32 || r % 8 || N <= 0 || OC <= 0 || IC <= 0)
         return 0;
     if (!lg_aligned(doutb, ldd) || !lg_aligned(ub, ldu) || !lg_aligned(inpb, ldi) || !lg_aligned(dub, lddu)) return 0;
-    lg_prob p0 = {dB, (const __nv_bfloat16 *)doutb, (const __nv_bfloat16 *)ub, ldd, ldu, OC, 0, s};
-    lg_prob p1 = {dA, (const __nv_bfloat16 *)inpb, (const __nv_bfloat16 *)dub, ldi, lddu, IC, 1, 1.0f};
+    lg_prob p0 = {dB, (const __nv_bfloat16 *)doutb, (const __nv_bfloat16 *)ub, ldd, ldu, OC, 0, s, NULL};
+    lg_prob p1 = {dA, (const __nv_bfloat16 *)inpb, (const __nv_bfloat16 *)dub, ldi, lddu, IC, 1, 1.0f, duf};
     int mb0 = (OC + 63) / 64, mb = mb0 + (IC + 63) / 64;
     // about four blocks per SM (measured on an H100 at B=8 T=512: 1 and 8 slower, 2 in between),
     // each slice at least 128 rows

@@ -133,6 +133,13 @@ static void dk_setup(void) {
     done = 1;
 }
 
+// Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
+// backward must ask for the same number. A multiple of 8 (16-byte rows of the backward's
+// [dout | du]); rx = r for the seeds' ranks, so that no zero rows or du columns are needed (the
+// backward's du GEMM then writes its columns whole; padding K to 16 or 64 measured within 2%).
+static int lora_ext_rows(int r) { return (r + 7) / 8 * 8; }
+static_assert(CU_EXT_ROWS_MAX >= (LORA_UP_MAX_R + 7) / 8 * 8, "room for A's rows after an expanded weight");
+
 // The extended K of a LoRA linear's forward: IC, then the adapter's three groups of rp columns.
 static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
 
@@ -140,16 +147,26 @@ static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
 // (lora_down_kext_kernel): u = inp A^T (and u's bf16 copy where a reader asked for one last time:
 // the backward's weight gradients; Bm's likewise: the backward's du GEMM), the scratch
 // xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16 copy), and we's columns after
-// IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). xe, or NULL (nothing done) when inp's or
-// A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
+// IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). w: the cached weight whose K-extended copy
+// we is (else NULL): A's bf16 rows are then read from after its rows, where the backward's [w ; A]
+// GEMM reads them (cu_weight_ext, made here: one conversion of A a step instead of two). xe, or
+// NULL (nothing done) when inp's or A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
 static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A, void *u, __nv_bfloat16 *we,
-                                 const void *Bm, int N, int IC, int OC, int r, double s) {
+                                 const float *w, const void *Bm, int N, int IC, int OC, int r, double s) {
     cuda_ctx *c = CTX(be);
     const int rp = (r + 7) & ~7, ke = kext_ld(IC, r);
     if (IC % 8) return NULL;
     const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-    const void *ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
-    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16) return NULL;
+    const void *ab = NULL;
+    int lda = IC;
+    if (w) {
+        int ldw;
+        const __nv_bfloat16 *base = (const __nv_bfloat16 *)cu_weight_ext(be, w, OC, IC, (const float *)A, r,
+                                                                          lora_ext_rows(r), &ldw);
+        if (base == we) ab = base + (size_t)OC * ldw, lda = ldw;
+    }
+    if (!ab) ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
+    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16 || lda % 8) return NULL;
     __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
                                                     (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
     __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
@@ -159,8 +176,8 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
               nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
 #define DOWN_KEXT(R)                                                                                                   \
     lora_down_kext_kernel<R><<<nxb + nwb, DK_THREADS, dk_smem_bytes<R>, c->stream>>>(                                  \
-        xe, ke, (const __nv_bfloat16 *)xb, IC, IC, (const __nv_bfloat16 *)ab, (float *)u, r, rp, (float)s, N, nxb, we, \
-        (const float *)Bm, OC, ub, bb)
+        xe, ke, (const __nv_bfloat16 *)xb, IC, IC, (const __nv_bfloat16 *)ab, lda, (float *)u, r, rp, (float)s, N,      \
+        nxb, we, (const float *)Bm, OC, ub, bb)
     if (rp <= 16) DOWN_KEXT(16);
     else DOWN_KEXT(32);
 #undef DOWN_KEXT
@@ -189,7 +206,7 @@ static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, 
         we = (__nv_bfloat16 *)cu_scratch(be, &c->kext_w, &c->kext_w_cap, (size_t)OC * ke * sizeof(__nv_bfloat16),
                                          "K-extended head weight");
     }
-    const __nv_bfloat16 *xe = kext_input(be, inp, A, u, we, Bm, N, IC, OC, r, s);
+    const __nv_bfloat16 *xe = kext_input(be, inp, A, u, we, wb ? NULL : (const float *)w, Bm, N, IC, OC, r, s);
     if (!xe) return 0;
     if (wb)   // the weight's own columns (kext_input wrote the adapter's after them)
         CUDA_CHECK(cudaMemcpy2DAsync(we, (size_t)ke * sizeof(__nv_bfloat16), wb, (size_t)IC * sizeof(__nv_bfloat16),
@@ -219,7 +236,7 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
     if (!c->body_kext || c->lt_off || !bias || (uintptr_t)bias % 16 || OC % 8) return -1;
     if (act && (res || c->sole_off)) return -1;
     __nv_bfloat16 *we = IC % 8 ? NULL : cu_weight_kext(be, (const float *)w, OC, IC, ke);
-    const __nv_bfloat16 *xe = we ? kext_input(be, inp, A, u, we, Bm, N, IC, OC, r, s) : NULL;
+    const __nv_bfloat16 *xe = we ? kext_input(be, inp, A, u, we, (const float *)w, Bm, N, IC, OC, r, s) : NULL;
     if (!xe) return -1;
     const size_t n = (size_t)N * OC;
     if (act) {
@@ -253,10 +270,6 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
     return 1;
 }
 
-// Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
-// backward must ask for the same number.
-static int lora_ext_rows(int r) { return (r + 15) / 16 * 16; }
-static_assert(CU_EXT_ROWS_MAX >= (LORA_UP_MAX_R + 15) / 16 * 16, "room for A's rows after an expanded weight");
 
 // The forward's paths; 1 where the fused pass wrote act too, 0 where gelu_fwd still has to. res
 // (lora_linear_res_fwd): *res_done = 1 where the path added it: only the cuBLASLt bias GEMM, which
@@ -460,11 +473,19 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     }
     if (r <= 0) return;
     // du = s dout Bm (beta 0: overwritten), dinp, then dB += s dout^T u and dA += du^T inp (bf16:
-    // both in one launch, dout and du read from the concatenated operand where there is one)
-    cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,
-            0.0f, (float *)du, r, 0, 1);
+    // both in one launch, dout and du read from the concatenated operand where there is one).
+    // There, with rx = r and that launch to come, du goes straight into the operand's spare columns
+    // in bf16, and its floats come from the launch (which reads those columns anyway), instead of a
+    // float GEMM and a converting pass.
+    const int lg = IC > 0 && c->precision == CU_BF16 && !c->lora_grads_off && r % 8 == 0 && r <= 32;
+    const void *bb = db && lg && rx == r && OC % 8 == 0 ? cu_bf16_copy(be, (const float *)Bm, (size_t)OC * r) : NULL;
+    if (bb)
+        cu_gemm_bf16_out(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, bb, r, db, ldd, db + OC, ldd);
+    else
+        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,
+                0.0f, (float *)du, r, 0, 1);
     if (IC > 0 && db) {
-        cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
+        if (!bb) cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
         if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, ldw, db, ldd, rx);
         else
             cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, ldw, db, ldd,
@@ -472,7 +493,7 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     } else if (IC > 0 && !merge && dinp)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,
                 (float *)dinp, IC, 0, 1);
-    if (IC > 0 && c->precision == CU_BF16 && !c->lora_grads_off && r % 8 == 0 && r <= 32) {
+    if (lg) {
         int ldo = ldd, ldu = ldd;
         const void *ob = db, *dub = db && OC % 8 == 0 ? db + OC : NULL;
         if (!ob) ob = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC, &ldo);
@@ -480,9 +501,11 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         if (!dub) dub = cu_bf16_copy(be, (const float *)du, (size_t)N * r), ldu = r;
         const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
         const void *ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-        if (cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, IC, dub, ldu, N, OC, IC, r, (float)s))
+        if (cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, IC, dub, ldu, bb ? (float *)du : NULL,
+                                 N, OC, IC, r, (float)s))
             return;
     }
+    if (bb) cu_bf16_rows_to_float(be, (float *)du, db + OC, ldd, N, r);   // (the launch was not taken: du's floats)
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
             1.0f, (float *)dB, r, 0, 1);
     if (IC > 0)

@@ -9,8 +9,8 @@
 
 void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH,
-                int n_teachers, double beta, void *nS, void *nH, double *acc, double weight, double grad_scale,
-                int grad, int P, int V) {
+                int n_teachers, double beta, void *nS, void *nH, int nzero, double *acc, double weight,
+                double grad_scale, int grad, int P, int V) {
     if (P <= 0 || V <= 0) return;
     if (zin && grad == 1) {
         fprintf(stderr, "swq cuda: xent_kl: padded logits given with an in-place gradient\n");
@@ -49,12 +49,13 @@ void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ld
         auto kernel = keep ? xent_kl_kernel<true, __nv_bfloat16> : xent_kl_kernel<false, __nv_bfloat16>;
         kernel<<<P, keep ? XENT_ROW_BLOCK_BF16 : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
             (float *)logits, (const __nv_bfloat16 *)zin, ldz, gb, ldg, target, len, (const float *)tS, (const float *)tH,
-            bnt, (float)beta, (float *)nS, (float *)nH, acc, weight, gs, g, V);
+            bnt, (float)beta, (float *)nS, (float *)nH, nzero, acc, weight, gs, g, V);
     } else {
         auto kernel = keep ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
         kernel<<<P, keep ? XENT_ROW_BLOCK : XENT_BLOCK, keep ? row : 0, STREAM(be)>>>(
             (float *)logits, zin ? (const float *)zin : (const float *)logits, zin ? ldz : V, gb, ldg, target, len,
-            (const float *)tS, (const float *)tH, bnt, (float)beta, (float *)nS, (float *)nH, acc, weight, gs, g, V);
+            (const float *)tS, (const float *)tH, bnt, (float)beta, (float *)nS, (float *)nH, nzero, acc, weight, gs, g,
+            V);
     }
     CUDA_LAUNCH_CHECK();
 }

@@ -2,6 +2,7 @@
 // the CPU through cuda/tools/warp_sim.h).
 #ifndef SWQ_XENT_CUH
 #define SWQ_XENT_CUH
+#include <type_traits>
 #include "cuda/device_common.cuh"
 
 #define XENT_BLOCK 512
@@ -47,9 +48,10 @@ constexpr int xent_blocks = ROW && sizeof(Z) == 2 ? 2 : 1;
 template <bool ROW, typename Z>
 __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xent_kl_kernel(
     float *logits, const Z *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target, const int *len,
-    const float *tS, const float *tH, float bnt, float beta, float *nS, float *nH, double *acc, double weight,
-    float gscale, int grad, int V) {
-    // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb
+    const float *tS, const float *tH, float bnt, float beta, float *nS, float *nH, int nzero, double *acc,
+    double weight, float gscale, int grad, int V) {
+    // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb. nzero: nS starts
+    // as zeros (not read; every value of its row written, zeros past the valid columns)
     constexpr int VEC = 16 / sizeof(Z);
     __shared__ float shf[32];
     __shared__ double shd[32];
@@ -61,11 +63,11 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     int n = len ? len[p] : V;
     if (n > V) n = V;
     if (n <= 0) {   // no valid column: no loss, no teacher mass, zero gradient
-        if (grad)
-            for (int v = threadIdx.x; v < V; v += blockDim.x) {
-                if (grad == 1) z[v] = 0.0f;
-                if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
-            }
+        for (int v = threadIdx.x; v < V; v += blockDim.x) {
+            if (grad == 1) z[v] = 0.0f;
+            if (grad && gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
+            if (nzero && nS) nS[(size_t)p * V + v] = 0.0f;
+        }
         return;
     }
     const int tgt = target ? target[p] : -1;
@@ -94,6 +96,7 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     Z *zw = (Z *)zs;
     const uint4 *zsv = (const uint4 *)(zs + h);
     const bool vstore = (h1 - h) % VEC == 0;   // pass 1 stores whole vectors into the kept row
+    const int lane = threadIdx.x & 31, wbase = threadIdx.x - lane;
 
     // pass 1: running max and sum of exp (four loads in flight per thread). bf16 logits: a vector's
     // values rescale the sum once, and a thread's sum is in float (~100 terms a thread: far below
@@ -172,39 +175,53 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     const float qcoef = (tgt >= 0 ? 1.0f : 0.0f) + bnt;
     const R lse_r = (R)lse;
     double qlogq = 0.0, tz = 0.0, tsum = 0.0;
-    auto elem = [&](int v, float x, float tv, float &znew) -> float {   // returns q
+    // the sums' terms go straight into the doubles (A = double), or for bf16 logits a vector's
+    // terms first into floats (A = float: 8 terms, then one conversion each instead of one per term)
+    auto elem = [&](int v, float x, float tv, float &znew, auto &a_qlogq, auto &a_tz, auto &a_tsum) -> float {
+        using A = typename std::remove_reference<decltype(a_tz)>::type;
         float logq = (float)((R)x - lse_r);
         float q = expf(logq);
         if (ts) {
-            tz += (double)tv * x;
-            tsum += (double)tv;
+            a_tz += (A)tv * (A)x;
+            a_tsum += (A)tv;
         }
-        if (nH && q > 0.0f) qlogq += (double)q * logq;
+        if (nH && q > 0.0f) a_qlogq += (A)q * (A)logq;
         znew = x;
         if (grad) znew = gscale * (qcoef * q - (v == tgt ? 1.0f : 0.0f) - beta * tv);
-        return q;
+        return q;   // q
     };
     __nv_bfloat16 *gr = gb ? gb + (size_t)p * ldg : NULL;
     auto one = [&](int v) {
-        float zn, q = elem(v, xent_f(zs[v]), ts ? ts[v] : 0.0f, zn);
-        if (ns) ns[v] += q;
+        float zn, q = elem(v, xent_f(zs[v]), ts ? ts[v] : 0.0f, zn, qlogq, tz, tsum);
+        if (ns) ns[v] = (nzero ? 0.0f : ns[v]) + q;
         if (grad == 1) z[v] = zn;
         if (grad && gr) gr[v] = __float2bfloat16_rn(zn);
     };
     for (int v = threadIdx.x; v < h; v += blockDim.x) one(v);
-    // one vector of VEC values with its teacher values t; with ns == ts the old sums are t itself
+    // one vector of VEC values with its teacher values t (wv: its gradient's bf16 pairs); with
+    // ns == ts the old sums are t itself
     const bool alias = ns && ns == ts;
-    auto vec = [&](int i, const float *t) {
+    auto vec = [&](int i, const float *t, uint32_t *wv) {
         const int v = h + VEC * i;
-        float x[VEC], zn[VEC], q[VEC];
+        float x[VEC], q[VEC], zn[VEC];
         xent_unpack<Z>(zsv[i], x);
+        if constexpr (sizeof(Z) == 2) {
+            float fq = 0.0f, fz = 0.0f, fs = 0.0f;
 #pragma unroll
-        for (int e = 0; e < VEC; e++) q[e] = elem(v + e, x[e], t[e], zn[e]);
+            for (int e = 0; e < VEC; e++) q[e] = elem(v + e, x[e], t[e], zn[e], fq, fz, fs);
+            qlogq += (double)fq;
+            tz += (double)fz;
+            tsum += (double)fs;
+        } else {
+#pragma unroll
+            for (int e = 0; e < VEC; e++) q[e] = elem(v + e, x[e], t[e], zn[e], qlogq, tz, tsum);
+        }
 #pragma unroll
         for (int k = 0; k < VEC / 4; k++) {
             if (ns) {
                 float4 *a = (float4 *)(ns + v) + k,
-                       u = alias ? make_float4(t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3]) : *a;
+                       u = alias ? make_float4(t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3])
+                           : nzero ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : *a;
                 u.x += q[4 * k];
                 u.y += q[4 * k + 1];
                 u.z += q[4 * k + 2];
@@ -213,26 +230,51 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
             }
             if (grad == 1) ((float4 *)(z + v))[k] = make_float4(zn[4 * k], zn[4 * k + 1], zn[4 * k + 2], zn[4 * k + 3]);
         }
-        if (grad && gr) {   // the gradient's bf16 copy: one 8- or 16-byte store where aligned
-            uint32_t wv[VEC / 2];
 #pragma unroll
-            for (int e = 0; e < VEC / 2; e++) wv[e] = pack_bf16x2(zn[2 * e], zn[2 * e + 1]);
-            if ((uintptr_t)(gr + v) % (2 * VEC) == 0) {
+        for (int e = 0; e < VEC / 2; e++) wv[e] = pack_bf16x2(zn[2 * e], zn[2 * e + 1]);
+    };
+    // The gradient's bf16 copy of vector i (all lanes of the warp together; ok: i < nv). Its rows
+    // are 16-byte aligned, pass 2's frame may not be: then a lane stores the aligned vector that
+    // starts inside its own (its last gsh values, the next lane's first VEC - gsh), so that every
+    // store is whole; a warp's first lane stores its first values, and a lane whose next vector
+    // is not in its warp its last, one by one.
+    const int gsh = gr ? (int)((uintptr_t)(gr + h) % (2 * VEC) / 2) : 0;
+    auto gstore = [&](int i, bool ok, const uint32_t *wv) {
+        const int v = h + VEC * i;
+        auto one_bf16 = [&](int e) {   // value e of the vector
+            const uint16_t b = (uint16_t)(e % 2 ? wv[e / 2] >> 16 : wv[e / 2] & 0xffffu);
+            memcpy(gr + v + e, &b, 2);
+        };
+        if (gsh == 0) {
+            if (ok) {
                 if constexpr (VEC == 8) *(uint4 *)(gr + v) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
                 else *(uint2 *)(gr + v) = make_uint2(wv[0], wv[1]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < VEC; e++) gr[v + e] = __float2bfloat16_rn(zn[e]);
             }
+            return;
+        }
+        uint32_t nx[VEC / 2];
+#pragma unroll
+        for (int e = 0; e < VEC / 2; e++) nx[e] = __shfl_down_sync(0xffffffffu, wv[e], 1);
+        if (!ok) return;
+        const int s = VEC - gsh;   // values before the aligned boundary
+        if (lane == 0)
+            for (int e = 0; e < s; e++) one_bf16(e);
+        if (lane < 31 && i + 1 < nv) {
+            uint32_t o[VEC / 2];
+            bf16_window<VEC>(o, wv, nx, s);
+            if constexpr (VEC == 8) *(uint4 *)(gr + v + s) = make_uint4(o[0], o[1], o[2], o[3]);
+            else *(uint2 *)(gr + v + s) = make_uint2(o[0], o[1]);
+        } else {
+            for (int e = s; e < VEC; e++) one_bf16(e);
         }
     };
     // two vectors' teacher values in flight before either is used (the thread's vectors in the
-    // same order as one at a time: the same sums)
-    for (int i0 = threadIdx.x; i0 < nv; i0 += 2 * blockDim.x) {
+    // same order as one at a time: the same sums); the loop's bounds are the warp's, for gstore
+    for (int b0 = wbase; b0 < nv; b0 += 2 * blockDim.x) {
         float t[2][VEC];
 #pragma unroll
         for (int j = 0; j < 2; j++) {
-            const int i = i0 + j * blockDim.x;
+            const int i = b0 + lane + j * blockDim.x;
 #pragma unroll
             for (int k = 0; k < VEC / 4; k++) {
                 const float4 tv = ts && i < nv ? ((const float4 *)(ts + h + VEC * i))[k] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -240,14 +282,19 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
             }
         }
 #pragma unroll
-        for (int j = 0; j < 2; j++)
-            if (i0 + j * blockDim.x < nv) vec(i0 + j * blockDim.x, t[j]);
+        for (int j = 0; j < 2; j++) {
+            const int i = b0 + lane + j * blockDim.x;
+            uint32_t wv[VEC / 2] = {};
+            if (i < nv) vec(i, t[j], wv);
+            if (grad && gr) gstore(i, i < nv, wv);
+        }
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) one(v);
-    if (grad)
+    if (grad || (nzero && ns))
         for (int v = n + threadIdx.x; v < V; v += blockDim.x) {
             if (grad == 1) z[v] = 0.0f;
-            if (gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
+            if (grad && gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
+            if (nzero && ns) ns[v] = 0.0f;
         }
     if (ts) {
         tz = block_sum<double>(tz, shd);

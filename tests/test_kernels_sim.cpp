@@ -135,6 +135,7 @@ struct xent_case {
     int P, V, teachers, masked, grad, alias;   // alias: the new teacher sums are the old ones
     int pad;   // > 0: the logits are read from a bf16 copy with rows V + pad apart (the floats stay stale)
     int fpad = 0;  // > 0: read from a float copy with rows V + fpad apart (a lazy head's padded GEMM rows)
+    int nzero = 0; // the new teacher sums taken as zeros (a pending zero taken over): they hold NaN
 };
 static void check_xent(xent_case k, int row) {
     const int P = k.P, V = k.V;
@@ -159,7 +160,7 @@ static void check_xent(xent_case k, int row) {
         len[p] = k.masked ? (p == 1 ? 0 : V - 1 - 7 * p) : V;
         tgt[p] = p == 2 || len[p] <= 0 ? -1 : (p * 37 + 5) % len[p];
     }
-    nS = k.alias ? tS : rnd((size_t)P * V, 0, 1);
+    nS = k.alias ? tS : k.nzero ? std::vector<float>((size_t)P * V, 0.0f) : rnd((size_t)P * V, 0, 1);
     nH = k.alias ? tH : rnd(P, -1, 1);
     const double beta = 0.7, weight = 0.125, gscale = 2.0;
     // the reference
@@ -184,7 +185,8 @@ static void check_xent(xent_case k, int row) {
     CPU->free(CPU, racc);
 
     // the kernel (the launch of cu_xent_kl)
-    std::vector<float> zk = z, nSk = k.alias ? tS : nS, nHk = k.alias ? tH : nH;
+    std::vector<float> zk = z, nSk = k.alias ? tS : k.nzero ? std::vector<float>((size_t)P * V, NaN) : nS,
+                       nHk = k.alias ? tH : nH;
     const int ldz = V + k.pad + k.fpad;
     std::vector<__nv_bfloat16> zin;
     std::vector<float> zinf;
@@ -202,7 +204,7 @@ static void check_xent(xent_case k, int row) {
     }
     const std::vector<float> z_before = zk;
     std::vector<float> &tSk = k.alias ? nSk : tS, &tHk = k.alias ? nHk : tH;
-    const int ldg = V + 40;
+    const int ldg = V + 43;   // (its rows' frames not in step with the teacher rows')
     std::vector<__nv_bfloat16> gb((size_t)P * ldg, __float2bfloat16_rn(NaN));
     double acc[2] = {0, 0};
     const size_t smem = !row ? 0 : k.pad ? ((size_t)V + 8) * sizeof(__nv_bfloat16) : ((size_t)V + 4) * sizeof(float);
@@ -214,16 +216,17 @@ static void check_xent(xent_case k, int row) {
         if (k.pad) {
             auto kern = row ? xent_kl_kernel<true, __nv_bfloat16> : xent_kl_kernel<false, __nv_bfloat16>;
             kern(zk.data(), zin.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr, nt ? tHk.data() : nullptr,
-                 bnt, (float)beta, nSk.data(), nHk.data(), acc, weight, gs, k.grad, V);
+                 bnt, (float)beta, nSk.data(), nHk.data(), k.nzero, acc, weight, gs, k.grad, V);
         } else {
             auto kern = row ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
             kern(zk.data(), k.fpad ? zinf.data() : zk.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr,
-                 nt ? tHk.data() : nullptr, bnt, (float)beta, nSk.data(), nHk.data(), acc, weight, gs, k.grad, V);
+                 nt ? tHk.data() : nullptr, bnt, (float)beta, nSk.data(), nHk.data(), k.nzero, acc, weight, gs, k.grad, V);
         }
     });
     char what[128];
-    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d%s",
-             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz, k.fpad ? " (floats)" : "");
+    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d%s%s",
+             row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz, k.fpad ? " (floats)" : "",
+             k.nzero ? " (sums from zero)" : "");
     CHECK(fabs(acc[0] - eacc[0]) <= 1e-5 * fabs(eacc[0]) + 1e-9, "%s: CE %.9g vs %.9g", what, acc[0], eacc[0]);
     CHECK(fabs(acc[1] - eacc[1]) <= 1e-4 * fabs(eacc[1]) + 1e-7, "%s: KL %.9g vs %.9g", what, acc[1], eacc[1]);
     CHECK(rel_l2(nSk.data(), enS.data(), nSk.size()) < 1e-5 && rel_l2(nHk.data(), enH.data(), P) < 1e-5,
@@ -233,6 +236,16 @@ static void check_xent(xent_case k, int row) {
         for (int p = 0; p < P; p++)
             for (int v = 0; v < V; v++) g[(size_t)p * V + v] = __bfloat162float(gb[(size_t)p * ldg + v]);
         CHECK(rel_l2(g.data(), ez.data(), g.size()) < 5e-3, "%s: bf16 gradient %.3g", what, rel_l2(g.data(), ez.data(), g.size()));
+        // value by value (a value stored to the wrong column, or not at all, shows here)
+        float gmax = 0.0f;
+        for (float x : ez) gmax = fmaxf(gmax, fabsf(x));
+        size_t off = 0;
+        for (size_t i = 0; i < g.size(); i++) off += !(fabsf(g[i] - ez[i]) <= fabsf(ez[i]) / 128 + 1e-5f * gmax);
+        CHECK(off == 0, "%s: %zu values of the bf16 gradient off", what, off);
+        size_t past = 0;   // the columns past V are not the gradient's (the head adapter's du goes there)
+        for (int p = 0; p < P; p++)
+            for (int v = V; v < ldg; v++) past += !std::isnan(__bfloat162float(gb[(size_t)p * ldg + v]));
+        CHECK(past == 0, "%s: %zu values written past the row's V columns", what, past);
         if (k.grad == 1) {
             CHECK(rel_l2(zk.data(), ez.data(), zk.size()) < 1e-5, "%s: gradient %.3g", what, rel_l2(zk.data(), ez.data(), zk.size()));
             size_t bad = 0;
@@ -365,10 +378,12 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
 // s u B^T (the hi/lo split: ~2^-16 of it).
 static void check_down_kext(int N, int IC, int OC, int r) {
     const int rp = (r + 7) & ~7, ke = IC + 3 * rp, R = rp <= 16 ? 16 : 32;
+    const int lda = IC + 24;   // A's rows as after a weight's K-extended rows (NaN between them)
     const float s = 1.5f;
-    std::vector<__nv_bfloat16> x((size_t)N * IC), A((size_t)r * IC);
+    std::vector<__nv_bfloat16> x((size_t)N * IC), A((size_t)r * lda, __float2bfloat16_rn(NaN));
     for (auto &v : x) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
-    for (auto &v : A) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 3000);
+    for (int j = 0; j < r; j++)
+        for (int k = 0; k < IC; k++) A[(size_t)j * lda + k] = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 3000);
     std::vector<float> Bm = rnd((size_t)OC * r, -0.1f, 0.1f), u((size_t)N * r, NaN);
     std::vector<__nv_bfloat16> ub((size_t)N * r, __float2bfloat16_rn(NaN)), bb((size_t)OC * r + 1, __float2bfloat16_rn(NaN));
     // (one guard row after each side's rows)
@@ -378,10 +393,10 @@ static void check_down_kext(int N, int IC, int OC, int r) {
     const int nxb = (N + DK_ROWS - 1) / DK_ROWS, nwb = 3;
     warp_sim::run_grid(nxb + nwb, 1, sim_dim3{DK_THREADS, 1, 1}, R == 16 ? dk_smem_bytes<16> : dk_smem_bytes<32>, [&] {
         if (R == 16)
-            lora_down_kext_kernel<16>(xe.data(), ke, x.data(), IC, IC, A.data(), u.data(), r, rp, s, N, nxb, we.data(),
+            lora_down_kext_kernel<16>(xe.data(), ke, x.data(), IC, IC, A.data(), lda, u.data(), r, rp, s, N, nxb, we.data(),
                                       Bm.data(), OC, ub.data(), bb.data());
         else
-            lora_down_kext_kernel<32>(xe.data(), ke, x.data(), IC, IC, A.data(), u.data(), r, rp, s, N, nxb, we.data(),
+            lora_down_kext_kernel<32>(xe.data(), ke, x.data(), IC, IC, A.data(), lda, u.data(), r, rp, s, N, nxb, we.data(),
                                       Bm.data(), OC, ub.data(), bb.data());
     });
     size_t bad = 0;
@@ -394,7 +409,7 @@ static void check_down_kext(int N, int IC, int OC, int r) {
             if (j < r) {
                 double want = 0, mag = 0;
                 for (int k = 0; k < IC; k++) {
-                    double t = (double)__bfloat162float(x[(size_t)i * IC + k]) * __bfloat162float(A[(size_t)j * IC + k]);
+                    double t = (double)__bfloat162float(x[(size_t)i * IC + k]) * __bfloat162float(A[(size_t)j * lda + k]);
                     want += t;
                     mag += fabs(t);
                 }
@@ -748,6 +763,10 @@ int main(void) {
         // bf16 padded rows with teacher rows (the LoRA head's logits in CDT): frames in step or not
         {5, 1001, 2, 1, 2, 0, 23}, {3, 4099, 2, 0, 2, 1, 3}, {4, 777, 1, 0, 0, 0, 7}, {6, 1001, 3, 1, 2, 0, 4},
         {4, 1000, 1, 0, 2, 0, 24}, {3, 1003, 2, 1, 0, 1, 5},
+        // rows of more vectors than a block has threads (a second vector a thread, a second round)
+        {4, 9001, 2, 1, 2, 1, 9}, {3, 9001, 1, 0, 2, 0, 0, 5},
+        // the first teacher rows into sums taken as zeros (masked rows and columns: zeros written)
+        {5, 1001, 0, 1, 2, 0, 23, 0, 1}, {4, 1000, 0, 1, 1, 0, 0, 0, 1}, {3, 777, 0, 0, 0, 0, 0, 7, 1},
     };
     for (const xent_case &k : xc)
         for (int row = 0; row <= 1; row++) check_xent(k, row);

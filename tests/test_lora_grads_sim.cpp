@@ -5,6 +5,7 @@
 // strides wider than the rows, one slice of the reduction (plain adds) and several (atomics).
 #define SWQ_WARP_SIM 1
 #include "cuda/lora_grads.cuh"
+#include <cmath>
 #include <vector>
 extern "C" {
 #include "tests/check.h"
@@ -35,8 +36,9 @@ static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
             for (int m = 0; m < IC; m++) eA[(size_t)j * IC + m] += (double)f(inp[(size_t)t * ldi + m]) * f(du[(size_t)t * lddu + j]);
     }
     // the launch of cu_lora_weight_grads, with the number of slices given
-    lg_prob p0 = {dB.data(), dout.data(), u.data(), ldd, ldu, OC, 0, s};
-    lg_prob p1 = {dA.data(), inp.data(), du.data(), ldi, lddu, IC, 1, 1.0f};
+    std::vector<float> duf((size_t)N * r + 1, std::nanf(""));   // du's floats (one guard value after them)
+    lg_prob p0 = {dB.data(), dout.data(), u.data(), ldd, ldu, OC, 0, s, NULL};
+    lg_prob p1 = {dA.data(), inp.data(), du.data(), ldi, lddu, IC, 1, 1.0f, duf.data()};
     const int mb0 = (OC + 63) / 64, mb = mb0 + (IC + 63) / 64;
     const int rper = ((N + splits_wanted - 1) / splits_wanted + LG_KC - 1) / LG_KC * LG_KC, splits = (N + rper - 1) / rper;
     warp_sim::run_grid(mb, splits, sim_dim3{128, 1, 1}, 0, [&] {
@@ -47,6 +49,10 @@ static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
     printf("N=%d OC=%d IC=%d r=%d, %d slice(s): dB %.2e dA %.2e\n", N, OC, IC, r, splits, e0, e1);
     CHECK(e0 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dB rel. error %.3g", N, OC, IC, r, splits, e0);
     CHECK(e1 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dA rel. error %.3g", N, OC, IC, r, splits, e1);
+    size_t bad = !std::isnan(duf[(size_t)N * r]);
+    for (int t = 0; t < N; t++)
+        for (int j = 0; j < r; j++) bad += duf[(size_t)t * r + j] != f(du[(size_t)t * lddu + j]);
+    CHECK(bad == 0, "N=%d OC=%d IC=%d r=%d splits=%d: %zu of du's floats wrong", N, OC, IC, r, splits, bad);
 }
 
 int main(void) {

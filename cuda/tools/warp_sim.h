@@ -159,7 +159,11 @@ inline void execute(Fiber *L, int w) {
     if (op == SHFL) {
         uint64_t in[32];
         for (int l = 0; l < 32; l++) in[l] = L[l].fv;
-        for (int l = 0; l < 32; l++) L[l].fv = in[(l ^ L[l].lanemask) & 31];
+        // lanemask >= 0: xor with it; < 0: from lane l - lanemask, l itself past the last (down)
+        for (int l = 0; l < 32; l++) {
+            const int m = L[l].lanemask, src = m >= 0 ? (l ^ m) & 31 : l - m < 32 ? l - m : l;
+            L[l].fv = in[src];
+        }
     } else if (op == LDSM || op == LDSM_T) {
         // x4: lanes 8j..8j+7 give the row addresses of 8x8 matrix j (8 contiguous b16 each)
         for (int l = 0; l < 32; l++)
@@ -300,6 +304,20 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lanemask) {
     f.fv = 0;
     memcpy(&f.fv, &v, sizeof v);
     f.lanemask = lanemask;
+    warp_sim::wait_at(warp_sim::SHFL);
+    memcpy(&v, &warp_sim::me().fv, sizeof v);
+    return v;
+}
+
+template <class T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta) {
+    static_assert(sizeof(T) <= 8, "a shuffle moves at most 8 bytes");
+    (void)mask;
+    if (delta < 1 || delta > 31) warp_sim::fail("__shfl_down_sync: a delta the simulator does not take", (int)(threadIdx.x / 32));
+    warp_sim::Fiber &f = warp_sim::me();
+    f.fv = 0;
+    memcpy(&f.fv, &v, sizeof v);
+    f.lanemask = -(int)delta;
     warp_sim::wait_at(warp_sim::SHFL);
     memcpy(&v, &warp_sim::me().fv, sizeof v);
     return v;
