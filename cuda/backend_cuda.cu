@@ -363,6 +363,7 @@ void cu_bf16_invalidate(swq_backend *be, const void *p, size_t bytes) {
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
     zero_lazy_meets(c, lo, hi);
+    cu_teacher_half_meets(be, lo, hi, 1);
     if (lazy_overlaps(c, lo, hi)) c->lazy.out = NULL;   // overwritten: nothing to pack
     if (!c->n_bfc && !c->n_frozen) return;
     for (int i = 0; i < c->n_frozen; i++)   // floats written: no longer expanded
@@ -706,6 +707,7 @@ void cu_sole_in(swq_backend *be, const void *p, size_t bytes) {
     const char *lo, *hi;
     byte_range(c, p, bytes, &lo, &hi);
     zero_lazy_meets(c, lo, hi);
+    cu_teacher_half_meets(be, lo, hi, 0);
     if (lazy_overlaps(c, lo, hi)) cu_lazy_materialize(be);
     for (int i = 0; i < c->n_frozen; i++)
         if (expanded_meets(&c->frozen[i], lo, hi)) expanded_floats(be, &c->frozen[i]);
@@ -1449,9 +1451,6 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
     } else {
         IN(logits, (size_t)P * V * F4);
     }
-    if (tS) IN(tS, (size_t)P * V * F4);
-    if (tH) IN(tH, (size_t)P * F4);
-    if (grad || !zin) INV(logits, (size_t)P * V * F4);   // (grad 0 keeps a pending lazy output pending)
     // the first teacher rows into just-zeroed sums (the CDT step's first config): a pending zero
     // of exactly them is taken over, not issued (their 0.8 GB not written and read back at B=8 T=512)
     int nzero = 0;
@@ -1459,10 +1458,16 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
         CTX(be)->zl = NULL;
         nzero = 1;
     }
-    INV(nS, (size_t)P * V * F4);
+    // bf16 logits: the teacher sums through their fp16 copy where they can (their floats then
+    // neither read nor invalidated)
+    const int thalf = cu_xent_teacher_half(be, zin && !c->lazy.f32, tS, nS, nzero, P, V);
+    if (tS && !thalf) IN(tS, (size_t)P * V * F4);
+    if (tH) IN(tH, (size_t)P * F4);
+    if (grad || !zin) INV(logits, (size_t)P * V * F4);   // (grad 0 keeps a pending lazy output pending)
+    if (!thalf) INV(nS, (size_t)P * V * F4);
     INV(nH, (size_t)P * F4);
     INV(acc, 2 * sizeof(double));
-    cu_xent_kl(be, logits, zin, c->lazy.f32, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, nzero, acc, weight, grad_scale, grad, P,
+    cu_xent_kl(be, logits, zin, c->lazy.f32, ldz, target, len, tS, tH, n_teachers, beta, nS, nH, nzero, thalf, acc, weight, grad_scale, grad, P,
                V);
 }
 static void w_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V) {
@@ -1580,6 +1585,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->lazy_head = !(lh && *lh && !strcmp(lh, "0"));   // measured 4.2 ms off 83.3 a pretraining step (docs/PERF.md)
     const char *bk = getenv("SWQ_CUDA_BODY_KEXT");
     c->body_kext = !(bk && *bk && !strcmp(bk, "0"));
+    const char *tf = getenv("SWQ_CUDA_TEACHER_F32");
+    c->teacher_f32 = tf && *tf && strcmp(tf, "0");
     const char *hf = getenv("SWQ_CUDA_HEAD_F32");
     c->head_f32 = hf && *hf && strcmp(hf, "0");
     const char *fl = getenv("SWQ_CUDA_FLASH");
@@ -1789,6 +1796,7 @@ void swq_backend_cuda_destroy(swq_backend *be) {
         if (c->pad) CUDA_CHECK(cudaFree(c->pad));
         if (c->kext_x) CUDA_CHECK(cudaFree(c->kext_x));
         if (c->kext_w) CUDA_CHECK(cudaFree(c->kext_w));
+        if (c->th) CUDA_CHECK(cudaFree(c->th));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
         for (int i = 0; i < c->n_lt; i++) {
             CUBLAS_CHECK(cublasLtMatmulDescDestroy(c->lt_plans[i].op));

@@ -166,6 +166,14 @@ typedef struct {
     // a synchronization or a host transfer issues it first; freeing the buffer drops it
     void *zl;
     size_t zl_bytes;
+    // bf16 mode: the CDT step's teacher sums as fp16 (cu_xent_teacher_half): th, rows th_ld apart,
+    // holds th_src's [th_rows, th_cols] floats times th_scale, which are stale while th_valid.
+    // teacher_f32: SWQ_CUDA_TEACHER_F32=1, the sums stay in floats.
+    void *th;
+    size_t th_cap;
+    const float *th_src;
+    int th_rows, th_cols, th_ld, th_valid, teacher_f32;
+    float th_scale;
     float *pad;                    // a GEMM output with padded rows (cu_lora_linear_fwd), grown on demand
     size_t pad_cap;                // bytes
     void *kext_x, *kext_w;         // the K-extended bf16 operands of lora_head_kext (kext_x: lora_body_kext's too)
@@ -420,11 +428,20 @@ void cu_attention_bwd(swq_backend *be, void *dqkv, void *scratch, const void *do
                       const void *att, int B, int T, int C, int NH);
 
 // zin (NULL: logits' floats) holds the logits to read, rows ldz apart (a lazy head's output): in
-// floats if zf32, else in bf16 (teacher rows stay floats either way); grad 1 needs zin NULL.
-// nzero: nS is taken as zeros (a pending zero taken over) and written whole, not read.
+// floats if zf32, else in bf16; grad 1 needs zin NULL. nzero: nS is taken as zeros (a pending zero
+// taken over) and written whole, not read. thalf: the teacher sums go through their fp16 copy
+// (cu_xent_teacher_half said so).
 void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ldz, const int *target, const int *len,
                 const void *tS, const void *tH, int n_teachers, double beta,
-                void *nS, void *nH, int nzero, double *acc, double weight, double grad_scale, int grad,
+                void *nS, void *nH, int nzero, int thalf, double *acc, double weight, double grad_scale, int grad,
                 int P, int V);
+// bf16 mode, xent_kl on bf16 logits (zb) with a kept row: whether its teacher sums go through their
+// fp16 copy (half the bytes of floats; then the caller neither reads tS's floats nor drops nS's
+// copies): the first config's sums into a pending zero (nzero), a later config's into the sums the
+// copy holds, or the last config's read of them. 0: floats (SWQ_CUDA_TEACHER_F32=1: always).
+int cu_xent_teacher_half(swq_backend *be, int zb, const void *tS, const void *nS, int nzero, int P, int V);
+// An op reads (write 0) or writes [lo, hi): fp16 teacher sums overlapping it go back into their floats
+// first (not where a write covers them all), and the copy is dropped.
+void cu_teacher_half_meets(swq_backend *be, const char *lo, const char *hi, int write);
 void cu_argmax_rows(swq_backend *be, int *out_host, const void *logits, int P, int V);
 #endif

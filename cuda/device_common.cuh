@@ -8,6 +8,7 @@
 #include "cuda/tools/warp_sim.h"
 #else
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 // a kernel's dynamic shared memory (the launch's third argument), 16-byte aligned
 #define SWQ_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 #endif

@@ -16,8 +16,8 @@
 // The logits are read from zin, rows ldz apart (a GEMM output with padded rows, say), as Z: float,
 // or bf16 (the LM head's output left in bf16 by its GEMM: half the bytes, and a kept row of half
 // the size, two blocks an SM); with grad 1 zin must be logits itself (ldz = V), which the gradient
-// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16; teacher rows, floats, two float4
-// to a vector of bf16 logits).
+// then replaces. Vector loads are 16 bytes (4 floats or 8 bf16; teacher rows in floats, two float4
+// to a vector of bf16 logits, or in fp16, one).
 template <typename Z>
 __device__ __forceinline__ float xent_f(Z x) { return (float)x; }
 template <>
@@ -45,13 +45,75 @@ template <bool ROW, typename Z>
 constexpr int xent_threads = ROW ? (sizeof(Z) == 4 ? XENT_ROW_BLOCK : XENT_ROW_BLOCK_BF16) : XENT_BLOCK;
 template <bool ROW, typename Z>
 constexpr int xent_blocks = ROW && sizeof(Z) == 2 ? 2 : 1;
-template <bool ROW, typename Z>
+// Teacher sums as TT: float, or fp16 scaled (a stored value is the sum times the scale: tin reads,
+// tout writes; 1/2^k and 2^k, so that the largest sum stays below fp16's 65504 and small
+// probabilities above its subnormals), loaded and stored VEC to a vector.
+template <typename TT>
+__device__ __forceinline__ float tt_get(TT x, float s) {
+    if constexpr (sizeof(TT) == 4) return x;
+    else return __half2float(x) * s;
+}
+template <typename TT>
+__device__ __forceinline__ TT tt_put(float x, float s) {
+    if constexpr (sizeof(TT) == 4) return x;
+    else return __float2half_rn(x * s);
+}
+template <typename TT, int VEC>
+__device__ __forceinline__ void tt_load(const TT *p, float *t, float s) {   // (16-byte aligned rows frame)
+    if constexpr (sizeof(TT) == 4) {
+#pragma unroll
+        for (int k = 0; k < VEC / 4; k++) {
+            const float4 v = ((const float4 *)p)[k];
+            t[4 * k] = v.x, t[4 * k + 1] = v.y, t[4 * k + 2] = v.z, t[4 * k + 3] = v.w;
+        }
+    } else {
+        uint32_t w[VEC / 2];
+        if constexpr (VEC == 8) {
+            const uint4 v = *(const uint4 *)p;
+            w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+        } else {
+            const uint2 v = *(const uint2 *)p;
+            w[0] = v.x, w[1] = v.y;
+        }
+#pragma unroll
+        for (int e = 0; e < VEC / 2; e++) {
+            __half lo, hi;
+            const uint16_t l = (uint16_t)(w[e] & 0xffffu), h = (uint16_t)(w[e] >> 16);
+            memcpy(&lo, &l, 2);
+            memcpy(&hi, &h, 2);
+            t[2 * e] = __half2float(lo) * s;
+            t[2 * e + 1] = __half2float(hi) * s;
+        }
+    }
+}
+template <typename TT, int VEC>
+__device__ __forceinline__ void tt_store(TT *p, const float *t, float s) {
+    if constexpr (sizeof(TT) == 4) {
+#pragma unroll
+        for (int k = 0; k < VEC / 4; k++) ((float4 *)p)[k] = make_float4(t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3]);
+    } else {
+        uint32_t w[VEC / 2];
+#pragma unroll
+        for (int e = 0; e < VEC / 2; e++) {
+            const __half lo = __float2half_rn(t[2 * e] * s), hi = __float2half_rn(t[2 * e + 1] * s);
+            uint16_t l, h;
+            memcpy(&l, &lo, 2);
+            memcpy(&h, &hi, 2);
+            w[e] = (uint32_t)l | ((uint32_t)h << 16);
+        }
+        if constexpr (VEC == 8) *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
+        else *(uint2 *)p = make_uint2(w[0], w[1]);
+    }
+}
+template <bool ROW, typename Z, typename TT = float>
 __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xent_kl_kernel(
     float *logits, const Z *zin, int ldz, __nv_bfloat16 *gb, int ldg, const int *target, const int *len,
-    const float *tS, const float *tH, float bnt, float beta, float *nS, float *nH, int nzero, double *acc,
-    double weight, float gscale, int grad, int V) {
+    const TT *tS, int ldt, float tin, const float *tH, float bnt, float beta, TT *nS, float tout, float *nH, int nzero,
+    double *acc, double weight, float gscale, int grad, int V) {
+    static_assert(sizeof(TT) == 4 || (ROW && sizeof(Z) == 2), "fp16 teacher rows with a kept row of bf16 logits only");
     // grad 1: the gradient replaces z (and goes to gb when given); 2: only to gb. nzero: nS starts
-    // as zeros (not read; every value of its row written, zeros past the valid columns)
+    // as zeros (not read; every value of its row written, zeros past the valid columns). Teacher
+    // rows ldt apart.
     constexpr int VEC = 16 / sizeof(Z);
     __shared__ float shf[32];
     __shared__ double shd[32];
@@ -62,29 +124,32 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     const Z *zr = zin + (size_t)p * ldz;
     int n = len ? len[p] : V;
     if (n > V) n = V;
+    // a column without teacher mass added: its sum stays (zero where nzero; fp16 sums rescaled)
+    const bool restore = nS && (nzero || sizeof(TT) == 2);
+    auto ns_stays = [&](TT *r, int v) { r[v] = tt_put<TT>(nzero ? 0.0f : tt_get(r[v], tin), tout); };
     if (n <= 0) {   // no valid column: no loss, no teacher mass, zero gradient
         for (int v = threadIdx.x; v < V; v += blockDim.x) {
             if (grad == 1) z[v] = 0.0f;
             if (grad && gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
-            if (nzero && nS) nS[(size_t)p * V + v] = 0.0f;
+            if (restore) ns_stays(nS + (size_t)p * ldt, v);
         }
         return;
     }
     const int tgt = target ? target[p] : -1;
-    const float *ts = tS ? tS + (size_t)p * V : NULL;
-    float *ns = nS ? nS + (size_t)p * V : NULL;
+    const TT *ts = tS ? tS + (size_t)p * ldt : NULL;
+    TT *ns = nS ? nS + (size_t)p * ldt : NULL;
     // 16-byte vectors over the row from its first 16-byte boundary (rows of V values start
     // anywhere); scalars before and after. Pass 1 reads zr so (h1); pass 2 goes in the teacher rows'
     // frame (h), which is zr's where float logits share it: else the kept row is stored in their
     // frame (a vector of logits against one float4 of teacher values, or two for bf16 logits), or
     // without one (!ROW) pass 2 takes scalars.
     auto head = [&](const void *q) { return (int)((16 - (uintptr_t)q % 16) % 16 / sizeof(Z)); };
-    const float *fr = ts ? ts : ns;
+    const TT *fr = ts ? ts : ns;
     const bool zbad = (uintptr_t)zr % sizeof(Z),
                tns = ts && ns && ((uintptr_t)ts - (uintptr_t)ns) % 16,   // teacher rows out of step
                same = !fr || ((uintptr_t)fr - (uintptr_t)zr) % 16 == 0;
     // the teacher rows' frame: their floats before a 16-byte boundary
-    const int hf = fr ? (int)((16 - (uintptr_t)fr % 16) % 16 / sizeof(float)) : 0;
+    const int hf = fr ? (int)((16 - (uintptr_t)fr % 16) % 16 / sizeof(TT)) : 0;
     int h1 = zbad ? n : head(zr), h = zbad || tns ? n : !fr || (sizeof(Z) == 4 && same) ? h1 : ROW ? hf : n;
     if (h1 > n) h1 = n;
     if (h > n) h = n;
@@ -192,8 +257,8 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     };
     __nv_bfloat16 *gr = gb ? gb + (size_t)p * ldg : NULL;
     auto one = [&](int v) {
-        float zn, q = elem(v, xent_f(zs[v]), ts ? ts[v] : 0.0f, zn, qlogq, tz, tsum);
-        if (ns) ns[v] = (nzero ? 0.0f : ns[v]) + q;
+        float zn, q = elem(v, xent_f(zs[v]), ts ? tt_get(ts[v], tin) : 0.0f, zn, qlogq, tz, tsum);
+        if (ns) ns[v] = tt_put<TT>((nzero ? 0.0f : tt_get(ns[v], tin)) + q, tout);
         if (grad == 1) z[v] = zn;
         if (grad && gr) gr[v] = __float2bfloat16_rn(zn);
     };
@@ -216,20 +281,25 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
 #pragma unroll
             for (int e = 0; e < VEC; e++) q[e] = elem(v + e, x[e], t[e], zn[e], qlogq, tz, tsum);
         }
+        if (ns) {
+            float u[VEC];
+            if (alias) {
 #pragma unroll
-        for (int k = 0; k < VEC / 4; k++) {
-            if (ns) {
-                float4 *a = (float4 *)(ns + v) + k,
-                       u = alias ? make_float4(t[4 * k], t[4 * k + 1], t[4 * k + 2], t[4 * k + 3])
-                           : nzero ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : *a;
-                u.x += q[4 * k];
-                u.y += q[4 * k + 1];
-                u.z += q[4 * k + 2];
-                u.w += q[4 * k + 3];
-                *a = u;
+                for (int e = 0; e < VEC; e++) u[e] = t[e];
+            } else if (nzero) {
+#pragma unroll
+                for (int e = 0; e < VEC; e++) u[e] = 0.0f;
+            } else {
+                tt_load<TT, VEC>(ns + v, u, tin);
             }
-            if (grad == 1) ((float4 *)(z + v))[k] = make_float4(zn[4 * k], zn[4 * k + 1], zn[4 * k + 2], zn[4 * k + 3]);
+#pragma unroll
+            for (int e = 0; e < VEC; e++) u[e] += q[e];
+            tt_store<TT, VEC>(ns + v, u, tout);
         }
+        if (grad == 1)
+#pragma unroll
+            for (int k = 0; k < VEC / 4; k++)
+                ((float4 *)(z + v))[k] = make_float4(zn[4 * k], zn[4 * k + 1], zn[4 * k + 2], zn[4 * k + 3]);
 #pragma unroll
         for (int e = 0; e < VEC / 2; e++) wv[e] = pack_bf16x2(zn[2 * e], zn[2 * e + 1]);
     };
@@ -275,11 +345,10 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             const int i = b0 + lane + j * blockDim.x;
+            if (ts && i < nv) tt_load<TT, VEC>(ts + h + VEC * i, t[j], tin);
+            else
 #pragma unroll
-            for (int k = 0; k < VEC / 4; k++) {
-                const float4 tv = ts && i < nv ? ((const float4 *)(ts + h + VEC * i))[k] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                t[j][4 * k] = tv.x, t[j][4 * k + 1] = tv.y, t[j][4 * k + 2] = tv.z, t[j][4 * k + 3] = tv.w;
-            }
+                for (int e = 0; e < VEC; e++) t[j][e] = 0.0f;
         }
 #pragma unroll
         for (int j = 0; j < 2; j++) {
@@ -290,11 +359,11 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
         }
     }
     for (int v = t0 + threadIdx.x; v < n; v += blockDim.x) one(v);
-    if (grad || (nzero && ns))
+    if (grad || restore)
         for (int v = n + threadIdx.x; v < V; v += blockDim.x) {
             if (grad == 1) z[v] = 0.0f;
             if (grad && gb) gb[(size_t)p * ldg + v] = __float2bfloat16_rn(0.0f);
-            if (nzero && ns) ns[v] = 0.0f;
+            if (restore) ns_stays(ns, v);
         }
     if (ts) {
         tz = block_sum<double>(tz, shd);
@@ -311,6 +380,13 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
         }
         if (nH) nH[p] += (float)qlogq;
     }
+}
+
+// dst[p*cols + j] = src[p*lds + j] * s: fp16 teacher sums back into their floats
+__global__ void teacher_half_to_float_kernel(float *dst, const __half *src, int lds, size_t rows, int cols, float s) {
+    const size_t n = rows * cols;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = __half2float(src[i / cols * lds + i % cols]) * s;
 }
 
 // First maximum of each row: each thread keeps its first best, ties go to the lower index.

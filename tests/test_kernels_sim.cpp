@@ -136,9 +136,11 @@ struct xent_case {
     int pad;   // > 0: the logits are read from a bf16 copy with rows V + pad apart (the floats stay stale)
     int fpad = 0;  // > 0: read from a float copy with rows V + fpad apart (a lazy head's padded GEMM rows)
     int nzero = 0; // the new teacher sums taken as zeros (a pending zero taken over): they hold NaN
+    int half = 0;  // teacher rows in fp16 (scaled; rows padded), with bf16 logits (pad) and a kept row only
 };
 static void check_xent(xent_case k, int row) {
     const int P = k.P, V = k.V;
+    if (k.half && !row) return;
     std::vector<float> z = rnd((size_t)P * V, -4, 4), tS((size_t)P * V), tH(P), nS, nH;
     if (k.pad)   // values a bf16 copy holds exactly, so the float reference sees the kernel's input
         for (float &x : z) x = __bfloat162float(__float2bfloat16_rn(x));
@@ -155,12 +157,37 @@ static void check_xent(xent_case k, int row) {
         }
         tH[p] = (float)h;
     }
+    // fp16 teacher rows: stored times tin_s (read) and written times tout_s (another power of two),
+    // the reference given the values they hold
+    const float tin_s = 16384.0f, tout_s = 8192.0f;
+    const int ldt = (V + 7) / 8 * 8 + 8;
+    std::vector<__half> th;
+    if (k.half) {
+        th.assign((size_t)P * ldt, __float2half_rn(NaN));
+        for (int p = 0; p < P; p++)
+            for (int v = 0; v < V; v++) {
+                const __half x = __float2half_rn(tS[(size_t)p * V + v] * tin_s);
+                th[(size_t)p * ldt + v] = x;
+                tS[(size_t)p * V + v] = __half2float(x) / tin_s;
+            }
+    }
     std::vector<int> tgt(P), len(P);
     for (int p = 0; p < P; p++) {
         len[p] = k.masked ? (p == 1 ? 0 : V - 1 - 7 * p) : V;
         tgt[p] = p == 2 || len[p] <= 0 ? -1 : (p * 37 + 5) % len[p];
     }
     nS = k.alias ? tS : k.nzero ? std::vector<float>((size_t)P * V, 0.0f) : rnd((size_t)P * V, 0, 1);
+    std::vector<__half> nh;   // fp16 new sums (not aliased): from nS's values, or NaN (nzero)
+    if (k.half && !k.alias) {
+        nh.assign((size_t)P * ldt, __float2half_rn(NaN));
+        if (!k.nzero)
+            for (int p = 0; p < P; p++)
+                for (int v = 0; v < V; v++) {
+                    const __half x = __float2half_rn(nS[(size_t)p * V + v] * tin_s);
+                    nh[(size_t)p * ldt + v] = x;
+                    nS[(size_t)p * V + v] = __half2float(x) / tin_s;
+                }
+    }
     nH = k.alias ? tH : rnd(P, -1, 1);
     const double beta = 0.7, weight = 0.125, gscale = 2.0;
     // the reference
@@ -213,23 +240,39 @@ static void check_xent(xent_case k, int row) {
         __nv_bfloat16 *g = k.grad ? gb.data() : nullptr;
         const int *l = k.masked ? len.data() : nullptr;
         const float bnt = (float)(beta * nt), gs = (float)(gscale * weight);
-        if (k.pad) {
+        if (k.half) {
+            __half *out = k.alias ? th.data() : nh.data();
+            xent_kl_kernel<true, __nv_bfloat16, __half>(zk.data(), zin.data(), ldz, g, ldg, tgt.data(), l,
+                                                        nt ? th.data() : nullptr, ldt, 1.0f / tin_s,
+                                                        nt ? tHk.data() : nullptr, bnt, (float)beta, out, tout_s,
+                                                        nHk.data(), k.nzero, acc, weight, gs, k.grad, V);
+        } else if (k.pad) {
             auto kern = row ? xent_kl_kernel<true, __nv_bfloat16> : xent_kl_kernel<false, __nv_bfloat16>;
-            kern(zk.data(), zin.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr, nt ? tHk.data() : nullptr,
-                 bnt, (float)beta, nSk.data(), nHk.data(), k.nzero, acc, weight, gs, k.grad, V);
+            kern(zk.data(), zin.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr, V, 1.0f,
+                 nt ? tHk.data() : nullptr, bnt, (float)beta, nSk.data(), 1.0f, nHk.data(), k.nzero, acc, weight, gs,
+                 k.grad, V);
         } else {
             auto kern = row ? xent_kl_kernel<true, float> : xent_kl_kernel<false, float>;
-            kern(zk.data(), k.fpad ? zinf.data() : zk.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr,
-                 nt ? tHk.data() : nullptr, bnt, (float)beta, nSk.data(), nHk.data(), k.nzero, acc, weight, gs, k.grad, V);
+            kern(zk.data(), k.fpad ? zinf.data() : zk.data(), ldz, g, ldg, tgt.data(), l, nt ? tSk.data() : nullptr, V,
+                 1.0f, nt ? tHk.data() : nullptr, bnt, (float)beta, nSk.data(), 1.0f, nHk.data(), k.nzero, acc, weight,
+                 gs, k.grad, V);
+        }
+        if (k.half) {   // the fp16 sums as the floats they stand for (NaN where a padding column was written)
+            const std::vector<__half> &o = k.alias ? th : nh;
+            for (int p = 0; p < P; p++) {
+                for (int v = 0; v < V; v++) nSk[(size_t)p * V + v] = __half2float(o[(size_t)p * ldt + v]) / tout_s;
+                for (int v = V; v < ldt; v++)
+                    if (!std::isnan(__half2float(o[(size_t)p * ldt + v]))) nSk[(size_t)p * V] = NaN;
+            }
         }
     });
     char what[128];
-    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d%s%s",
+    snprintf(what, sizeof what, "xent_kl (%s) P=%d V=%d teachers=%d masked=%d grad=%d alias=%d ldz=%d%s%s%s",
              row ? "row kept" : "row read twice", P, V, nt, k.masked, k.grad, k.alias, ldz, k.fpad ? " (floats)" : "",
-             k.nzero ? " (sums from zero)" : "");
+             k.nzero ? " (sums from zero)" : "", k.half ? " (fp16 teacher rows)" : "");
     CHECK(fabs(acc[0] - eacc[0]) <= 1e-5 * fabs(eacc[0]) + 1e-9, "%s: CE %.9g vs %.9g", what, acc[0], eacc[0]);
     CHECK(fabs(acc[1] - eacc[1]) <= 1e-4 * fabs(eacc[1]) + 1e-7, "%s: KL %.9g vs %.9g", what, acc[1], eacc[1]);
-    CHECK(rel_l2(nSk.data(), enS.data(), nSk.size()) < 1e-5 && rel_l2(nHk.data(), enH.data(), P) < 1e-5,
+    CHECK(rel_l2(nSk.data(), enS.data(), nSk.size()) < (k.half ? 1e-3 : 1e-5) && rel_l2(nHk.data(), enH.data(), P) < 1e-5,
           "%s: teacher sums %.3g %.3g", what, rel_l2(nSk.data(), enS.data(), nSk.size()), rel_l2(nHk.data(), enH.data(), P));
     if (k.grad) {
         std::vector<float> g((size_t)P * V);
@@ -257,6 +300,36 @@ static void check_xent(xent_case k, int row) {
     } else {
         CHECK(memcmp(zk.data(), z_before.data(), z.size() * 4) == 0, "%s: no gradient asked, logits changed", what);
     }
+}
+
+// The simulator's fp16 rounding (the reference of the fp16 teacher rows too) on known values: ties
+// to even, the largest finite value and the first that rounds to inf, subnormals, NaN.
+static void check_half_rounding() {
+    const struct { float x; uint16_t h; } k[] = {
+        {1.0f, 0x3c00}, {-2.0f, 0xc000}, {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00},
+        {1.0f + 1.0f / 2048, 0x3c00}, {1.0f + 3.0f / 2048, 0x3c02}, {6.103515625e-05f, 0x0400},
+        {5.9604645e-08f, 0x0001}, {2.9802322e-08f, 0x0000}, {8.940697e-08f, 0x0002}, {-0.0f, 0x8000}, {1e-3f, 0x1419},
+    };
+    size_t bad = 0;
+    for (const auto &c : k) bad += __float2half_rn(c.x).bits != c.h || (c.h != 0x7c00 && __half2float(__float2half_rn(c.x)) != __half2float(__half{c.h}));
+    bad += !std::isnan(__half2float(__float2half_rn(NaN)));
+    CHECK(bad == 0, "fp16 rounding of the simulator: %zu known values wrong", bad);
+}
+
+// fp16 teacher sums back into their floats (rows lds apart, times s): every value, nothing past them
+static void check_teacher_half_back(int rows, int cols, int lds) {
+    std::vector<__half> h((size_t)rows * lds);
+    std::vector<float> e((size_t)rows * cols), out((size_t)rows * cols + 1, NaN);
+    const float s = 1.0f / 8192;
+    for (int p = 0; p < rows; p++)
+        for (int j = 0; j < lds; j++) {
+            h[(size_t)p * lds + j] = __float2half_rn(j < cols ? (float)(rand() % 65536) : NaN);
+            if (j < cols) e[(size_t)p * cols + j] = __half2float(h[(size_t)p * lds + j]) * s;
+        }
+    warp_sim::run_grid(3, 1, sim_dim3{256, 1, 1}, 0,
+                       [&] { teacher_half_to_float_kernel(out.data(), h.data(), lds, rows, cols, s); });
+    CHECK(memcmp(out.data(), e.data(), e.size() * 4) == 0 && std::isnan(out[e.size()]),
+          "teacher_half_to_float rows=%d cols=%d lds=%d", rows, cols, lds);
 }
 
 static void check_argmax(int P, int V) {
@@ -767,9 +840,15 @@ int main(void) {
         {4, 9001, 2, 1, 2, 1, 9}, {3, 9001, 1, 0, 2, 0, 0, 5},
         // the first teacher rows into sums taken as zeros (masked rows and columns: zeros written)
         {5, 1001, 0, 1, 2, 0, 23, 0, 1}, {4, 1000, 0, 1, 1, 0, 0, 0, 1}, {3, 777, 0, 0, 0, 0, 0, 7, 1},
+        // fp16 teacher rows (scaled, rows padded): first sums from zero, sums added to in place, read
+        // with new sums elsewhere, read only (no gradient), more vectors than threads
+        {5, 1001, 0, 1, 2, 0, 23, 0, 1, 1}, {4, 1000, 2, 1, 2, 1, 24, 0, 0, 1}, {3, 777, 1, 0, 2, 0, 9, 0, 0, 1},
+        {3, 1003, 3, 0, 0, 1, 5, 0, 0, 1}, {3, 9001, 2, 1, 2, 1, 7, 0, 0, 1},
     };
     for (const xent_case &k : xc)
         for (int row = 0; row <= 1; row++) check_xent(k, row);
+    check_half_rounding();
+    check_teacher_half_back(5, 1001, 1024);
     check_argmax(5, 1000);
     check_argmax(3, 37);
     check_up_pack(70, 300, 0, 4, 1, 0, 1);    // no adapter: bias only, in place

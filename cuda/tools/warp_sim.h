@@ -70,6 +70,39 @@ inline float __bfloat162float(__nv_bfloat16 b) {
     memcpy(&f, &u, 4);
     return f;
 }
+struct __half {
+    uint16_t bits;
+};
+inline __half __float2half_rn(float f) {   // round to nearest even, subnormals, overflow to inf, NaN stays NaN
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    const uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    const uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return {(uint16_t)(sign | 0x7e00u)};
+    if (a >= 0x477ff000u) return {(uint16_t)(sign | 0x7c00u)};   // >= 65520: rounds to inf
+    if (a < 0x38800000u) {   // below 2^-14: a subnormal (or zero), in units of 2^-24
+        float x;
+        memcpy(&x, &a, 4);
+        return {(uint16_t)(sign | (uint16_t)nearbyintf(x * 16777216.0f))};   // (the default mode: to nearest even)
+    }
+    const uint32_t m = a + 0xfffu + ((a >> 13) & 1);   // round the 13 dropped bits to nearest even
+    return {(uint16_t)(sign | ((m - 0x38000000u) >> 13))};
+}
+inline float __half2float(__half h) {
+    const uint32_t sign = (uint32_t)(h.bits & 0x8000u) << 16, e = (h.bits >> 10) & 0x1fu, m = h.bits & 0x3ffu;
+    float f;
+    if (e == 0) {
+        f = (float)m / 16777216.0f;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        u |= sign;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    const uint32_t u = sign | (e == 31 ? 0x7f800000u | (m << 13) : ((e + 112) << 23) | (m << 13));
+    memcpy(&f, &u, 4);
+    return f;
+}
 inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
 inline float2 __bfloat1622float2(__nv_bfloat162 v) { return {__bfloat162float(v.x), __bfloat162float(v.y)}; }
 inline int min(int a, int b) { return a < b ? a : b; }
