@@ -253,6 +253,13 @@ static void zero_lazy_flush(cuda_ctx *c) {
 static void zero_lazy_meets(cuda_ctx *c, const char *lo, const char *hi) {
     if (c->zl && (const char *)c->zl < hi && lo < (const char *)c->zl + c->zl_bytes) zero_lazy_flush(c);
 }
+// Takes over the pending large zero if it is exactly [p, p + bytes) (the caller writes all of it
+// from zero without reading it). 1 if taken; otherwise it stays pending.
+static int zero_lazy_take(cuda_ctx *c, const void *p, size_t bytes) {
+    if (!c->zl || c->zl != p || c->zl_bytes != bytes) return 0;
+    c->zl = NULL;
+    return 1;
+}
 // Takes over the pending zero if it is exactly [p, p + bytes) (the caller's "+=" into p becomes
 // "="); otherwise issues it. 1 if taken. bf16 mode only: fp32 and tf32 keep the GEMMs (and their
 // rounding) that were measured against the CPU reference.
@@ -275,7 +282,7 @@ static void cu_zero(swq_backend *be, void *dst, size_t bytes) {
         zero_lazy_flush(CTX(be));
         CTX(be)->zl = dst;
         CTX(be)->zl_bytes = bytes;
-    } else if (big || CTX(be)->ht) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
+    } else if (CTX(be)->ht) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, STREAM(be)));
     else {
         CTX(be)->zp = dst;
         CTX(be)->zbytes = bytes;
@@ -1453,11 +1460,7 @@ static void w_xent_kl(swq_backend *be, void *logits, const int *target, const in
     }
     // the first teacher rows into just-zeroed sums (the CDT step's first config): a pending zero
     // of exactly them is taken over, not issued (their 0.8 GB not written and read back at B=8 T=512)
-    int nzero = 0;
-    if (nS && !tS && c->zl == nS && c->zl_bytes == (size_t)P * V * F4) {
-        CTX(be)->zl = NULL;
-        nzero = 1;
-    }
+    const int nzero = nS && !tS && zero_lazy_take(CTX(be), nS, (size_t)P * V * F4);
     // bf16 logits: the teacher sums through their fp16 copy where they can (their floats then
     // neither read nor invalidated)
     const int thalf = cu_xent_teacher_half(be, zin && !c->lazy.f32, tS, nS, nzero, P, V);

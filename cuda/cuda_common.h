@@ -438,7 +438,9 @@ void cu_xent_kl(swq_backend *be, void *logits, const void *zin, int zf32, int ld
 // bf16 mode, xent_kl on bf16 logits (zb) with a kept row: whether its teacher sums go through their
 // fp16 copy (half the bytes of floats; then the caller neither reads tS's floats nor drops nS's
 // copies): the first config's sums into a pending zero (nzero), a later config's into the sums the
-// copy holds, or the last config's read of them. 0: floats (SWQ_CUDA_TEACHER_F32=1: always).
+// copy holds, or the last config's read of them. 0: floats (SWQ_CUDA_TEACHER_F32=1: always). Called
+// with the first sums (no tS, an nS), it also makes the copy's scratch in the modes whose LM logits
+// come in bf16, even where it answers 0, so that no later step allocates it.
 int cu_xent_teacher_half(swq_backend *be, int zb, const void *tS, const void *nS, int nzero, int P, int V);
 // An op reads (write 0) or writes [lo, hi): fp16 teacher sums overlapping it go back into their floats
 // first (not where a write covers them all), and the copy is dropped.

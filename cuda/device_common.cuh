@@ -45,6 +45,23 @@ __device__ __forceinline__ void bf16_window(uint32_t *o, const uint32_t *a, cons
     }
 }
 
+// W (2 or 4) 32-bit words at p (4 W-byte aligned), one load or store.
+template <int W>
+__device__ __forceinline__ void load_words(uint32_t *w, const void *p) {
+    if constexpr (W == 4) {
+        const uint4 v = *(const uint4 *)p;
+        w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+    } else {
+        const uint2 v = *(const uint2 *)p;
+        w[0] = v.x, w[1] = v.y;
+    }
+}
+template <int W>
+__device__ __forceinline__ void store_words(void *p, const uint32_t *w) {
+    if constexpr (W == 4) *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
+    else *(uint2 *)p = make_uint2(w[0], w[1]);
+}
+
 // Four floats to bf16 at p (8-byte aligned), one store.
 __device__ __forceinline__ void store_bf16x4(__nv_bfloat16 *p, float4 y) {
     uint2 u;

@@ -270,7 +270,6 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
     return 1;
 }
 
-
 // The forward's paths; 1 where the fused pass wrote act too, 0 where gelu_fwd still has to. res
 // (lora_linear_res_fwd): *res_done = 1 where the path added it: only the cuBLASLt bias GEMM, which
 // reads it as its C (adding it in the fused pass instead measured 1.3 ms slower a CDT step than

@@ -68,13 +68,7 @@ __device__ __forceinline__ void tt_load(const TT *p, float *t, float s) {   // (
         }
     } else {
         uint32_t w[VEC / 2];
-        if constexpr (VEC == 8) {
-            const uint4 v = *(const uint4 *)p;
-            w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-        } else {
-            const uint2 v = *(const uint2 *)p;
-            w[0] = v.x, w[1] = v.y;
-        }
+        load_words<VEC / 2>(w, p);
 #pragma unroll
         for (int e = 0; e < VEC / 2; e++) {
             __half lo, hi;
@@ -101,8 +95,7 @@ __device__ __forceinline__ void tt_store(TT *p, const float *t, float s) {
             memcpy(&h, &hi, 2);
             w[e] = (uint32_t)l | ((uint32_t)h << 16);
         }
-        if constexpr (VEC == 8) *(uint4 *)p = make_uint4(w[0], w[1], w[2], w[3]);
-        else *(uint2 *)p = make_uint2(w[0], w[1]);
+        store_words<VEC / 2>(p, w);
     }
 }
 template <bool ROW, typename Z, typename TT = float>
@@ -253,7 +246,7 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
         if (nH && q > 0.0f) a_qlogq += (A)q * (A)logq;
         znew = x;
         if (grad) znew = gscale * (qcoef * q - (v == tgt ? 1.0f : 0.0f) - beta * tv);
-        return q;   // q
+        return q;
     };
     __nv_bfloat16 *gr = gb ? gb + (size_t)p * ldg : NULL;
     auto one = [&](int v) {
@@ -316,10 +309,7 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
             memcpy(gr + v + e, &b, 2);
         };
         if (gsh == 0) {
-            if (ok) {
-                if constexpr (VEC == 8) *(uint4 *)(gr + v) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
-                else *(uint2 *)(gr + v) = make_uint2(wv[0], wv[1]);
-            }
+            if (ok) store_words<VEC / 2>(gr + v, wv);
             return;
         }
         uint32_t nx[VEC / 2];
@@ -332,8 +322,7 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
         if (lane < 31 && i + 1 < nv) {
             uint32_t o[VEC / 2];
             bf16_window<VEC>(o, wv, nx, s);
-            if constexpr (VEC == 8) *(uint4 *)(gr + v + s) = make_uint4(o[0], o[1], o[2], o[3]);
-            else *(uint2 *)(gr + v + s) = make_uint2(o[0], o[1]);
+            store_words<VEC / 2>(gr + v + s, o);
         } else {
             for (int e = s; e < VEC; e++) one_bf16(e);
         }
