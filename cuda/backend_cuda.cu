@@ -189,6 +189,13 @@ static void cu_free(swq_backend *be, void *p) {
         if (r->expanded && r->x_active && (r->x_codes == p || r->x_scales == p)) expanded_floats(be, r);   // while they exist
     }
     cu_bf16_invalidate(be, p, 0);   // the address may come back from the next cudaMalloc
+    {   // an adapter freed: its rows are not to be refreshed (a_rows_refresh)
+        const char *lo, *hi;
+        byte_range(c, p, 0, &lo, &hi);
+        for (int i = 0; i < c->n_frozen; i++)
+            if ((const char *)c->frozen[i].a_src >= lo && (const char *)c->frozen[i].a_src < hi)
+                c->frozen[i].a_src = NULL, c->frozen[i].a_ok = 0;
+    }
     for (int i = c->n_allocs - 1; i >= 0; i--)
         if (c->allocs[i].p == p) {
             mem_add(c, c->allocs[i].cls, c->allocs[i].bytes, 0);
@@ -655,11 +662,12 @@ static void *bf16_slot(swq_backend *be, const float *src, size_t n, int ld, int 
 
 void *cu_bf16_slot(swq_backend *be, const float *src, size_t n) { return bf16_slot(be, src, n, 0, 0); }
 
-// The entry of an unpadded copy of exactly [src, src + n), valid or stale, or NULL.
+// The entry of an unpadded copy of exactly [src, src + n) (n 0: of any length from src), valid
+// or stale, or NULL.
 static struct cu_bf16_entry *plain_entry(cuda_ctx *c, const float *src, size_t n) {
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
-        if (e->src == src && e->n == n && !e->ld_bf) return e;
+        if (e->src == src && (e->n == n || !n) && !e->ld_bf) return e;
     }
     return NULL;
 }
@@ -667,7 +675,9 @@ static struct cu_bf16_entry *plain_entry(cuda_ctx *c, const float *src, size_t n
 int cu_bf16_wanted(swq_backend *be, const float *src, size_t n) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || !n) return 0;
-    struct cu_bf16_entry *e = plain_entry(c, src, n);
+    // (a copy of any length: the adapters of the CDT configs share each linear's u, N x r at a
+    // time, and the ranks differ: 40% of the backward's u copies were made there, not by kext_input)
+    struct cu_bf16_entry *e = plain_entry(c, src, 0);
     return e && !e->valid;
 }
 
@@ -818,6 +828,31 @@ static void cu_expand_bf16(swq_backend *be, void *out, const void *codes, const 
     r->x_active = 1;
 }
 
+// The adapter rows of every frozen weight whose A was written since they were made, where its
+// K-extended copy still is the one they went to (a_rows), converted by one launch per BF16_JOBS:
+// after the optimizer's step all of them are, and one launch costs what each of 245 did (3 us).
+// A record's A that is not read again before its next write was converted in vain, nothing worse.
+static void a_rows_refresh(swq_backend *be) {
+    cuda_ctx *c = CTX(be);
+    bf16_rows_jobs jobs;
+    int n = 0;
+    for (int i = 0; i <= c->n_frozen; i++) {
+        struct cu_alloc_rec *r = i < c->n_frozen ? &c->frozen[i] : NULL;
+        if (r && !r->a_ok && r->a_src && r->a_rows && r->kx && r->kx_ld == r->a_ld &&
+            (char *)r->a_rows > (char *)r->kx && (char *)r->a_rows < (char *)r->kx + r->kx_elems * 2) {
+            int IC = (int)(r->a_elems / r->a_r);
+            bf16_rows_job &j = jobs.j[n++];
+            j.src = r->a_src, j.dst = (__nv_bfloat16 *)r->a_rows, j.ld = r->a_ld, j.rows = r->a_r, j.cols = IC;
+            r->a_ok = 1;
+        }
+        if (n && (n == BF16_JOBS || !r)) {
+            float_to_bf16_jobs_kernel<<<dim3(8, n), 256, 0, c->stream>>>(jobs);
+            CUDA_LAUNCH_CHECK();
+            n = 0;
+        }
+    }
+}
+
 const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const float *A, int r, int rx, int *ld) {
     cuda_ctx *c = CTX(be);
     if (c->precision != CU_BF16 || r <= 0 || r > rx || rx > CU_EXT_ROWS_MAX || OC <= 0 || IC <= 0) return NULL;
@@ -842,8 +877,12 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
         *ld = IC;
     }
     size_t na = (size_t)r * IC;
+    __nv_bfloat16 *rows = base + (size_t)OC * *ld;
+    if (!rec->a_ok && rec->a_src == A && rec->a_elems == na && rec->a_rows == rows && rec->a_ld == *ld &&
+        rec->a_r == r && *ld != IC)
+        a_rows_refresh(be);   // the same rows as last time: this and every other weight's, in one launch
     if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {   // A's rows, then zero rows up to rx
-        __nv_bfloat16 *rows = base + (size_t)OC * *ld;
+        rec->a_rows = NULL;
         if (*ld == IC) {
             cu_bf16_convert_rows(be, rows, 0, A, 1, r * IC, rx * IC);
         } else {
@@ -855,6 +894,7 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
         rec->a_src = A;
         rec->a_elems = na;
         rec->a_ok = 1;
+        if (*ld != IC) rec->a_rows = rows, rec->a_ld = *ld, rec->a_r = r;
         const char *a0 = (const char *)A, *a1 = a0 + na * sizeof(float);   // the span invalidation checks
         if (!c->a_hi || a0 < c->a_lo) c->a_lo = a0;
         if (a1 > c->a_hi) c->a_hi = a1;

@@ -36,6 +36,19 @@ __global__ void float_to_bf16_rows_kernel(__nv_bfloat16 *dst, int ldd, const flo
     }
 }
 
+// Several float matrices into bf16 rows at once (cu_weight_ext's adapter rows after the cached
+// weights, all of a step's at the first use): job blockIdx.y, dst[p*ld + j] = bf16(src[p*cols + j]).
+// By value (4 KB of parameters), so a recorded graph keeps them.
+#define BF16_JOBS 128
+struct bf16_rows_job { const float *src; __nv_bfloat16 *dst; int ld, rows, cols, pad_; };
+struct bf16_rows_jobs { bf16_rows_job j[BF16_JOBS]; };
+__global__ void float_to_bf16_jobs_kernel(bf16_rows_jobs jobs) {
+    const bf16_rows_job &jb = jobs.j[blockIdx.y];
+    const size_t n = (size_t)jb.rows * jb.cols;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        jb.dst[i / jb.cols * jb.ld + i % jb.cols] = __float2bfloat16_rn(jb.src[i]);
+}
+
 // ptrs[0..cnt) = A matrices, [cnt..2cnt) = B, [2cnt..3cnt) = C; offsets in bytes.
 __global__ void bh_ptrs_kernel(void **ptrs, const char *a, const char *b, char *cm, long long sbA, long long shA,
                                long long sbB, long long shB, long long sbC, long long shC, int nb, int nh) {

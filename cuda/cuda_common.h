@@ -59,6 +59,8 @@ struct cu_alloc_rec {
     const float *a_src;
     size_t a_elems;
     int a_ok;
+    void *a_rows;                  // where those rows went (the K-extended copy's), a_ld apart, a_r of them
+    int a_ld, a_r;
     int expanded, x_active, x_float_ok, x_rows, x_cols, x_bits;
     const void *x_codes;
     const float *x_scales;
@@ -340,9 +342,10 @@ void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, i
 // the same product written in bf16 (beta 0): fp32 accumulation, one rounding
 void cu_gemm_bf16_out(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                       const void *A, int lda, const void *B, int ldb, __nv_bfloat16 *C, int ldc);
-// The same, but only where a stale copy of exactly [src, src + n) exists (someone read src in
-// bf16 after its last write): a producer writes the copy while it writes src, and a buffer no
-// one reads in bf16 gets none. NULL otherwise.
+// The same, but only where a stale unpadded copy from src exists (someone read src in bf16 after
+// its last write; of any length, as a buffer shared by adapters of different ranks is read): a
+// producer writes the copy while it writes src, and a buffer no one reads in bf16 gets none. NULL
+// otherwise.
 void *cu_bf16_slot_wanted(swq_backend *be, const float *src, size_t n);
 int cu_bf16_wanted(swq_backend *be, const float *src, size_t n);   // whether it would give one
 // The same, and *sole = 1 where the producer may write only the copy (then marking it with

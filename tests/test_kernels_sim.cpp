@@ -631,6 +631,35 @@ static void check_conversions(int rows, int cols) {
     CHECK(bad == 0, "bh_ptrs: %zu wrong", bad);
 }
 
+// Several matrices into bf16 rows by one launch (jobs of different shapes and row distances):
+// every value in its place, the columns past each row's and the rows past each job's untouched.
+static void check_conversion_jobs() {
+    const int shapes[3][3] = {{8, 40, 48}, {3, 17, 24}, {16, 9, 9}};   // rows, cols, ld
+    std::vector<std::vector<float>> src(3);
+    std::vector<std::vector<__nv_bfloat16>> dst(3);
+    bf16_rows_jobs jobs;
+    for (int k = 0; k < 3; k++) {
+        const int rows = shapes[k][0], cols = shapes[k][1], ld = shapes[k][2];
+        src[k] = rnd((size_t)rows * cols, -3, 3);
+        dst[k].assign((size_t)(rows + 1) * ld, __float2bfloat16_rn(NaN));
+        jobs.j[k].src = src[k].data(), jobs.j[k].dst = dst[k].data(), jobs.j[k].ld = ld, jobs.j[k].rows = rows,
+        jobs.j[k].cols = cols;
+    }
+    warp_sim::run_grid(2, 3, sim_dim3{64, 1, 1}, 0, [&] { float_to_bf16_jobs_kernel(jobs); });
+    size_t bad = 0;
+    for (int k = 0; k < 3; k++) {
+        const int rows = shapes[k][0], cols = shapes[k][1], ld = shapes[k][2];
+        for (int p = 0; p <= rows; p++)
+            for (int j = 0; j < ld; j++) {
+                const __nv_bfloat16 v = dst[k][(size_t)p * ld + j];
+                if (p < rows && j < cols)
+                    bad += v.bits != __float2bfloat16_rn(src[k][(size_t)p * cols + j]).bits;
+                else bad += !std::isnan(__bfloat162float(v));
+            }
+    }
+    CHECK(bad == 0, "float_to_bf16_jobs (3 jobs): %zu wrong", bad);
+}
+
 // ---------------------------------------------------------------- quantization, element-wise
 static void check_quantize(int rows, int cols, int bits) {
     std::vector<float> x = rnd((size_t)rows * cols, -3, 3);
@@ -819,6 +848,7 @@ int main(void) {
     check_attention_passes(1, 1, 70);
     check_conversions(13, 100);
     check_conversions(7, 64);
+    check_conversion_jobs();
     if (!CPU) return 2;
     check_layernorm(13, 100, 0);
     check_layernorm(19, 128, 1);
