@@ -471,8 +471,8 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         cu_matmul_bwd(be, dinp, dw, dbias, dout, inp, wd, N, IC, OC, 1.0, dinp_zero);
     }
     if (r <= 0) return;
-    // du = s dout Bm (beta 0: overwritten), dinp, then dB += s dout^T u and dA += du^T inp (bf16:
-    // both in one launch, dout and du read from the concatenated operand where there is one).
+    // du = s dout Bm (beta 0: overwritten), then dB += s dout^T u and dA += du^T inp (bf16: both
+    // in one launch, dout and du read from the concatenated operand where there is one), then dinp.
     // There, with rx = r and that launch to come, du goes straight into the operand's spare columns
     // in bf16, and its floats come from the launch (which reads those columns anyway), instead of a
     // float GEMM and a converting pass.
@@ -483,15 +483,9 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     else
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,
                 0.0f, (float *)du, r, 0, 1);
-    if (IC > 0 && db) {
-        if (!bb) cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
-        if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, ldw, db, ldd, rx);
-        else
-            cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, ldw, db, ldd,
-                         dinp_zero ? 0.0f : 1.0f, (float *)dinp, IC);
-    } else if (IC > 0 && !merge && dinp)
-        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,
-                (float *)dinp, IC, 0, 1);
+    if (IC > 0 && db && !bb) cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
+    // the weight gradients before the input's GEMM: dout's copy is still in L2 from the du GEMM
+    int lg_done = 0;
     if (lg) {
         int ldo = ldd, ldu = ldd;
         const void *ob = db, *dub = db && OC % 8 == 0 ? db + OC : NULL;
@@ -500,10 +494,18 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         if (!dub) dub = cu_bf16_copy(be, (const float *)du, (size_t)N * r), ldu = r;
         const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
         const void *ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-        if (cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, IC, dub, ldu, bb ? (float *)du : NULL,
-                                 N, OC, IC, r, (float)s))
-            return;
+        lg_done = cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, IC, dub, ldu,
+                                       bb ? (float *)du : NULL, N, OC, IC, r, (float)s);
     }
+    if (IC > 0 && db) {
+        if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, ldw, db, ldd, rx);
+        else
+            cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, ldw, db, ldd,
+                         dinp_zero ? 0.0f : 1.0f, (float *)dinp, IC);
+    } else if (IC > 0 && !merge && dinp)
+        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, r, 1.0f, (const float *)A, IC, 0, (const float *)du, r, 0, 1.0f,
+                (float *)dinp, IC, 0, 1);
+    if (lg_done) return;
     if (bb) cu_bf16_rows_to_float(be, (float *)du, db + OC, ldd, N, r);   // (the launch was not taken: du's floats)
     cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
             1.0f, (float *)dB, r, 0, 1);
