@@ -471,6 +471,13 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n,
         e->in_graph |= c->capturing;
         return (const __nv_bfloat16 *)e->bf + (src - e->src);
     }
+    for (int i = 0; i < c->n_bfc; i++) {   // a sole copy it could not use (padded): its floats first
+        const struct cu_bf16_entry *e = &c->bfc[i];
+        if (e->valid && e->sole && src < e->src + e->n && e->src < src + n) {
+            cu_sole_in(be, src, n * sizeof(float));
+            break;
+        }
+    }
     __nv_bfloat16 *bf = bfc_new(c, src, n, 0, 0, now);
     convert_bf16(c->stream, bf, src, n);
     return bf;
@@ -483,9 +490,13 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
                               unsigned long long now) {
     size_t need = ld_bf ? n / ld_src * ld_bf : n;   // bf16 elements
     size_t bytes = need * sizeof(__nv_bfloat16);
+    int want_ld = 0;   // (kept across the source's slots)
+    for (int i = 0; i < c->n_bfc; i++)
+        if (c->bfc[i].src == src && c->bfc[i].want_ld > want_ld) want_ld = c->bfc[i].want_ld;
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         if (!e->valid && e->src == src && e->ld_bf == ld_bf && e->cap >= need) {
+            e->want_ld = want_ld;
             e->n = n;
             e->ld_src = ld_src;
             e->valid = 1;
@@ -529,6 +540,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
     ne.ld_bf = ld_bf;
     ne.bf = bf;
     ne.used = now;
+    ne.want_ld = want_ld;
     ne.valid = 1;
     ne.async = (unsigned char)async;
     ne.in_graph = (unsigned char)c->capturing;
@@ -697,6 +709,35 @@ void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole) 
 
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
+}
+
+int cu_bf16_want_ld(swq_backend *be, const float *src) {
+    cuda_ctx *c = CTX(be);
+    int w = 0;
+    for (int i = 0; i < c->n_bfc; i++)
+        if (c->bfc[i].src == src && c->bfc[i].want_ld > w) w = c->bfc[i].want_ld;
+    return w;
+}
+
+void cu_bf16_want_rows(swq_backend *be, const float *src, int ld) {
+    cuda_ctx *c = CTX(be);
+    for (int i = 0; i < c->n_bfc; i++)
+        if (c->bfc[i].src == src && c->bfc[i].want_ld < ld) c->bfc[i].want_ld = ld;
+}
+
+const __nv_bfloat16 *cu_bf16_rows_of(swq_backend *be, const float *src, int rows, int cols, int *ld) {
+    cuda_ctx *c = CTX(be);
+    if (c->precision != CU_BF16) return NULL;
+    const size_t n = (size_t)rows * cols;
+    for (int i = 0; i < c->n_bfc; i++) {
+        struct cu_bf16_entry *e = &c->bfc[i];
+        if (!e->valid || e->src != src || e->n != n || (e->ld_bf && e->ld_src != cols)) continue;
+        e->used = ++c->bfc_clock;
+        e->in_graph |= c->capturing;
+        *ld = e->ld_bf ? e->ld_bf : cols;
+        return (const __nv_bfloat16 *)e->bf;
+    }
+    return NULL;
 }
 
 void cu_bf16_sole(swq_backend *be, const float *src) {
@@ -1101,12 +1142,12 @@ int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int ld
 }
 
 int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
-                    const float *bias, void *aux, void *D) {
+                    const float *bias, void *aux, void *D, int ldd) {
     cuda_ctx *c = CTX(be);
-    if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || m % 8 || !bias || (uintptr_t)bias % 16 ||
-        (uintptr_t)aux % 16 || (uintptr_t)D % 16)
+    if (c->lt_off || c->precision != CU_BF16 || m <= 0 || n <= 0 || k <= 0 || m % 8 || ldd < m || ldd % 8 || !bias ||
+        (uintptr_t)bias % 16 || (uintptr_t)aux % 16 || (uintptr_t)D % 16)
         return 0;
-    struct cu_lt_plan *p = lt_plan(c, CU_LT_GELU_AUX_BIAS, m, n, k, lda, ldb, m);
+    struct cu_lt_plan *p = lt_plan(c, CU_LT_GELU_AUX_BIAS, m, n, k, lda, ldb, ldd);
     if (!p->ok || !(bias = (const float *)cu_bf16_copy(be, bias, m)) || (uintptr_t)bias % 16) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));

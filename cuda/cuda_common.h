@@ -79,6 +79,7 @@ struct cu_bf16_entry {
     unsigned char valid, async, in_graph;   // async: from cudaMallocAsync; in_graph: a recording uses it
     unsigned char sole;            // src was not written (cu_bf16_sole): while valid, never evicted
     unsigned char fread;           // src's floats were read (cu_sole_in) while this copy was valid
+    int want_ld;                   // a reader asked for rows this far apart (cu_bf16_want_rows), kept across slots
 };
 // A recorded run of ops (graph_begin/graph_end) and the copy table as it left it.
 struct cu_graph {
@@ -321,11 +322,19 @@ int cu_gemm_bias_bf16_lt(swq_backend *be, int m, int n, int k, const void *A, in
 // epilogue. 0 (nothing done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
 int cu_gemm_dgelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                      const void *aux, void *D, int ldd);
-// bf16 mode: aux[m,n] (bf16, ld m) = A^T B + bias (its bf16 copy) and D[m,n] (bf16, ld m) = gelu(aux), A [k, m] and
+// bf16 mode: aux[m,n] (bf16, ld m) = A^T B + bias (its bf16 copy) and D[m,n] (bf16, ld ldd >= m) = gelu(aux), A [k, m] and
 // B [k, n] bf16 column-major (lda, ldb), by cuBLASLt with the GELU_AUX_BIAS epilogue. 0 (nothing
 // done) when there is no such plan for the shape (or SWQ_CUDA_LT=0).
 int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
-                    const float *bias, void *aux, void *D);
+                    const float *bias, void *aux, void *D, int ldd);
+// bf16 mode: the valid copy of exactly rows x cols floats at src, plain (*ld = cols) or with rows
+// padded (*ld their distance), or NULL.
+const __nv_bfloat16 *cu_bf16_rows_of(swq_backend *be, const float *src, int rows, int cols, int *ld);
+// A reader that would take src's copy with rows ld apart (a K-extended GEMM's operand, the
+// columns past src's for its own) asks for that: the largest asked is cu_bf16_want_ld's answer,
+// for src's producer to make its next copy so (0: never asked).
+void cu_bf16_want_rows(swq_backend *be, const float *src, int ld);
+int cu_bf16_want_ld(swq_backend *be, const float *src);
 // The valid sole copy (cu_bf16_sole) holding [src, src + n), its rows *ld apart (ld_src
 // elements of src each: *ld_src), or NULL.
 const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n, int *ld_src, int *ld);

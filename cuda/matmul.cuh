@@ -193,14 +193,15 @@ __device__ __forceinline__ const float *dk_rows_times_at(unsigned char *smem, co
 // A body linear's K extension in one launch (lora_body_kext): for the N rows of x [N, IC] (bf16,
 // rows ldx apart, IC a multiple of 8), u = x A^T (A [r, IC] bf16, rows lda apart, by mma with fp32 accumulation;
 // written [N, r], and as ub, its bf16 copy, where ub is given: the backward's weight gradients read
-// that) and xe = [x | a_hi | a_lo | a_hi] (rows ke apart, a = s u);
+// that) and xe = [x | a_hi | a_lo | a_hi] (rows ldxe apart, a = s u; xe may be x itself, its rows
+// padded by the producer (ldxe = ldx): then only the adapter's columns are written);
 // blocks from nxb on write the weight side's extension [b_hi | b_hi | b_lo] after the IC columns of
 // each of we's OC rows (ke apart) from Bm [OC, r], and Bm's bf16 copy bb [OC, r] where given (the
 // backward's du = s dout Bm GEMM reads that). Instead of a rank-r cuBLAS GEMM (9 us at N = 4096,
 // IC = 768 on an H100: it reads x at a third of the bandwidth) and a copying pass.
 // R (16 or 32) >= rp.
 template <int R>
-__global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat16 *xe, int ke, const __nv_bfloat16 *x, int ldx,
+__global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat16 *xe, int ldxe, int ke, const __nv_bfloat16 *x, int ldx,
                                                              int IC, const __nv_bfloat16 *A, int lda, float *u, int r, int rp,
                                                              float s, int N, int nxb, __nv_bfloat16 *we,
                                                              const float *Bm, int OC, __nv_bfloat16 *ub,
@@ -222,10 +223,11 @@ __global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat1
     const int m0 = blockIdx.x * DK_ROWS;
     const float *sum = dk_rows_times_at<R>(smem, x, ldx, IC, A, lda, r, m0, N, [&](int ch, const __nv_bfloat16 *xs) {
         const int k0 = ch * DK_KC;
+        if (xe == x) return;   // (in place)
         for (int i = threadIdx.x; i < DK_ROWS * (DK_KC / 8); i += blockDim.x) {   // x's columns into xe
             const int rr = i / (DK_KC / 8), c = (i % (DK_KC / 8)) * 8;
             if (m0 + rr < N && k0 + c < IC)
-                *(uint4 *)(xe + (size_t)(m0 + rr) * ke + k0 + c) = *(const uint4 *)(xs + rr * DK_LD + c);
+                *(uint4 *)(xe + (size_t)(m0 + rr) * ldxe + k0 + c) = *(const uint4 *)(xs + rr * DK_LD + c);
         }
     });
     for (int i = threadIdx.x; i < DK_ROWS * R; i += blockDim.x) {
@@ -239,7 +241,7 @@ __global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat1
         }
         const float a = s * v;
         const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(kext_rest(a));
-        __nv_bfloat16 *row = xe + (size_t)m * ke + IC;
+        __nv_bfloat16 *row = xe + (size_t)m * ldxe + IC;
         row[j] = hi;
         row[rp + j] = lo;
         row[2 * rp + j] = hi;

@@ -146,17 +146,25 @@ static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
 // The input side of a K-extended GEMM and the adapter's columns of its weight side, by one launch
 // (lora_down_kext_kernel): u = inp A^T (and u's bf16 copy where a reader asked for one last time:
 // the backward's weight gradients; Bm's likewise: the backward's du GEMM), the scratch
-// xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16 copy), and we's columns after
-// IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). w: the cached weight whose K-extended copy
+// xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16 copy; rows *ldxe apart), and we's columns after
+// IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). Where inp's copy has its rows padded that
+// far (its producer asked to: cu_bf16_want_rows), xe is that copy, and only the adapter's columns
+// are written. w: the cached weight whose K-extended copy
 // we is (else NULL): A's bf16 rows are then read from after its rows, where the backward's [w ; A]
 // GEMM reads them (cu_weight_ext, made here: one conversion of A a step instead of two). xe, or
 // NULL (nothing done) when inp's or A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
 static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A, void *u, __nv_bfloat16 *we,
-                                 const float *w, const void *Bm, int N, int IC, int OC, int r, double s) {
+                                 const float *w, const void *Bm, int N, int IC, int OC, int r, double s, int *ldxe) {
     cuda_ctx *c = CTX(be);
     const int rp = (r + 7) & ~7, ke = kext_ld(IC, r);
     if (IC % 8) return NULL;
-    const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
+    int ldx = IC;
+    const void *xb = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldx);
+    const int in_place = xb && ldx >= ke && ldx % 8 == 0;
+    if (!in_place) {
+        cu_bf16_want_rows(be, (const float *)inp, ke);
+        if (!xb || ldx != IC) xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldx = IC;
+    }
     const void *ab = NULL;
     int lda = IC;
     if (w) {
@@ -167,8 +175,11 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
     }
     if (!ab) ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
     if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16 || lda % 8) return NULL;
-    __nv_bfloat16 *xe = (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
-                                                    (size_t)N * ke * sizeof(__nv_bfloat16), "K-extended linear input");
+    __nv_bfloat16 *xe = in_place ? (__nv_bfloat16 *)xb
+                                 : (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
+                                                               (size_t)N * ke * sizeof(__nv_bfloat16),
+                                                               "K-extended linear input");
+    *ldxe = in_place ? ldx : ke;
     __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
     __nv_bfloat16 *bb = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)Bm, (size_t)OC * r);
     dk_setup();
@@ -176,7 +187,8 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
               nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
 #define DOWN_KEXT(R)                                                                                                   \
     lora_down_kext_kernel<R><<<nxb + nwb, DK_THREADS, dk_smem_bytes<R>, c->stream>>>(                                  \
-        xe, ke, (const __nv_bfloat16 *)xb, IC, IC, (const __nv_bfloat16 *)ab, lda, (float *)u, r, rp, (float)s, N,      \
+        xe, *ldxe, ke, (const __nv_bfloat16 *)xb, ldx, IC, (const __nv_bfloat16 *)ab, lda, (float *)u, r, rp, (float)s, \
+        N,                                                                                                             \
         nxb, we, (const float *)Bm, OC, ub, bb)
     if (rp <= 16) DOWN_KEXT(16);
     else DOWN_KEXT(32);
@@ -206,15 +218,16 @@ static int lora_head_kext(swq_backend *be, void *out, void *u, const void *inp, 
         we = (__nv_bfloat16 *)cu_scratch(be, &c->kext_w, &c->kext_w_cap, (size_t)OC * ke * sizeof(__nv_bfloat16),
                                          "K-extended head weight");
     }
-    const __nv_bfloat16 *xe = kext_input(be, inp, A, u, we, wb ? NULL : (const float *)w, Bm, N, IC, OC, r, s);
+    int ldxe;
+    const __nv_bfloat16 *xe = kext_input(be, inp, A, u, we, wb ? NULL : (const float *)w, Bm, N, IC, OC, r, s, &ldxe);
     if (!xe) return 0;
     if (wb)   // the weight's own columns (kext_input wrote the adapter's after them)
         CUDA_CHECK(cudaMemcpy2DAsync(we, (size_t)ke * sizeof(__nv_bfloat16), wb, (size_t)IC * sizeof(__nv_bfloat16),
                                      (size_t)IC * sizeof(__nv_bfloat16), OC, cudaMemcpyDeviceToDevice, c->stream));
     const size_t es = c->head_f32 ? sizeof(float) : sizeof(__nv_bfloat16);
     void *o = cu_scratch(be, (void **)&c->pad, &c->pad_cap, (size_t)N * ldo * es, "padded GEMM output scratch");
-    if (c->head_f32) cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, (float *)o, ldo);
-    else cu_gemm_bf16_out(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, (__nv_bfloat16 *)o, ldo);
+    if (c->head_f32) cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ldxe, 0.0f, (float *)o, ldo);
+    else cu_gemm_bf16_out(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ldxe, (__nv_bfloat16 *)o, ldo);
     c->lazy = (struct cu_lazy){(float *)out, o, ldo, N, OC, c->head_f32};
     return 1;
 }
@@ -236,12 +249,18 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
     if (!c->body_kext || c->lt_off || !bias || (uintptr_t)bias % 16 || OC % 8) return -1;
     if (act && (res || c->sole_off)) return -1;
     __nv_bfloat16 *we = IC % 8 ? NULL : cu_weight_kext(be, (const float *)w, OC, IC, ke);
-    const __nv_bfloat16 *xe = we ? kext_input(be, inp, A, u, we, (const float *)w, Bm, N, IC, OC, r, s) : NULL;
+    int ldxe = ke;
+    const __nv_bfloat16 *xe = we ? kext_input(be, inp, A, u, we, (const float *)w, Bm, N, IC, OC, r, s, &ldxe) : NULL;
     if (!xe) return -1;
     const size_t n = (size_t)N * OC;
     if (act) {
-        void *ob = cu_bf16_slot(be, (const float *)out, n), *abf = cu_bf16_slot(be, (const float *)act, n);
-        if (ob && abf && cu_gemm_gelu_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, ob, abf)) {
+        // act's copy with its rows as far apart as its K-extended reader (the MLP's second linear)
+        // asked, so that its adapter's columns go in place (kext_input)
+        const int wl = cu_bf16_want_ld(be, (const float *)act), ld_act = wl > OC && wl % 8 == 0 ? wl : OC;
+        void *ob = cu_bf16_slot(be, (const float *)out, n);
+        void *abf = ld_act > OC ? cu_bf16_slot_padded(be, (const float *)act, N, OC, ld_act)
+                              : cu_bf16_slot(be, (const float *)act, n);
+        if (ob && abf && cu_gemm_gelu_lt(be, OC, N, ke, we, ke, xe, ldxe, (const float *)bias, ob, abf, ld_act)) {
             cu_bf16_sole(be, (const float *)out);
             cu_bf16_sole(be, (const float *)act);
             return 1;
@@ -249,22 +268,22 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
         cu_bf16_invalidate(be, out, n * sizeof(float));   // the slots were not filled
         cu_bf16_invalidate(be, act, n * sizeof(float));
     } else if (res) {
-        if (cu_gemm_bias_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, res, (float *)out, OC)) {
+        if (cu_gemm_bias_lt(be, OC, N, ke, we, ke, xe, ldxe, (const float *)bias, res, (float *)out, OC)) {
             *res_done = 1;
             return 0;
         }
     } else {
         int sole;
         void *ob = cu_bf16_slot_auto(be, (const float *)out, n, &sole);
-        if (ob && sole && cu_gemm_bias_bf16_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, ob, OC)) {
+        if (ob && sole && cu_gemm_bias_bf16_lt(be, OC, N, ke, we, ke, xe, ldxe, (const float *)bias, ob, OC)) {
             cu_bf16_sole(be, (const float *)out);
             return 0;
         }
         if (ob) cu_bf16_invalidate(be, out, n * sizeof(float));
-        if (cu_gemm_bias_lt(be, OC, N, ke, we, ke, xe, ke, (const float *)bias, NULL, (float *)out, OC)) return 0;
+        if (cu_gemm_bias_lt(be, OC, N, ke, we, ke, xe, ldxe, (const float *)bias, NULL, (float *)out, OC)) return 0;
     }
     // no cuBLASLt plan for the shape: the product in floats, then the bias (and GELU) pass
-    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ke, 0.0f, (float *)out, OC);
+    cu_gemm_bf16(be, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, ke, 1.0f, we, ke, xe, ldxe, 0.0f, (float *)out, OC);
     lora_up_pack(be, (float *)out, (const float *)out, OC, (const float *)bias, NULL, 0, NULL, NULL, N, OC, 0, 0.0f,
                  (float *)act);
     return 1;
@@ -316,7 +335,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
             void *ob = cu_bf16_slot(be, (const float *)out, (size_t)N * OC);
             void *ab = cu_bf16_slot(be, (const float *)act, (size_t)N * OC);
-            if (ob && ab && cu_gemm_gelu_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, ob, ab)) {
+            if (ob && ab && cu_gemm_gelu_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, ob, ab, OC)) {
                 cu_bf16_sole(be, (const float *)out);
                 cu_bf16_sole(be, (const float *)act);
                 return 1;
@@ -493,8 +512,10 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         if (!ob) ob = cu_bf16_copy(be, (const float *)dout, (size_t)N * OC), ldo = OC;
         if (!dub) dub = cu_bf16_copy(be, (const float *)du, (size_t)N * r), ldu = r;
         const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
-        const void *ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
-        lg_done = cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, IC, dub, ldu,
+        int ldi = IC;   // (the input's copy may have its rows padded: the forward's K-extended operand)
+        const void *ib = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldi);
+        if (!ib) ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldi = IC;
+        lg_done = cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, ldi, dub, ldu,
                                        bb ? (float *)du : NULL, N, OC, IC, r, (float)s);
     }
     if (IC > 0 && db) {

@@ -449,8 +449,10 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
 // (bit-exact) after its own, which stay as they were, nothing past the N and OC rows written; and the
 // extension's part of a product of an input row with a weight row against the adapter's term
 // s u B^T (the hi/lo split: ~2^-16 of it).
-static void check_down_kext(int N, int IC, int OC, int r) {
-    const int rp = (r + 7) & ~7, ke = IC + 3 * rp, R = rp <= 16 ? 16 : 32;
+// inplace: x is the first IC columns of xe's rows (a producer's padded copy, rows ldxe > ke apart):
+// x stays, the adapter's columns are added, the columns past ke are not touched
+static void check_down_kext(int N, int IC, int OC, int r, bool inplace = false) {
+    const int rp = (r + 7) & ~7, ke = IC + 3 * rp, R = rp <= 16 ? 16 : 32, ldxe = inplace ? ke + 16 : ke;
     const int lda = IC + 24;   // A's rows as after a weight's K-extended rows (NaN between them)
     const float s = 1.5f;
     std::vector<__nv_bfloat16> x((size_t)N * IC), A((size_t)r * lda, __float2bfloat16_rn(NaN));
@@ -460,23 +462,28 @@ static void check_down_kext(int N, int IC, int OC, int r) {
     std::vector<float> Bm = rnd((size_t)OC * r, -0.1f, 0.1f), u((size_t)N * r, NaN);
     std::vector<__nv_bfloat16> ub((size_t)N * r, __float2bfloat16_rn(NaN)), bb((size_t)OC * r + 1, __float2bfloat16_rn(NaN));
     // (one guard row after each side's rows)
-    std::vector<__nv_bfloat16> xe((size_t)(N + 1) * ke, __float2bfloat16_rn(NaN)), we((size_t)(OC + 1) * ke), w0;
+    std::vector<__nv_bfloat16> xe((size_t)(N + 1) * ldxe, __float2bfloat16_rn(NaN)), we((size_t)(OC + 1) * ke), w0;
     for (auto &v : we) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
     w0 = we;
+    if (inplace)
+        for (int i = 0; i < N; i++) std::copy(&x[(size_t)i * IC], &x[(size_t)i * IC] + IC, &xe[(size_t)i * ldxe]);
+    const __nv_bfloat16 *xin = inplace ? xe.data() : x.data();
+    const int ldx = inplace ? ldxe : IC;
     const int nxb = (N + DK_ROWS - 1) / DK_ROWS, nwb = 3;
     warp_sim::run_grid(nxb + nwb, 1, sim_dim3{DK_THREADS, 1, 1}, R == 16 ? dk_smem_bytes<16> : dk_smem_bytes<32>, [&] {
         if (R == 16)
-            lora_down_kext_kernel<16>(xe.data(), ke, x.data(), IC, IC, A.data(), lda, u.data(), r, rp, s, N, nxb, we.data(),
-                                      Bm.data(), OC, ub.data(), bb.data());
+            lora_down_kext_kernel<16>(xe.data(), ldxe, ke, xin, ldx, IC, A.data(), lda, u.data(), r, rp, s, N, nxb,
+                                      we.data(), Bm.data(), OC, ub.data(), bb.data());
         else
-            lora_down_kext_kernel<32>(xe.data(), ke, x.data(), IC, IC, A.data(), lda, u.data(), r, rp, s, N, nxb, we.data(),
-                                      Bm.data(), OC, ub.data(), bb.data());
+            lora_down_kext_kernel<32>(xe.data(), ldxe, ke, xin, ldx, IC, A.data(), lda, u.data(), r, rp, s, N, nxb,
+                                      we.data(), Bm.data(), OC, ub.data(), bb.data());
     });
     size_t bad = 0;
     double worst = 0;
     for (int i = 0; i < N; i++) {
-        const __nv_bfloat16 *row = &xe[(size_t)i * ke];
+        const __nv_bfloat16 *row = &xe[(size_t)i * ldxe];
         for (int c = 0; c < IC; c++) bad += row[c].bits != x[(size_t)i * IC + c].bits;
+        for (int c = ke; c < ldxe; c++) bad += !std::isnan(__bfloat162float(row[c]));
         for (int j = 0; j < rp; j++) {
             float uj = 0.0f;
             if (j < r) {
@@ -511,7 +518,7 @@ static void check_down_kext(int N, int IC, int OC, int r) {
     }
     bad += !std::isnan(__bfloat162float(bb[(size_t)OC * r]));
     for (int c = 0; c < ke; c++) {   // the guard rows
-        bad += !std::isnan(__bfloat162float(xe[(size_t)N * ke + c]));
+        bad += !std::isnan(__bfloat162float(xe[(size_t)N * ldxe + c]));
         bad += we[(size_t)OC * ke + c].bits != w0[(size_t)OC * ke + c].bits;
     }
     double worst_ext = 0;
@@ -519,7 +526,7 @@ static void check_down_kext(int N, int IC, int OC, int r) {
         for (int o = 0; o < OC; o++) {
             double ext = 0, want = 0, mag = 0;
             for (int c = IC; c < ke; c++)
-                ext += (double)__bfloat162float(xe[(size_t)i * ke + c]) * __bfloat162float(we[(size_t)o * ke + c]);
+                ext += (double)__bfloat162float(xe[(size_t)i * ldxe + c]) * __bfloat162float(we[(size_t)o * ke + c]);
             for (int j = 0; j < r; j++) {
                 double t = (double)(s * u[(size_t)i * r + j]) * Bm[(size_t)o * r + j];
                 want += t;
@@ -528,8 +535,8 @@ static void check_down_kext(int N, int IC, int OC, int r) {
             worst_ext = std::max(worst_ext, fabs(ext - want) / (mag > 0 ? mag : 1));
         }
     CHECK(bad == 0 && worst < 1e-5 && worst_ext < 3e-5,
-          "lora_down_kext N=%d IC=%d OC=%d r=%d: %zu values wrong, u off by %.3g, adapter term off by %.3g", N, IC, OC, r,
-          bad, worst, worst_ext);
+          "lora_down_kext N=%d IC=%d OC=%d r=%d%s: %zu values wrong, u off by %.3g, adapter term off by %.3g", N, IC, OC,
+          r, inplace ? " (in place)" : "", bad, worst, worst_ext);
 }
 
 // the batched-GEMM attention's causal softmax and its backward, flash attention's D =
@@ -891,6 +898,7 @@ int main(void) {
     check_down_kext(50, 392, 40, 32);   // R = 32
     check_down_kext(20, 136, 11, 20);   // rp = 24 < R = 32
     check_down_kext(18, 1000, 7, 16);   // more chunks than stages: the ring wraps
+    check_down_kext(37, 200, 29, 8, true);   // in place: x's rows padded by its producer
     check_down_kext(100, 392, 21, 16);  // more row blocks than chunks: each block's first chunk
     swq_backend_destroy(CPU);
     return check_summary("test_kernels_sim");
