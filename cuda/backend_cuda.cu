@@ -707,6 +707,20 @@ void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole) 
     return bf16_slot(be, src, n, 0, 0);
 }
 
+void *cu_bf16_slot_auto_rows(swq_backend *be, const float *src, int rows, int cols, int ld_bf, int *sole) {
+    cuda_ctx *c = CTX(be);
+    const size_t n = (size_t)rows * cols;
+    *sole = 0;
+    if (ld_bf == cols) return cu_bf16_slot_auto(be, src, n, sole);
+    if (c->precision != CU_BF16 || !n) return NULL;
+    const struct cu_bf16_entry *e = NULL;   // the last copy, plain or padded
+    for (int i = 0; i < c->n_bfc && !e; i++)
+        if (c->bfc[i].src == src && c->bfc[i].n == n) e = &c->bfc[i];
+    if (!e || e->valid) return NULL;
+    *sole = !e->fread && !c->sole_off;
+    return bf16_slot(be, src, n, cols, ld_bf);
+}
+
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }

@@ -366,6 +366,9 @@ void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole);
 // of 8: 16-byte aligned rows for the GEMMs); the GEMMs that read src with leading dimension ld
 // use it with ld_bf.
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf);
+// cu_bf16_slot_auto for rows x cols floats stored with rows ld_bf apart (ld_bf = cols: plain); the
+// last copy may have been plain or padded.
+void *cu_bf16_slot_auto_rows(swq_backend *be, const float *src, int rows, int cols, int ld_bf, int *sole);
 // A row length padded for aligned GEMM rows (a multiple of 64).
 static inline int cu_pad_ld(int n) { return (n + 63) & ~63; }
 // Drop the bf16 copies overlapping [p, p + bytes); bytes 0: the whole allocation holding p.

@@ -7,9 +7,10 @@
 #define LN_EPS 1e-5f
 #define ROWS_PER_BLOCK 8   // warps per block
 
-// ob (bf16 mode): the bf16 copy of out, for the GEMM that reads it next.
-__global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, float *mean, float *rstd, const float *inp,
-                                     const float *w, const float *b, int N, int C) {
+// ob (bf16 mode): the bf16 copy of out, for the GEMM that reads it next, rows ldb apart (>= C:
+// padded where a K-extended reader asked, cu_bf16_want_rows).
+__global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, int ldb, float *mean, float *rstd,
+                                     const float *inp, const float *w, const float *b, int N, int C) {
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
     const float *x = inp + (size_t)row * C;
@@ -23,7 +24,7 @@ __global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, float *mean,
     }
     float r = rsqrtf(warp_sum(v) / C + LN_EPS);
     float *o = out ? out + (size_t)row * C : NULL;
-    __nv_bfloat16 *obr = ob ? ob + (size_t)row * C : NULL;
+    __nv_bfloat16 *obr = ob ? ob + (size_t)row * ldb : NULL;
     for (int i = lane; i < C; i += 32) {
         float y = (x[i] - m) * r * w[i] + b[i];
         if (o) o[i] = y;
@@ -39,8 +40,8 @@ __global__ void layernorm_fwd_kernel(float *out, __nv_bfloat16 *ob, float *mean,
 // 128 * V4, 16-byte aligned rows (one pass over memory; the loops above read x three times with
 // 4-byte loads: ~3x the bandwidth floor at GPT-2's C = 768).
 template <int V4>
-__global__ void layernorm_fwd_vec_kernel(float *out, __nv_bfloat16 *ob, float *mean, float *rstd, const float *inp,
-                                         const float *w, const float *b, int N) {
+__global__ void layernorm_fwd_vec_kernel(float *out, __nv_bfloat16 *ob, int ldb, float *mean, float *rstd,
+                                         const float *inp, const float *w, const float *b, int N) {
     constexpr int C = 128 * V4;
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= N) return;
@@ -70,7 +71,7 @@ __global__ void layernorm_fwd_vec_kernel(float *out, __nv_bfloat16 *ob, float *m
         y.z = (x[k].z - m) * r * ww.z + bv.z;
         y.w = (x[k].w - m) * r * ww.w + bv.w;
         if (o4) o4[i] = y;
-        if (ob) store_bf16x4(ob + (size_t)row * C + 4 * i, y);
+        if (ob) store_bf16x4(ob + (size_t)row * ldb + 4 * i, y);
     }
     if (lane == 0) {
         if (mean) mean[row] = m;

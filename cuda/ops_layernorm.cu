@@ -14,10 +14,14 @@ static int ln_vec(int C, const void *a, const void *b, const void *c, const void
 void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
                       const void *b, int N, int C) {
     if (N <= 0) return;
-    // bf16: out only as its copy where no op read its floats last time (the GEMMs read the copy)
-    int sole = 0;
-    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto(be, (const float *)out, (size_t)N * C, &sole);
-    if (!ob) ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, (size_t)N * C);
+    // bf16: out only as its copy where no op read its floats last time (the GEMMs read the copy),
+    // its rows as far apart as a K-extended reader asked (the adapter's columns then go after them)
+    int sole = 0, ldb = cu_bf16_want_ld(be, (const float *)out);
+    if (ldb <= C || ldb % 8) ldb = C;
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto_rows(be, (const float *)out, N, C, ldb, &sole);
+    if (!ob)
+        ob = (__nv_bfloat16 *)(ldb == C ? cu_bf16_slot(be, (const float *)out, (size_t)N * C)
+                                        : cu_bf16_slot_padded(be, (const float *)out, N, C, ldb));
     if (sole) {
         cu_bf16_sole(be, (const float *)out);
         out = NULL;
@@ -27,7 +31,7 @@ void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const 
     switch (ln_vec(C, out, inp, w, b, ob)) {
 #define LN_FWD(V)                                                                                               \
     case V:                                                                                                     \
-        layernorm_fwd_vec_kernel<V><<<nb, nt, 0, st>>>((float *)out, ob, (float *)mean, (float *)rstd,         \
+        layernorm_fwd_vec_kernel<V><<<nb, nt, 0, st>>>((float *)out, ob, ldb, (float *)mean, (float *)rstd,    \
                                                        (const float *)inp, (const float *)w, (const float *)b, N); \
         CUDA_LAUNCH_CHECK();                                                                                    \
         return;
@@ -36,7 +40,7 @@ void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const 
     default: break;
     }
     layernorm_fwd_kernel<<<(N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 32 * ROWS_PER_BLOCK, 0, STREAM(be)>>>(
-        (float *)out, ob, (float *)mean, (float *)rstd, (const float *)inp, (const float *)w, (const float *)b, N, C);
+        (float *)out, ob, ldb, (float *)mean, (float *)rstd, (const float *)inp, (const float *)w, (const float *)b, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
