@@ -894,7 +894,7 @@ static void a_rows_refresh(swq_backend *be) {
     for (int i = 0; i <= c->n_frozen; i++) {
         struct cu_alloc_rec *r = i < c->n_frozen ? &c->frozen[i] : NULL;
         if (r && !r->a_ok && r->a_src && r->a_rows && r->kx && r->kx_ld == r->a_ld &&
-            (char *)r->a_rows > (char *)r->kx && (char *)r->a_rows < (char *)r->kx + r->kx_elems * 2) {
+            (char *)r->a_rows > (char *)r->kx && (char *)r->a_rows < (char *)r->kx + r->kx_elems * sizeof(__nv_bfloat16)) {
             int IC = (int)(r->a_elems / r->a_r);
             bf16_rows_job &j = jobs.j[n++];
             j.src = r->a_src, j.dst = (__nv_bfloat16 *)r->a_rows, j.ld = r->a_ld, j.rows = r->a_r, j.cols = IC;
@@ -1131,6 +1131,14 @@ int cu_gemm_bias_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
     return lt_run(be, p, "bias", A, B, R, C, m, n, k);
 }
 
+// Plan p's bias as the bf16 copy of the m floats at bias (a bf16 D takes only that); 0 where p has
+// no algorithm or the copy is not 16-byte aligned.
+static int lt_bias_bf16(swq_backend *be, struct cu_lt_plan *p, const float *bias, int m) {
+    if (!p->ok || !(bias = (const float *)cu_bf16_copy(be, bias, m)) || (uintptr_t)bias % 16) return 0;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    return 1;
+}
+
 int cu_gemm_bias_bf16_lt(swq_backend *be, int m, int n, int k, const void *A, int lda, const void *B, int ldb,
                          const float *bias, void *D, int ldd) {
     cuda_ctx *c = CTX(be);
@@ -1138,8 +1146,7 @@ int cu_gemm_bias_bf16_lt(swq_backend *be, int m, int n, int k, const void *A, in
         (uintptr_t)D % 16)
         return 0;
     struct cu_lt_plan *p = lt_plan(c, CU_LT_BIAS_BF16, m, n, k, lda, ldb, ldd);
-    if (!p->ok || !(bias = (const float *)cu_bf16_copy(be, bias, m)) || (uintptr_t)bias % 16) return 0;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (!lt_bias_bf16(be, p, bias, m)) return 0;
     return lt_run(be, p, "bias (bf16 out)", A, B, NULL, D, m, n, k);
 }
 
@@ -1162,8 +1169,7 @@ int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
         (uintptr_t)bias % 16 || (uintptr_t)aux % 16 || (uintptr_t)D % 16)
         return 0;
     struct cu_lt_plan *p = lt_plan(c, CU_LT_GELU_AUX_BIAS, m, n, k, lda, ldb, ldd);
-    if (!p->ok || !(bias = (const float *)cu_bf16_copy(be, bias, m)) || (uintptr_t)bias % 16) return 0;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    if (!lt_bias_bf16(be, p, bias, m)) return 0;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
     return lt_run(be, p, "GELU", A, B, NULL, D, m, n, k);
 }

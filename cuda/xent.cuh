@@ -139,11 +139,11 @@ __global__ void __launch_bounds__(xent_threads<ROW, Z>, xent_blocks<ROW, Z>) xen
     auto head = [&](const void *q) { return (int)((16 - (uintptr_t)q % 16) % 16 / sizeof(Z)); };
     const TT *fr = ts ? ts : ns;
     const bool zbad = (uintptr_t)zr % sizeof(Z),
-               tns = ts && ns && ((uintptr_t)ts - (uintptr_t)ns) % 16,   // teacher rows out of step
-               same = !fr || ((uintptr_t)fr - (uintptr_t)zr) % 16 == 0;
-    // the teacher rows' frame: their floats before a 16-byte boundary
+               tns = ts && ns && ((uintptr_t)ts - (uintptr_t)ns) % 16;   // teacher rows out of step
+    // the teacher rows' frame: their floats before a 16-byte boundary (float logits in the same
+    // frame: the same count, hf == h1)
     const int hf = fr ? (int)((16 - (uintptr_t)fr % 16) % 16 / sizeof(TT)) : 0;
-    int h1 = zbad ? n : head(zr), h = zbad || tns ? n : !fr || (sizeof(Z) == 4 && same) ? h1 : ROW ? hf : n;
+    int h1 = zbad ? n : head(zr), h = zbad || tns ? n : !fr || (sizeof(Z) == 4 && hf == h1) ? h1 : ROW ? hf : n;
     if (h1 > n) h1 = n;
     if (h > n) h = n;
     const int nv1 = (n - h1) / VEC, t1 = h1 + VEC * nv1, nv = (n - h) / VEC, t0 = h + VEC * nv;
