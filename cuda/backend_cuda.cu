@@ -483,6 +483,14 @@ static const __nv_bfloat16 *bf16_of(swq_backend *be, const float *src, size_t n,
     return bf;
 }
 
+// The largest row distance readers asked src's copies for (cu_bf16_want_rows), or 0.
+static int want_ld_of(const cuda_ctx *c, const float *src) {
+    int w = 0;
+    for (int i = 0; i < c->n_bfc; i++)
+        if (c->bfc[i].src == src && c->bfc[i].want_ld > w) w = c->bfc[i].want_ld;
+    return w;
+}
+
 // A valid slot for [src, src + n) (contents left to the caller): the stale slot of the same
 // source if it is large enough, else a new one, evicting least recently used slots (stale ones
 // first) beyond the limit. While recording nothing is freed (the limit may be passed).
@@ -490,9 +498,7 @@ static __nv_bfloat16 *bfc_new(cuda_ctx *c, const float *src, size_t n, int ld_sr
                               unsigned long long now) {
     size_t need = ld_bf ? n / ld_src * ld_bf : n;   // bf16 elements
     size_t bytes = need * sizeof(__nv_bfloat16);
-    int want_ld = 0;   // (kept across the source's slots)
-    for (int i = 0; i < c->n_bfc; i++)
-        if (c->bfc[i].src == src && c->bfc[i].want_ld > want_ld) want_ld = c->bfc[i].want_ld;
+    const int want_ld = want_ld_of(c, src);   // (kept across the source's slots)
     for (int i = 0; i < c->n_bfc; i++) {
         struct cu_bf16_entry *e = &c->bfc[i];
         if (!e->valid && e->src == src && e->ld_bf == ld_bf && e->cap >= need) {
@@ -722,15 +728,13 @@ void *cu_bf16_slot_auto_rows(swq_backend *be, const float *src, int rows, int co
 }
 
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf) {
+    if (ld_bf == ld) return bf16_slot(be, src, (size_t)rows * ld, 0, 0);   // no padding: a plain copy
     return bf16_slot(be, src, (size_t)rows * ld, ld, ld_bf);
 }
 
-int cu_bf16_want_ld(swq_backend *be, const float *src) {
-    cuda_ctx *c = CTX(be);
-    int w = 0;
-    for (int i = 0; i < c->n_bfc; i++)
-        if (c->bfc[i].src == src && c->bfc[i].want_ld > w) w = c->bfc[i].want_ld;
-    return w;
+int cu_bf16_want_ld(swq_backend *be, const float *src, int cols) {
+    const int w = want_ld_of(CTX(be), src);
+    return w > cols && w % 8 == 0 ? w : cols;
 }
 
 void cu_bf16_want_rows(swq_backend *be, const float *src, int ld) {
@@ -934,7 +938,7 @@ const void *cu_weight_ext(swq_backend *be, const float *w, int OC, int IC, const
     size_t na = (size_t)r * IC;
     __nv_bfloat16 *rows = base + (size_t)OC * *ld;
     if (!rec->a_ok && rec->a_src == A && rec->a_elems == na && rec->a_rows == rows && rec->a_ld == *ld &&
-        rec->a_r == r && *ld != IC)
+        rec->a_r == r)   // (a_rows is set only for rows after a K-extended copy)
         a_rows_refresh(be);   // the same rows as last time: this and every other weight's, in one launch
     if (!rec->a_ok || rec->a_src != A || rec->a_elems != na) {   // A's rows, then zero rows up to rx
         rec->a_rows = NULL;

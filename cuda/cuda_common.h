@@ -332,9 +332,10 @@ int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
 const __nv_bfloat16 *cu_bf16_rows_of(swq_backend *be, const float *src, int rows, int cols, int *ld);
 // A reader that would take src's copy with rows ld apart (a K-extended GEMM's operand, the
 // columns past src's for its own) asks for that: the largest asked is cu_bf16_want_ld's answer,
-// for src's producer to make its next copy so (0: never asked).
+// for src's producer (rows of cols floats) to make its next copy so (cols where none was asked,
+// or the answer would not keep rows 16-byte aligned).
 void cu_bf16_want_rows(swq_backend *be, const float *src, int ld);
-int cu_bf16_want_ld(swq_backend *be, const float *src);
+int cu_bf16_want_ld(swq_backend *be, const float *src, int cols);
 // The valid sole copy (cu_bf16_sole) holding [src, src + n), its rows *ld apart (ld_src
 // elements of src each: *ld_src), or NULL.
 const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n, int *ld_src, int *ld);
@@ -363,8 +364,8 @@ int cu_bf16_wanted(swq_backend *be, const float *src, size_t n);   // whether it
 // copy is not sole.
 void *cu_bf16_slot_auto(swq_backend *be, const float *src, size_t n, int *sole);
 // The same for rows x ld floats at src, stored with rows ld_bf apart (ld_bf >= ld, a multiple
-// of 8: 16-byte aligned rows for the GEMMs); the GEMMs that read src with leading dimension ld
-// use it with ld_bf.
+// of 8: 16-byte aligned rows for the GEMMs; ld_bf = ld: a plain copy); the GEMMs that read src
+// with leading dimension ld use it with ld_bf.
 void *cu_bf16_slot_padded(swq_backend *be, const float *src, int rows, int ld, int ld_bf);
 // cu_bf16_slot_auto for rows x cols floats stored with rows ld_bf apart (ld_bf = cols: plain); the
 // last copy may have been plain or padded.

@@ -16,12 +16,10 @@ void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const 
     if (N <= 0) return;
     // bf16: out only as its copy where no op read its floats last time (the GEMMs read the copy),
     // its rows as far apart as a K-extended reader asked (the adapter's columns then go after them)
-    int sole = 0, ldb = cu_bf16_want_ld(be, (const float *)out);
-    if (ldb <= C || ldb % 8) ldb = C;
+    int sole = 0;
+    const int ldb = cu_bf16_want_ld(be, (const float *)out, C);
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto_rows(be, (const float *)out, N, C, ldb, &sole);
-    if (!ob)
-        ob = (__nv_bfloat16 *)(ldb == C ? cu_bf16_slot(be, (const float *)out, (size_t)N * C)
-                                        : cu_bf16_slot_padded(be, (const float *)out, N, C, ldb));
+    if (!ob) ob = (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)out, N, C, ldb);
     if (sole) {
         cu_bf16_sole(be, (const float *)out);
         out = NULL;

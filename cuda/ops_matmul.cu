@@ -161,9 +161,9 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
     int ldx = IC;
     const void *xb = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldx);
     const int in_place = xb && ldx >= ke && ldx % 8 == 0;
-    if (!in_place) {
+    if (!in_place) {   // (a copy with narrower padding is read as it is: the launch takes x's row distance)
         cu_bf16_want_rows(be, (const float *)inp, ke);
-        if (!xb || ldx != IC) xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldx = IC;
+        if (!xb) xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldx = IC;
     }
     const void *ab = NULL;
     int lda = IC;
@@ -174,7 +174,7 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
         if (base == we) ab = base + (size_t)OC * ldw, lda = ldw;
     }
     if (!ab) ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
-    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16 || lda % 8) return NULL;
+    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16 || lda % 8 || ldx % 8) return NULL;
     __nv_bfloat16 *xe = in_place ? (__nv_bfloat16 *)xb
                                  : (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
                                                                (size_t)N * ke * sizeof(__nv_bfloat16),
@@ -256,10 +256,9 @@ static int lora_body_kext(swq_backend *be, void *out, void *act, void *u, const 
     if (act) {
         // act's copy with its rows as far apart as its K-extended reader (the MLP's second linear)
         // asked, so that its adapter's columns go in place (kext_input)
-        const int wl = cu_bf16_want_ld(be, (const float *)act), ld_act = wl > OC && wl % 8 == 0 ? wl : OC;
+        const int ld_act = cu_bf16_want_ld(be, (const float *)act, OC);
         void *ob = cu_bf16_slot(be, (const float *)out, n);
-        void *abf = ld_act > OC ? cu_bf16_slot_padded(be, (const float *)act, N, OC, ld_act)
-                              : cu_bf16_slot(be, (const float *)act, n);
+        void *abf = cu_bf16_slot_padded(be, (const float *)act, N, OC, ld_act);
         if (ob && abf && cu_gemm_gelu_lt(be, OC, N, ke, we, ke, xe, ldxe, (const float *)bias, ob, abf, ld_act)) {
             cu_bf16_sole(be, (const float *)out);
             cu_bf16_sole(be, (const float *)act);
@@ -411,7 +410,7 @@ struct gelu_dinp { const __nv_bfloat16 *preb; const float *pre; float *dpre, *sc
 static void gelu_dinp_gemm(swq_backend *be, const struct gelu_dinp *g, int IC, int N, int K, const void *Ab, int lda,
                            const void *Bb, int ldb, int rx) {
     int ldp = rx ? (IC + rx + 7) & ~7 : IC;
-    void *db = rx ? cu_bf16_slot_padded(be, g->dpre, N, IC, ldp) : cu_bf16_slot(be, g->dpre, (size_t)N * IC);
+    void *db = cu_bf16_slot_padded(be, g->dpre, N, IC, ldp);
     if (db && cu_gemm_dgelu_lt(be, IC, N, K, Ab, lda, Bb, ldb, g->preb, db, ldp)) {
         cu_bf16_sole(be, g->dpre);
         return;
