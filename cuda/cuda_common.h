@@ -142,6 +142,8 @@ typedef struct {
     struct cu_lazy lazy;
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
+    int dout_grads_oc;             // du and dB by one pass over dout from this many output columns on
+                                   // (SWQ_CUDA_DOUT_GRADS_OC; 0: never)
     int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too
     int weight_copies;             // bf16: cached weights as reals with kept bf16 copies (default; 11% faster a
                                    // CDT step), or (SWQ_CUDA_WEIGHT_COPIES=0) as codes expanded into bf16 before
@@ -342,10 +344,16 @@ const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n
 // bf16 mode, r a multiple of 8 up to 32: dB[OC, r] += s dout^T u and dA[r, IC] += du^T inp in one
 // launch, from bf16 operands with rows ldd, ldu, ldi, lddu apart (16-byte aligned: else 0, nothing
 // done; also 0 with SWQ_CUDA_LORA_GRADS=0); duf: du's bf16 values also written as floats [N, r]
-// (or NULL). cuda/ops_lora_grads.cu
+// (or NULL). dB NULL: dA only. cuda/ops_lora_grads.cu
 int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
                          const void *inpb, int ldi, const void *dub, int lddu, float *duf, int N, int OC, int IC, int r,
                          float s);
+// bf16 mode, as cu_lora_weight_grads, with OC >= the context's dout_grads_oc: du = s dout Bm
+// (floats [N, r], overwritten) and dB[OC, r] += s dout^T u in one pass over dout (bf16, rows ldd
+// apart); Bm [OC, r] and u [N, r] (rows ldu apart) bf16; du 16-byte and dB 8-byte aligned. 0 where
+// not taken (nothing done).
+int cu_lora_dout_grads(swq_backend *be, float *du, float *dB, const void *doutb, int ldd, const void *bmb,
+                       const void *ub, int ldu, int N, int OC, int r, float s);
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);

@@ -63,18 +63,6 @@ __device__ __forceinline__ void fa_load_a(uint32_t a[4][4], const __nv_bfloat16 
     for (int kk = 0; kk < 4; kk++) mma_ldsm(a[kk], frag_a(t, FA_LDB, row0, kk * 16));
 }
 
-// p[0..3] += v atomically (16-byte aligned)
-__device__ __forceinline__ void fa_atomic_add4(float *p, float4 v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd((float4 *)p, v);
-#else
-    atomicAdd(p, v.x);
-    atomicAdd(p + 1, v.y);
-    atomicAdd(p + 2, v.z);
-    atomicAdd(p + 3, v.w);
-#endif
-}
-
 // grid (query tiles of 64 MT rows, last first: the causal work is largest there; B*NH).
 // out/outb [B,T,C] (either may be NULL); lse [B*NH, T] (natural log). Warp w owns rows 64 m + 16 w .. +15 of the tile
 // (m < MT), so the B fragments of K and V are loaded once for MT m-tiles. Thread (lane) holds rows
@@ -355,7 +343,7 @@ __global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(float *dqkv, __nv_bf
             const float x1 = __shfl_xor_sync(0xffffffffu, odd ? dq[n][1] : dq[n][3], 1);
             const float4 v = odd ? make_float4(sc * x0, sc * x1, sc * dq[n][2], sc * dq[n][3])
                                  : make_float4(sc * dq[n][0], sc * dq[n][1], sc * x0, sc * x1);
-            if (qr < T) fa_atomic_add4(dqkv + ((size_t)b * T + qr) * C3 + h * FA + c0 + n * 8 + 2 * (tq & 2), v);
+            if (qr < T) atomic_add4(dqkv + ((size_t)b * T + qr) * C3 + h * FA + c0 + n * 8 + 2 * (tq & 2), v);
         }
         if (qt + 1 < nT) cp_async_wait<0>();
         __syncthreads();

@@ -90,4 +90,144 @@ __global__ void __launch_bounds__(128) lora_grads_kernel(lg_prob p0, lg_prob p1,
             else *o += P.alpha * acc[n][e];
         }
 }
+
+// The two products that read dout, in one pass over it (for a wide dout, the LM head's logits):
+//   du[t, j] += s sum_v D[t, v] Bm[v, j]   (du [N, r] floats, zeroed before: atomics)
+//   dB[v, j] += s sum_t D[t, v] u[t, j]    (atomics where the rows are split: `atomic`)
+// instead of the du GEMM and lora_grads_kernel's dB each reading all of D. D [N, OC] bf16 (rows
+// ldd apart), Bm [OC, r], u [N, r] (rows ldu apart). A block owns LD_COLS columns of D for a
+// slice of its rows, its LD_NW warps 64 each (dB and Bm's fragments kept in registers), and takes
+// them LD_KC rows a chunk. Each warp's du sums of a chunk go to shared memory and out, added up, as
+// float4 atomics the chunk after. (Measured on an H100 at the LM head's shape: 3 blocks an SM and
+// short slices do best; 1024 columns a block with 8 warps, or 64 rows a chunk, were slower.)
+#define LD_NW 4
+#define LD_COLS (64 * LD_NW)
+#define LD_KC 32
+#define LD_STAGES 3
+template <int R>
+constexpr size_t ld_smem_bytes = LD_STAGES * (LD_KC * (LD_COLS + 8) + LD_KC * (R + 8)) * 2 + 2 * LD_NW * LD_KC * R * 4;
+
+// grid (column blocks of LD_COLS, slices of rper rows, rper a multiple of LD_KC); dynamic shared
+// memory ld_smem_bytes<R>
+template <int R>
+__global__ void __launch_bounds__(32 * LD_NW) lora_dout_grads_kernel(float *du, float *dB, const __nv_bfloat16 *D,
+                                                                        int ldd, const __nv_bfloat16 *Bm,
+                                                                        const __nv_bfloat16 *u, int ldu, int N, int OC,
+                                                                        int r, int rper, float s, int atomic) {
+    constexpr int NT = 32 * LD_NW, W = LD_COLS, LDS = W + 8, RL = R + 8;
+    SWQ_DYNAMIC_SMEM(ld_smem);
+    __nv_bfloat16 *Ds = (__nv_bfloat16 *)ld_smem, *Us = Ds + LD_STAGES * LD_KC * LDS;
+    float *red = (float *)(Us + LD_STAGES * LD_KC * RL);   // [2][LD_NW][LD_KC][R]: du's sums of a chunk
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    const int v0 = blockIdx.x * W, c0 = w * 64, tb = blockIdx.y * rper, te = min(N, tb + rper);
+    const int nch = (te - tb + LD_KC - 1) / LD_KC;
+    // Bm's B fragments of the warp's 64 rows v (k) x R columns j (n): {Bm[k][n], Bm[k + 1][n]}
+    uint32_t bf[4][R / 8][2];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int n = 0; n < R / 8; n++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int v = v0 + c0 + kk * 16 + 2 * tq + 8 * h, j = n * 8 + g;
+                const float x0 = v < OC && j < r ? __bfloat162float(Bm[(size_t)v * r + j]) : 0.0f;
+                const float x1 = v + 1 < OC && j < r ? __bfloat162float(Bm[(size_t)(v + 1) * r + j]) : 0.0f;
+                bf[kk][n][h] = pack_bf16x2(x0, x1);
+            }
+    auto load = [&](int ch, int st) {
+        if (ch < nch) {
+            const int t0 = tb + ch * LD_KC;
+            for (int i = threadIdx.x; i < LD_KC * W / 8; i += NT) {
+                const int tt = i / (W / 8), c = (i % (W / 8)) * 8;
+                lg_seg(Ds + (st * LD_KC + tt) * LDS + c, D + (size_t)(t0 + tt) * ldd, v0 + c, OC, t0 + tt < te);
+            }
+            for (int i = threadIdx.x; i < LD_KC * R / 8; i += NT) {
+                const int tt = i / (R / 8), c = (i % (R / 8)) * 8;
+                const bool ok = t0 + tt < te && c < r;
+                cp_async16(Us + (st * LD_KC + tt) * RL + c, u + (size_t)(ok ? t0 + tt : 0) * ldu + (ok ? c : 0), ok);
+            }
+        }
+        cp_async_commit();
+    };
+    // chunk ch's du sums (red[ch & 1], complete past the barrier after it), added up, out to du
+    auto flush = [&](int ch) {
+        const float *rb = red + (ch & 1) * LD_NW * LD_KC * R;
+        const int t0 = tb + ch * LD_KC;
+        for (int i = threadIdx.x; i < LD_KC * R / 4; i += NT) {
+            const int tt = i / (R / 4), j = (i % (R / 4)) * 4;
+            if (t0 + tt >= te || j >= r) continue;
+            float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+            for (int k = 0; k < LD_NW; k++) {
+                const float4 y = *(const float4 *)(rb + (k * LD_KC + tt) * R + j);
+                x.x += y.x, x.y += y.y, x.z += y.z, x.w += y.w;
+            }
+            atomic_add4(du + (size_t)(t0 + tt) * r + j, make_float4(s * x.x, s * x.y, s * x.z, s * x.w));
+        }
+    };
+    float acc[4][R / 8][4];   // dB of the warp's 64 rows v (4 m-tiles) x R
+#pragma unroll
+    for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+        for (int n = 0; n < R / 8; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
+    cp_ring<LD_STAGES>(nch, load, [&](int ch, int st) {
+        const __nv_bfloat16 *ds = Ds + st * LD_KC * LDS, *us = Us + st * LD_KC * RL;
+        if (ch > 0) flush(ch - 1);
+        float pd[LD_KC / 16][R / 8][4];   // du's sums over the warp's columns
+#pragma unroll
+        for (int mt = 0; mt < LD_KC / 16; mt++)
+#pragma unroll
+            for (int n = 0; n < R / 8; n++) pd[mt][n][0] = pd[mt][n][1] = pd[mt][n][2] = pd[mt][n][3] = 0.0f;
+        // dB += D^T u: A = D^T (rows v, k = t) by transposed loads
+#pragma unroll
+        for (int kk = 0; kk < LD_KC / 16; kk++) {
+            uint32_t ub[R / 16][4];
+#pragma unroll
+            for (int jp = 0; jp < R / 16; jp++) mma_ldsm_t(ub[jp], frag_b_cols(us, RL, kk * 16, jp * 16));
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                uint32_t a[4];
+                mma_ldsm_t(a, frag_a_t(ds, LDS, kk * 16, c0 + mt * 16));
+#pragma unroll
+                for (int jp = 0; jp < R / 16; jp++) {
+                    mma_16816(acc[mt][2 * jp], a, ub[jp][0], ub[jp][1]);
+                    mma_16816(acc[mt][2 * jp + 1], a, ub[jp][2], ub[jp][3]);
+                }
+            }
+        }
+        // du += D (rows t, k = v) Bm
+#pragma unroll
+        for (int mt = 0; mt < LD_KC / 16; mt++)
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                uint32_t a[4];
+                mma_ldsm(a, frag_a(ds, LDS, mt * 16, c0 + kk * 16));
+#pragma unroll
+                for (int n = 0; n < R / 8; n++) mma_16816(pd[mt][n], a, bf[kk][n][0], bf[kk][n][1]);
+            }
+        float *rb = red + ((ch & 1) * LD_NW + w) * LD_KC * R;
+#pragma unroll
+        for (int mt = 0; mt < LD_KC / 16; mt++)
+#pragma unroll
+            for (int n = 0; n < R / 8; n++) {
+                *(float2 *)(rb + (mt * 16 + g) * R + n * 8 + 2 * tq) = make_float2(pd[mt][n][0], pd[mt][n][1]);
+                *(float2 *)(rb + (mt * 16 + g + 8) * R + n * 8 + 2 * tq) = make_float2(pd[mt][n][2], pd[mt][n][3]);
+            }
+    });
+    __syncthreads();
+    if (nch > 0) flush(nch - 1);
+#pragma unroll
+    for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+        for (int n = 0; n < R / 8; n++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {   // rows g, g + 8; columns j, j + 1 (r is even)
+                const int v = v0 + c0 + mt * 16 + g + 8 * h, j = n * 8 + 2 * tq;
+                if (v >= OC || j >= r) continue;
+                float *o = dB + (size_t)v * r + j;
+                const float2 x = make_float2(s * acc[mt][n][2 * h], s * acc[mt][n][2 * h + 1]);
+                if (atomic) atomic_add2(o, x);
+                else o[0] += x.x, o[1] += x.y;
+            }
+}
 #endif

@@ -494,11 +494,19 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     // There, with rx = r and that launch to come, du goes straight into the operand's spare columns
     // in bf16, and its floats come from the launch (which reads those columns anyway), instead of a
     // float GEMM and a converting pass.
+    // A wide dout (qkv's, the MLP's first linear's, the LM head's): du and dB by one pass over it
+    // (cu_lora_dout_grads), then dA alone.
     const int lg = IC > 0 && c->precision == CU_BF16 && !c->lora_grads_off && r % 8 == 0 && r <= 32;
-    const void *bb = db && lg && rx == r && OC % 8 == 0 ? cu_bf16_copy(be, (const float *)Bm, (size_t)OC * r) : NULL;
+    int dg = 0;
+    if (lg && db && OC >= c->dout_grads_oc && c->dout_grads_oc > 0) {
+        const void *bmb = cu_bf16_copy(be, (const float *)Bm, (size_t)OC * r);
+        const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
+        dg = bmb && ub && cu_lora_dout_grads(be, (float *)du, (float *)dB, db, ldd, bmb, ub, r, N, OC, r, (float)s);
+    }
+    const void *bb = !dg && db && lg && rx == r && OC % 8 == 0 ? cu_bf16_copy(be, (const float *)Bm, (size_t)OC * r) : NULL;
     if (bb)
         cu_gemm_bf16_out(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, bb, r, db, ldd, db + OC, ldd);
-    else
+    else if (!dg)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_N, r, N, OC, (float)s, (const float *)Bm, r, 0, (const float *)dout, OC, 0,
                 0.0f, (float *)du, r, 0, 1);
     if (IC > 0 && db && !bb) cu_bf16_convert_rows(be, db + OC, ldd, (const float *)du, N, r, rx);
@@ -514,7 +522,7 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         int ldi = IC;   // (the input's copy may have its rows padded: the forward's K-extended operand)
         const void *ib = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldi);
         if (!ib) ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldi = IC;
-        lg_done = cu_lora_weight_grads(be, (float *)dB, ob, ldo, ub, r, (float *)dA, ib, ldi, dub, ldu,
+        lg_done = cu_lora_weight_grads(be, dg ? NULL : (float *)dB, ob, ldo, ub, r, (float *)dA, ib, ldi, dub, ldu,
                                        bb ? (float *)du : NULL, N, OC, IC, r, (float)s);
     }
     if (IC > 0 && db) {
@@ -527,8 +535,9 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
                 (float *)dinp, IC, 0, 1);
     if (lg_done) return;
     if (bb) cu_bf16_rows_to_float(be, (float *)du, db + OC, ldd, N, r);   // (the launch was not taken: du's floats)
-    cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
-            1.0f, (float *)dB, r, 0, 1);
+    if (!dg)
+        cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
+                1.0f, (float *)dB, r, 0, 1);
     if (IC > 0)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, IC, r, N, 1.0f, (const float *)inp, IC, 0, (const float *)du, r, 0, 1.0f,
                 (float *)dA, IC, 0, 1);

@@ -2,7 +2,10 @@
 // dA += du^T inp in one launch), run on the CPU through the warp simulator
 // (cuda/tools/warp_sim.h), against the sums in double on the same bf16 inputs: ranks 8 to 32
 // (both instantiations), output rows and reductions that leave partial tiles and chunks, row
-// strides wider than the rows, one slice of the reduction (plain adds) and several (atomics).
+// strides wider than the rows, one slice of the reduction (plain adds) and several (atomics); dA
+// alone (no dB problem, as after lora_dout_grads_kernel).
+// Also lora_dout_grads_kernel (du = s dout Bm and dB += s dout^T u in one pass over dout): widths
+// that leave partial 16-byte segments, column blocks and row chunks, ranks 8 to 32.
 #define SWQ_WARP_SIM 1
 #include "cuda/lora_grads.cuh"
 #include <cmath>
@@ -20,7 +23,7 @@ static std::vector<__nv_bfloat16> rand_bf16(size_t n) {
 }
 static float f(__nv_bfloat16 b) { return __bfloat162float(b); }
 
-static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
+static void check_case(int N, int OC, int IC, int r, int splits_wanted, bool da_only = false) {
     const int ldd = (OC + 7) / 8 * 8 + 8, ldu = r + 8, ldi = (IC + 7) / 8 * 8, lddu = r;
     const float s = 0.75f;
     std::vector<__nv_bfloat16> dout = rand_bf16((size_t)N * ldd), u = rand_bf16((size_t)N * ldu),
@@ -30,7 +33,7 @@ static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
     for (auto &x : dA) x = (float)(2 * check_urand(&RNG) - 1);
     std::vector<double> eB(dB.begin(), dB.end()), eA(dA.begin(), dA.end());
     for (int t = 0; t < N; t++) {
-        for (int m = 0; m < OC; m++)
+        for (int m = 0; m < OC && !da_only; m++)
             for (int j = 0; j < r; j++) eB[(size_t)m * r + j] += (double)s * f(dout[(size_t)t * ldd + m]) * f(u[(size_t)t * ldu + j]);
         for (int j = 0; j < r; j++)
             for (int m = 0; m < IC; m++) eA[(size_t)j * IC + m] += (double)f(inp[(size_t)t * ldi + m]) * f(du[(size_t)t * lddu + j]);
@@ -39,20 +42,50 @@ static void check_case(int N, int OC, int IC, int r, int splits_wanted) {
     std::vector<float> duf((size_t)N * r + 1, std::nanf(""));   // du's floats (one guard value after them)
     lg_prob p0 = {dB.data(), dout.data(), u.data(), ldd, ldu, OC, 0, s, NULL};
     lg_prob p1 = {dA.data(), inp.data(), du.data(), ldi, lddu, IC, 1, 1.0f, duf.data()};
-    const int mb0 = (OC + 63) / 64, mb = mb0 + (IC + 63) / 64;
+    const int mb0 = da_only ? 0 : (OC + 63) / 64, mb = mb0 + (IC + 63) / 64;   // (dA only: no blocks for p0)
     const int rper = ((N + splits_wanted - 1) / splits_wanted + LG_KC - 1) / LG_KC * LG_KC, splits = (N + rper - 1) / rper;
     warp_sim::run_grid(mb, splits, sim_dim3{128, 1, 1}, 0, [&] {
         if (r <= 16) lora_grads_kernel<16>(p0, p1, mb0, N, r, rper, splits > 1);
         else lora_grads_kernel<32>(p0, p1, mb0, N, r, rper, splits > 1);
     });
     double e0 = rel_l2(dB.data(), eB.data(), dB.size()), e1 = rel_l2(dA.data(), eA.data(), dA.size());
-    printf("N=%d OC=%d IC=%d r=%d, %d slice(s): dB %.2e dA %.2e\n", N, OC, IC, r, splits, e0, e1);
+    printf("N=%d OC=%d IC=%d r=%d, %d slice(s)%s: dB %.2e dA %.2e\n", N, OC, IC, r, splits,
+           da_only ? ", dA alone" : "", e0, e1);
     CHECK(e0 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dB rel. error %.3g", N, OC, IC, r, splits, e0);
     CHECK(e1 < 1e-5, "N=%d OC=%d IC=%d r=%d splits=%d: dA rel. error %.3g", N, OC, IC, r, splits, e1);
     size_t bad = !std::isnan(duf[(size_t)N * r]);
     for (int t = 0; t < N; t++)
         for (int j = 0; j < r; j++) bad += duf[(size_t)t * r + j] != f(du[(size_t)t * lddu + j]);
     CHECK(bad == 0, "N=%d OC=%d IC=%d r=%d splits=%d: %zu of du's floats wrong", N, OC, IC, r, splits, bad);
+}
+
+static void check_dout_case(int N, int OC, int r, int splits_wanted) {
+    const int ldd = (OC + 7) / 8 * 8 + 16, ldu = r + 8;
+    const float s = 0.625f;
+    std::vector<__nv_bfloat16> dout = rand_bf16((size_t)N * ldd), u = rand_bf16((size_t)N * ldu), bm = rand_bf16((size_t)OC * r);
+    std::vector<float> dB((size_t)OC * r), du((size_t)N * r + 4, 0.0f);
+    for (auto &x : dB) x = (float)(2 * check_urand(&RNG) - 1);
+    du[(size_t)N * r] = 7.0f;   // a guard after du
+    std::vector<double> eB(dB.begin(), dB.end()), eu((size_t)N * r, 0.0);
+    for (int t = 0; t < N; t++)
+        for (int v = 0; v < OC; v++) {
+            const double d = f(dout[(size_t)t * ldd + v]);
+            for (int j = 0; j < r; j++) {
+                eB[(size_t)v * r + j] += s * d * f(u[(size_t)t * ldu + j]);
+                eu[(size_t)t * r + j] += s * d * f(bm[(size_t)v * r + j]);
+            }
+        }
+    const int vb = (OC + LD_COLS - 1) / LD_COLS;
+    const int rper = ((N + splits_wanted - 1) / splits_wanted + LD_KC - 1) / LD_KC * LD_KC, splits = (N + rper - 1) / rper;
+    warp_sim::run_grid(vb, splits, sim_dim3{32 * LD_NW, 1, 1}, r <= 16 ? ld_smem_bytes<16> : ld_smem_bytes<32>, [&] {
+        if (r <= 16) lora_dout_grads_kernel<16>(du.data(), dB.data(), dout.data(), ldd, bm.data(), u.data(), ldu, N, OC, r, rper, s, splits > 1);
+        else lora_dout_grads_kernel<32>(du.data(), dB.data(), dout.data(), ldd, bm.data(), u.data(), ldu, N, OC, r, rper, s, splits > 1);
+    });
+    double e0 = rel_l2(dB.data(), eB.data(), dB.size()), e1 = rel_l2(du.data(), eu.data(), eu.size());
+    printf("dout pass N=%d OC=%d r=%d, %d slice(s): dB %.2e du %.2e\n", N, OC, r, splits, e0, e1);
+    CHECK(e0 < 1e-5, "dout pass N=%d OC=%d r=%d splits=%d: dB rel. error %.3g", N, OC, r, splits, e0);
+    CHECK(e1 < 1e-5, "dout pass N=%d OC=%d r=%d splits=%d: du rel. error %.3g", N, OC, r, splits, e1);
+    CHECK(du[(size_t)N * r] == 7.0f, "dout pass N=%d OC=%d r=%d: written past du", N, OC, r);
 }
 
 int main(void) {
@@ -62,5 +95,13 @@ int main(void) {
     check_case(300, 130, 200, 24, 2);
     check_case(257, 96, 40, 32, 1);
     check_case(129, 13, 70, 16, 2);
+    check_case(200, 100, 72, 8, 3, true);
+    check_case(97, 10, 130, 24, 1, true);
+    check_dout_case(64, 256, 16, 1);
+    check_dout_case(100, 301, 8, 1);
+    check_dout_case(130, 1100, 16, 3);
+    check_dout_case(77, 517, 24, 2);
+    check_dout_case(33, 1030, 32, 1);
+    check_dout_case(40, 2049, 8, 2);
     return check_summary("test_lora_grads_sim");
 }
