@@ -21,25 +21,14 @@ __device__ __forceinline__ float4 load4_cols(const float *p, int c, int lim) {
     return make_float4(p[0], c + 1 < lim ? p[1] : 0.0f, c + 2 < lim ? p[2] : 0.0f, c + 3 < lim ? p[3] : 0.0f);
 }
 
-// p[0..3] += v atomically (16-byte aligned)
-__device__ __forceinline__ void atomic_add4(float *p, float4 v) {
+// p[0..] += v (a float2 or float4) atomically (p aligned to v's size): one vector atomic on sm_90
+template <typename V>
+__device__ __forceinline__ void atomic_add_vec(float *p, V v) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd((float4 *)p, v);
+    atomicAdd((V *)p, v);
 #else
-    atomicAdd(p, v.x);
-    atomicAdd(p + 1, v.y);
-    atomicAdd(p + 2, v.z);
-    atomicAdd(p + 3, v.w);
-#endif
-}
-
-// p[0..1] += v atomically (8-byte aligned)
-__device__ __forceinline__ void atomic_add2(float *p, float2 v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd((float2 *)p, v);
-#else
-    atomicAdd(p, v.x);
-    atomicAdd(p + 1, v.y);
+    const float *x = (const float *)&v;
+    for (int i = 0; i < (int)(sizeof(V) / sizeof(float)); i++) atomicAdd(p + i, x[i]);
 #endif
 }
 

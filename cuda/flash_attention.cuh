@@ -343,7 +343,7 @@ __global__ void __launch_bounds__(32 * NW) flash_bwd_kernel(float *dqkv, __nv_bf
             const float x1 = __shfl_xor_sync(0xffffffffu, odd ? dq[n][1] : dq[n][3], 1);
             const float4 v = odd ? make_float4(sc * x0, sc * x1, sc * dq[n][2], sc * dq[n][3])
                                  : make_float4(sc * dq[n][0], sc * dq[n][1], sc * x0, sc * x1);
-            if (qr < T) atomic_add4(dqkv + ((size_t)b * T + qr) * C3 + h * FA + c0 + n * 8 + 2 * (tq & 2), v);
+            if (qr < T) atomic_add_vec(dqkv + ((size_t)b * T + qr) * C3 + h * FA + c0 + n * 8 + 2 * (tq & 2), v);
         }
         if (qt + 1 < nT) cp_async_wait<0>();
         __syncthreads();

@@ -162,7 +162,7 @@ __global__ void __launch_bounds__(32 * LD_NW) lora_dout_grads_kernel(float *du, 
                 const float4 y = *(const float4 *)(rb + (k * LD_KC + tt) * R + j);
                 x.x += y.x, x.y += y.y, x.z += y.z, x.w += y.w;
             }
-            atomic_add4(du + (size_t)(t0 + tt) * r + j, make_float4(s * x.x, s * x.y, s * x.z, s * x.w));
+            atomic_add_vec(du + (size_t)(t0 + tt) * r + j, make_float4(s * x.x, s * x.y, s * x.z, s * x.w));
         }
     };
     float acc[4][R / 8][4];   // dB of the warp's 64 rows v (4 m-tiles) x R
@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(32 * LD_NW) lora_dout_grads_kernel(float *du, 
                 if (v >= OC || j >= r) continue;
                 float *o = dB + (size_t)v * r + j;
                 const float2 x = make_float2(s * acc[mt][n][2 * h], s * acc[mt][n][2 * h + 1]);
-                if (atomic) atomic_add2(o, x);
+                if (atomic) atomic_add_vec(o, x);
                 else o[0] += x.x, o[1] += x.y;
             }
 }
