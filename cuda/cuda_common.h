@@ -143,7 +143,7 @@ typedef struct {
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
     int dout_grads_oc;             // du and dB by one pass over dout from this many output columns on
-                                   // (SWQ_CUDA_DOUT_GRADS_OC; 0: never)
+                                   // (SWQ_CUDA_DOUT_GRADS_OC; 0 or less: never)
     int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too
     int weight_copies;             // bf16: cached weights as reals with kept bf16 copies (default; 11% faster a
                                    // CDT step), or (SWQ_CUDA_WEIGHT_COPIES=0) as codes expanded into bf16 before

@@ -91,7 +91,8 @@ __global__ void __launch_bounds__(128) lora_grads_kernel(lg_prob p0, lg_prob p1,
         }
 }
 
-// The two products that read dout, in one pass over it (for a wide dout, the LM head's logits):
+// The two products that read dout, in one pass over it (a wide dout: qkv's, the MLP's first
+// linear's, the LM head's):
 //   du[t, j] += s sum_v D[t, v] Bm[v, j]   (du [N, r] floats, zeroed before: atomics)
 //   dB[v, j] += s sum_t D[t, v] u[t, j]    (atomics where the rows are split: `atomic`)
 // instead of the du GEMM and lora_grads_kernel's dB each reading all of D. D [N, OC] bf16 (rows
