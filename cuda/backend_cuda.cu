@@ -171,7 +171,7 @@ static void *cu_alloc(swq_backend *be, size_t bytes, const char *what) {
     return p;
 }
 static void byte_range(const cuda_ctx *c, const void *p, size_t bytes, const char **lo, const char **hi);
-static void zero_lazy_flush(cuda_ctx *c);
+static void zeros_out(swq_backend *be);
 static void cu_free(swq_backend *be, void *p) {
     if (!p) return;
     cuda_ctx *c = CTX(be);
@@ -219,8 +219,7 @@ static void cu_free(swq_backend *be, void *p) {
 }
 // Host <-> device transfers are synchronous for the caller (the host buffer is free to reuse).
 static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
-    cu_zero_flush(be);
-    zero_lazy_flush(CTX(be));
+    zeros_out(be);
     if (!bytes) return;
     cu_bf16_invalidate(be, dst, bytes);
     TL("transfers", "upload");
@@ -228,8 +227,7 @@ static void h2d(swq_backend *be, void *dst, const void *src, size_t bytes) {
     stream_sync(CTX(be));
 }
 static void d2h(swq_backend *be, void *dst, const void *src, size_t bytes, const char *what) {
-    cu_zero_flush(be);
-    zero_lazy_flush(CTX(be));
+    zeros_out(be);
     if (!bytes) return;
     TL("transfers", what);
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, STREAM(be)));
@@ -256,6 +254,12 @@ static void zero_lazy_flush(cuda_ctx *c) {
     void *p = c->zl;
     c->zl = NULL;
     CUDA_CHECK(cudaMemsetAsync(p, 0, c->zl_bytes, c->stream));
+}
+// Both pending zeros issued (the small one cu_zero keeps for a "+=" to take over, the large one for
+// xent_kl's teacher sums): before transfers, synchronization, graph boundaries and the stream's hand-off.
+static void zeros_out(swq_backend *be) {
+    cu_zero_flush(be);
+    zero_lazy_flush(CTX(be));
 }
 static void zero_lazy_meets(cuda_ctx *c, const char *lo, const char *hi) {
     if (c->zl && (const char *)c->zl < hi && lo < (const char *)c->zl + c->zl_bytes) zero_lazy_flush(c);
@@ -304,8 +308,7 @@ static void cu_copy(swq_backend *be, void *dst, const void *src, size_t n) {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, STREAM(be)));
 }
 static void cu_synchronize(swq_backend *be) {
-    cu_zero_flush(be);
-    zero_lazy_flush(CTX(be));
+    zeros_out(be);
     stream_sync(CTX(be));
 }
 
@@ -600,8 +603,7 @@ void *cu_scratch(swq_backend *be, void **p, size_t *cap, size_t bytes, const cha
 
 static int cu_graph_begin(swq_backend *be, unsigned long long key) {
     cuda_ctx *c = CTX(be);
-    cu_zero_flush(be);
-    zero_lazy_flush(c);
+    zeros_out(be);
     not_capturing(c, "graph_begin");
     if (!c->graphs_on) return 0;
     for (int i = 0; i < c->n_graphs; i++) {
@@ -636,8 +638,7 @@ static int cu_graph_begin(swq_backend *be, unsigned long long key) {
 
 static void cu_graph_end(swq_backend *be) {
     cuda_ctx *c = CTX(be);
-    cu_zero_flush(be);
-    zero_lazy_flush(c);
+    zeros_out(be);
     if (!c->capturing) return;
     cudaGraph_t graph = NULL;
     CUDA_CHECK(cudaStreamEndCapture(c->stream, &graph));
@@ -1782,8 +1783,7 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
 int swq_backend_is_cuda(const swq_backend *be) { return be && be->name == CUDA_NAME; }
 
 void *swq_backend_cuda_stream(swq_backend *be) {
-    cu_zero_flush(be);   // the caller queues its own work (NCCL) after everything issued so far
-    zero_lazy_flush(CTX(be));
+    zeros_out(be);   // the caller queues its own work (NCCL) after everything issued so far
     return (void *)CTX(be)->stream;
 }
 

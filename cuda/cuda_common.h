@@ -348,7 +348,7 @@ const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n
 int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
                          const void *inpb, int ldi, const void *dub, int lddu, float *duf, int N, int OC, int IC, int r,
                          float s);
-// bf16 mode, as cu_lora_weight_grads, with OC >= the context's dout_grads_oc: du = s dout Bm
+// bf16 mode, as cu_lora_weight_grads (the caller takes it for OC >= dout_grads_oc): du = s dout Bm
 // (floats [N, r], overwritten) and dB[OC, r] += s dout^T u in one pass over dout (bf16, rows ldd
 // apart); Bm [OC, r] and u [N, r] (rows ldu apart) bf16; du 16-byte and dB 8-byte aligned. 0 where
 // not taken (nothing done).

@@ -72,9 +72,7 @@ static void dout_grads_launch(cuda_ctx *c, float *du, float *dB, const void *dou
 int cu_lora_dout_grads(swq_backend *be, float *du, float *dB, const void *doutb, int ldd, const void *bmb,
                        const void *ub, int ldu, int N, int OC, int r, float s) {
     cuda_ctx *c = CTX(be);
-    if (c->lora_grads_off || c->precision != CU_BF16 || c->dout_grads_oc <= 0 || OC < c->dout_grads_oc || r <= 0 ||
-        r > 32 || r % 8 || N <= 0)
-        return 0;
+    if (c->lora_grads_off || c->precision != CU_BF16 || r <= 0 || r > 32 || r % 8 || N <= 0 || OC <= 0) return 0;
     if (!lg_aligned(doutb, ldd) || !lg_aligned(ub, ldu) || !lg_aligned(bmb, r) || (uintptr_t)du % 16 || (uintptr_t)dB % 8)
         return 0;   // (du: float4 atomics; dB: float2)
     cu_tl_part(be, "LoRA du and dB (one pass over dout)");

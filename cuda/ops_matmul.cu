@@ -497,10 +497,10 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     // A wide dout (qkv's, the MLP's first linear's, the LM head's): du and dB by one pass over it
     // (cu_lora_dout_grads), then dA alone.
     const int lg = IC > 0 && c->precision == CU_BF16 && !c->lora_grads_off && r % 8 == 0 && r <= 32;
+    const void *ub = lg ? cu_bf16_copy(be, (const float *)u, (size_t)N * r) : NULL;
     int dg = 0;
-    if (lg && db && OC >= c->dout_grads_oc && c->dout_grads_oc > 0) {
+    if (lg && db && c->dout_grads_oc > 0 && OC >= c->dout_grads_oc) {
         const void *bmb = cu_bf16_copy(be, (const float *)Bm, (size_t)OC * r);
-        const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
         dg = bmb && ub && cu_lora_dout_grads(be, (float *)du, (float *)dB, db, ldd, bmb, ub, r, N, OC, r, (float)s);
     }
     const void *bb = !dg && db && lg && rx == r && OC % 8 == 0 ? cu_bf16_copy(be, (const float *)Bm, (size_t)OC * r) : NULL;
@@ -518,7 +518,6 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         if (!ob) ob = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC, &ldo);
         if (!ob) ob = cu_bf16_copy(be, (const float *)dout, (size_t)N * OC), ldo = OC;
         if (!dub) dub = cu_bf16_copy(be, (const float *)du, (size_t)N * r), ldu = r;
-        const void *ub = cu_bf16_copy(be, (const float *)u, (size_t)N * r);
         int ldi = IC;   // (the input's copy may have its rows padded: the forward's K-extended operand)
         const void *ib = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldi);
         if (!ib) ib = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldi = IC;
