@@ -108,6 +108,7 @@ static void stream_sync(cuda_ctx *c) {
 static inline void op_begin(swq_backend *be) {
     cuda_ctx *c = CTX(be);
     c->bfc_pin = c->bfc_clock + 1;
+    cu_ln_flush(be);   // a pending layernorm not taken by its linear (lora_fwd takes it first)
 }
 #define TL(phase, op) (op_begin(be), cu_zero_flush(be), cu_tl_op(be, (phase), (op)))
 
@@ -260,6 +261,8 @@ static void zero_lazy_flush(cuda_ctx *c) {
 static void zeros_out(swq_backend *be) {
     cu_zero_flush(be);
     zero_lazy_flush(CTX(be));
+    cu_ln_flush(be);   // (and the pending layernorm)
+    cu_ln_take_flush(be);
 }
 static void zero_lazy_meets(cuda_ctx *c, const char *lo, const char *hi) {
     if (c->zl && (const char *)c->zl < hi && lo < (const char *)c->zl + c->zl_bytes) zero_lazy_flush(c);
@@ -1435,6 +1438,11 @@ static void w_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, con
 // act: lora_linear_gelu_fwd's GELU output, res: lora_linear_res_fwd's residual (NULL for lora_linear_fwd)
 static void lora_fwd(swq_backend *be, void *out, void *act, void *u, const void *inp, const void *w, const void *bias,
                      const void *A, const void *Bm, int N, int IC, int OC, int r, double s, const void *res) {
+    cuda_ctx *c = CTX(be);
+    if (c->lnp.out && c->lnp.out == (const float *)inp) {   // the layernorm of its input, left pending: kext_input's
+        c->ln_take = c->lnp;
+        c->lnp.out = NULL;
+    }
     cu_zero_flush(be);
     lin_mark(be, IC, OC, 1);
     IN(res, (size_t)N * OC * F4);
@@ -1444,6 +1452,7 @@ static void lora_fwd(swq_backend *be, void *out, void *act, void *u, const void 
     CTX(be)->skinny_fp32 = 1;
     cu_lora_linear_fwd(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, res);
     CTX(be)->skinny_fp32 = 0;
+    cu_ln_take_flush(be);   // (every path reading inp took or issued it before)
 }
 static void w_lora_linear_fwd(swq_backend *be, void *out, void *u, const void *inp, const void *w, const void *bias,
                               const void *A, const void *Bm, int N, int IC, int OC, int r, double s) {
@@ -1711,6 +1720,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     const char *lg = getenv("SWQ_CUDA_LORA_GRADS");
     c->lora_grads_off = lg && *lg && !strcmp(lg, "0");
     const char *dg = getenv("SWQ_CUDA_DOUT_GRADS_OC");
+    const char *lf = getenv("SWQ_CUDA_LN_FUSE");
+    c->ln_fuse = !(lf && *lf && !strcmp(lf, "0"));
     c->dout_grads_oc = dg && *dg ? atoi(dg) : 2304;   // qkv, the MLP's first linear, the LM head (docs/PERF.md, stop 21)
     const char *pe = getenv("SWQ_CUDA_PROFILE");
     c->prof = pe && *pe && strcmp(pe, "0");

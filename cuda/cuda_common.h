@@ -115,6 +115,17 @@ struct cu_lazy {
     int ldo, rows, cols, f32;
 };
 
+// A layernorm forward left pending (cu_layernorm_fwd, bf16, its output only as a bf16 copy): the
+// linear that reads it next may do it in its own first launch (kext_input); anything else issues
+// it first (cu_ln_flush: every op's start, transfers, synchronization, graph boundaries).
+struct cu_ln_pend {
+    const float *out;              // the output's floats (the copy's key); NULL: none pending
+    __nv_bfloat16 *ob;             // its bf16 copy, rows ldb apart
+    int ldb, N, C, v4;
+    float *mean, *rstd;
+    const float *inp, *w, *b;
+};
+
 typedef struct {
     int device;
     int precision;                 // CU_*
@@ -140,6 +151,9 @@ typedef struct {
     int body_kext;                 // bf16 body linears with adapter by one K-extended GEMM; SWQ_CUDA_BODY_KEXT=0 turns it off
     int head_f32;                  // the LoRA head's logits left in floats (SWQ_CUDA_HEAD_F32=1), not bf16
     struct cu_lazy lazy;
+    struct cu_ln_pend lnp;         // pending layernorm (cu_ln_flush)
+    struct cu_ln_pend ln_take;     // the one the linear now being issued took from lnp (kext_input)
+    int ln_fuse;                   // SWQ_CUDA_LN_FUSE=0: no layernorm is left pending
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
     int dout_grads_oc;             // du and dB by one pass over dout from this many output columns on
@@ -419,6 +433,11 @@ void cu_add_to_column(swq_backend *be, void *dst, const void *src, int N, int K,
 
 void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp,
                       const void *w, const void *b, int N, int C);
+// Issues the pending layernorm (lnp), or the one the current linear took (ln_take), if any.
+void cu_ln_flush(swq_backend *be);
+void cu_ln_take_flush(swq_backend *be);
+// The fused kernel's C (a multiple of 128 up to 1024 with an instantiation), else 0.
+int cu_ln_fused_v4(int C);
 void cu_layernorm_bwd(swq_backend *be, void *dinp, void *dw, void *db, const void *dout,
                       const void *inp, const void *w, const void *mean, const void *rstd, int N, int C);
 

@@ -13,6 +13,8 @@
 #define SWQ_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 #endif
 
+#define LN_EPS 1e-5f   // layernorm's (cuda/layernorm.cuh, and the fused form in cuda/matmul.cuh)
+
 // Columns c..c+3 of a row at p (p points at column c): one float4 when V4 (16-byte aligned),
 // else element by element, zeros from column lim on.
 template <bool V4>

@@ -4,7 +4,6 @@
 #define SWQ_LAYERNORM_CUH
 #include "cuda/device_common.cuh"
 
-#define LN_EPS 1e-5f
 #define ROWS_PER_BLOCK 8   // warps per block
 
 // ob (bf16 mode): the bf16 copy of out, for the GEMM that reads it next, rows ldb apart (>= C:

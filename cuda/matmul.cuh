@@ -107,6 +107,46 @@ __device__ __forceinline__ uint4 kext_segment(const float *v, int row, int r, in
     return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// The weight side of a K-extension, by the blocks from nxb on: [b_hi | b_hi | b_lo] after the IC
+// columns of each of we's OC rows (ke apart) from Bm [OC, r], and Bm's bf16 copy bb [OC, r] where given.
+__device__ __forceinline__ void kext_weight_side(__nv_bfloat16 *we, int ke, int IC, const float *Bm, int OC, int r,
+                                                 int rp, __nv_bfloat16 *bb, int nxb) {
+    const int ct = 3 * rp / 8;
+    const size_t n = (size_t)OC * ct;
+    for (size_t i = (size_t)(blockIdx.x - nxb) * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)(gridDim.x - nxb) * blockDim.x) {
+        const int row = (int)(i / ct), c = (int)(i % ct);
+        *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 8 * c);
+        if (bb && 8 * c < rp)   // the b_hi group: B's bf16 copy
+            for (int j = 8 * c; j < 8 * c + 8 && j < r; j++)
+                bb[(size_t)row * r + j] = __float2bfloat16_rn(Bm[(size_t)row * r + j]);
+    }
+}
+
+// The input side's adapter columns of rows m0 .. m0 + rows - 1 from their sums u (row rr's column
+// j at sum[rr (R + 1) + j]): u [N, r] and its bf16 copy ub (where given), then [a_hi | a_lo | a_hi]
+// (a = s u, zero from r to rp) after the IC columns of xe's rows (ldxe apart).
+template <int R>
+__device__ __forceinline__ void kext_input_cols(const float *sum, int rows, int m0, int N, __nv_bfloat16 *xe, int ldxe,
+                                                int IC, float *u, __nv_bfloat16 *ub, int r, int rp, float s) {
+    for (int i = threadIdx.x; i < rows * R; i += blockDim.x) {
+        const int rr = i / R, j = i % R, m = m0 + rr;
+        if (m >= N || j >= rp) continue;
+        float v = 0.0f;
+        if (j < r) {
+            v = sum[rr * (R + 1) + j];
+            u[(size_t)m * r + j] = v;
+            if (ub) ub[(size_t)m * r + j] = __float2bfloat16_rn(v);
+        }
+        const float a = s * v;
+        const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(kext_rest(a));
+        __nv_bfloat16 *row = xe + (size_t)m * ldxe + IC;
+        row[j] = hi;
+        row[rp + j] = lo;
+        row[2 * rp + j] = hi;
+    }
+}
+
 // u = x A^T for DK_ROWS rows of x [N, K] (bf16, rows ldx apart, K a multiple of 8; A [r, K] bf16,
 // rows lda apart (a multiple of 8), R >= r columns, zero past r), through a DK_STAGES-deep cp.async ring of DK_KC-column
 // chunks: DK_THREADS threads, 8 warps, two 16-row groups of 4 warps that split each chunk's k16
@@ -207,17 +247,8 @@ __global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat1
                                                              const float *Bm, int OC, __nv_bfloat16 *ub,
                                                              __nv_bfloat16 *bb) {
     SWQ_DYNAMIC_SMEM(smem);
-    if ((int)blockIdx.x >= nxb) {   // the weight side
-        const int ct = 3 * rp / 8;
-        const size_t n = (size_t)OC * ct;
-        for (size_t i = (size_t)(blockIdx.x - nxb) * blockDim.x + threadIdx.x; i < n;
-             i += (size_t)(gridDim.x - nxb) * blockDim.x) {
-            const int row = (int)(i / ct), c = (int)(i % ct);
-            *(uint4 *)(we + (size_t)row * ke + IC + 8 * c) = kext_segment(Bm, row, r, rp, 8 * c);
-            if (bb && 8 * c < rp)   // the b_hi group: B's bf16 copy
-                for (int j = 8 * c; j < 8 * c + 8 && j < r; j++)
-                    bb[(size_t)row * r + j] = __float2bfloat16_rn(Bm[(size_t)row * r + j]);
-        }
+    if ((int)blockIdx.x >= nxb) {
+        kext_weight_side(we, ke, IC, Bm, OC, r, rp, bb, nxb);
         return;
     }
     const int m0 = blockIdx.x * DK_ROWS;
@@ -230,22 +261,114 @@ __global__ void __launch_bounds__(DK_THREADS) lora_down_kext_kernel(__nv_bfloat1
                 *(uint4 *)(xe + (size_t)(m0 + rr) * ldxe + k0 + c) = *(const uint4 *)(xs + rr * DK_LD + c);
         }
     });
-    for (int i = threadIdx.x; i < DK_ROWS * R; i += blockDim.x) {
-        const int rr = i / R, j = i % R, m = m0 + rr;
-        if (m >= N || j >= rp) continue;
-        float v = 0.0f;
-        if (j < r) {
-            v = sum[rr * (R + 1) + j];
-            u[(size_t)m * r + j] = v;
-            if (ub) ub[(size_t)m * r + j] = __float2bfloat16_rn(v);
-        }
-        const float a = s * v;
-        const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(kext_rest(a));
-        __nv_bfloat16 *row = xe + (size_t)m * ldxe + IC;
-        row[j] = hi;
-        row[rp + j] = lo;
-        row[2 * rp + j] = hi;
+    kext_input_cols<R>(sum, DK_ROWS, m0, N, xe, ldxe, IC, u, ub, r, rp, s);
+}
+
+// Layernorm's forward fused with the input side of the K-extended linear that reads its output
+// (a deferred layernorm_fwd taken by kext_input: qkv's and the MLP-in's), instead of the two
+// launches, the second reading the rows back. 16 rows a block, two a warp (C = 128 V4 floats a
+// row in registers, the same arithmetic as layernorm_fwd_vec_kernel): y = LN(x) into xe's first C
+// columns (bf16, rows ldxe apart; mean and rstd for the backward) and into shared memory; then
+// u = y A^T by mma, the 8 warps splitting C's k16 steps (A [r, C] bf16, rows lda apart, loaded into
+// shared memory while the rows are normalized), and the adapter's columns (kext_input_cols).
+// Blocks from nxb on: the weight side (kext_weight_side).
+#define LDK_ROWS 16
+#define LDK_THREADS 256
+template <int R>
+constexpr size_t ldk_smem_bytes(int C) {
+    return (size_t)(LDK_ROWS + R) * (C + 8) * 2 + (size_t)(LDK_THREADS / 32) * LDK_ROWS * (R + 1) * 4;
+}
+template <int R, int V4>
+__global__ void __launch_bounds__(LDK_THREADS) layernorm_down_kext_kernel(
+    __nv_bfloat16 *xe, int ldxe, int ke, float *mean, float *rstd, const float *inp, const float *lw, const float *lb,
+    const __nv_bfloat16 *A, int lda, float *u, int r, int rp, float s, int N, int nxb, __nv_bfloat16 *we,
+    const float *Bm, int OC, __nv_bfloat16 *ub, __nv_bfloat16 *bb) {
+    constexpr int C = 128 * V4, LD = C + 8, NW = LDK_THREADS / 32;
+    SWQ_DYNAMIC_SMEM(smem);
+    if ((int)blockIdx.x >= nxb) {
+        kext_weight_side(we, ke, C, Bm, OC, r, rp, bb, nxb);
+        return;
     }
+    __nv_bfloat16 *Xs = (__nv_bfloat16 *)smem, *As = Xs + LDK_ROWS * LD;
+    float(*red)[LDK_ROWS][R + 1] = (float(*)[LDK_ROWS][R + 1])(As + R * LD);
+    const int m0 = blockIdx.x * LDK_ROWS, w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+    // A's rows (zeros past r), each block starting at its own segment (all blocks read all of A
+    // at once: in one order their requests meet on the same lines in L2, as lora_down_kext_kernel's)
+    constexpr int NSEG = R * (C / 8);
+    for (int q = threadIdx.x; q < NSEG; q += LDK_THREADS) {
+        const int i = (q + (int)(blockIdx.x % 32) * (NSEG / 32)) % NSEG, j = i / (C / 8), c = (i % (C / 8)) * 8;
+        cp_async16(As + j * LD + c, A + (j < r ? (size_t)j * lda + c : 0), j < r);
+    }
+    cp_async_commit();
+    float4 x[2][V4];   // the warp's two rows, both loaded before either is normalized
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = m0 + 2 * w + h;
+#pragma unroll
+        for (int k = 0; k < V4; k++)
+            x[h][k] = row < N ? ((const float4 *)(inp + (size_t)row * C))[lane + 32 * k] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int rr = 2 * w + h, row = m0 + rr;
+        float sm = 0.0f;
+#pragma unroll
+        for (int k = 0; k < V4; k++) sm += (x[h][k].x + x[h][k].y) + (x[h][k].z + x[h][k].w);
+        const float m = warp_sum(sm) / C;
+        float v = 0.0f;
+#pragma unroll
+        for (int k = 0; k < V4; k++) {
+            float a = x[h][k].x - m, bq = x[h][k].y - m, c = x[h][k].z - m, d = x[h][k].w - m;
+            v += (a * a + bq * bq) + (c * c + d * d);
+        }
+        const float rs = rsqrtf(warp_sum(v) / C + LN_EPS);
+#pragma unroll
+        for (int k = 0; k < V4; k++) {
+            const int i = lane + 32 * k;
+            float4 ww = ((const float4 *)lw)[i], bv = ((const float4 *)lb)[i], y;
+            y.x = (x[h][k].x - m) * rs * ww.x + bv.x;
+            y.y = (x[h][k].y - m) * rs * ww.y + bv.y;
+            y.z = (x[h][k].z - m) * rs * ww.z + bv.z;
+            y.w = (x[h][k].w - m) * rs * ww.w + bv.w;
+            if (row >= N) y = make_float4(0.f, 0.f, 0.f, 0.f);
+            else store_bf16x4(xe + (size_t)row * ldxe + 4 * i, y);
+            store_bf16x4(Xs + rr * LD + 4 * i, y);
+        }
+        if (lane == 0 && row < N) {
+            if (mean) mean[row] = m;
+            if (rstd) rstd[row] = rs;
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    float acc[R / 8][4];
+#pragma unroll
+    for (int n = 0; n < R / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    for (int kk = w; kk < C / 16; kk += NW) {
+        uint32_t a[4];
+        mma_ldsm(a, frag_a(Xs, LD, 0, kk * 16));
+#pragma unroll
+        for (int jp = 0; jp < R / 16; jp++) {
+            uint32_t b[4];
+            mma_ldsm(b, frag_b_rows(As, LD, jp * 16, kk * 16));
+            mma_16816(acc[2 * jp], a, b[0], b[1]);
+            mma_16816(acc[2 * jp + 1], a, b[2], b[3]);
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < R / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) red[w][g + (e >= 2 ? 8 : 0)][n * 8 + 2 * tq + (e & 1)] = acc[n][e];
+    __syncthreads();
+    for (int i = threadIdx.x; i < LDK_ROWS * (R + 1); i += LDK_THREADS) {
+        const int rr = i / (R + 1), j = i % (R + 1);
+        float t = 0.0f;
+#pragma unroll
+        for (int q = 0; q < NW; q++) t += red[q][rr][j];
+        red[0][rr][j] = t;
+    }
+    __syncthreads();
+    kext_input_cols<R>(&red[0][0][0], LDK_ROWS, m0, N, xe, ldxe, C, u, ub, r, rp, s);
 }
 
 // out[p, v] = o[p, v] (rows ldp apart; o may be out, ldp = OC) + bias[v] + s * sum_j u[p, j] Bm[v, j],

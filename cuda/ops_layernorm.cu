@@ -11,12 +11,16 @@ static int ln_vec(int C, const void *a, const void *b, const void *c, const void
     return C / 128;
 }
 
+static void ln_fwd_launch(swq_backend *be, void *out, __nv_bfloat16 *ob, int ldb, void *mean, void *rstd,
+                          const void *inp, const void *w, const void *b, int N, int C, int v4);
+
 void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const void *inp, const void *w,
                       const void *b, int N, int C) {
     if (N <= 0) return;
     // bf16: out only as its copy where no op read its floats last time (the GEMMs read the copy),
     // its rows as far apart as a K-extended reader asked (the adapter's columns then go after them)
     int sole = 0;
+    const float *key = (const float *)out;
     const int ldb = cu_bf16_want_ld(be, (const float *)out, C);
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto_rows(be, (const float *)out, N, C, ldb, &sole);
     if (!ob) ob = (__nv_bfloat16 *)cu_bf16_slot_padded(be, (const float *)out, N, C, ldb);
@@ -24,9 +28,35 @@ void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const 
         cu_bf16_sole(be, (const float *)out);
         out = NULL;
     }
+    cuda_ctx *c = CTX(be);
+    const int v4 = ln_vec(C, out, inp, w, b, ob);
+    if (c->ln_fuse && !out && ob && cu_ln_fused_v4(C) && v4 && ldb % 8 == 0) {
+        // left pending: the K-extended linear that reads it next does it in its own launch (kext_input)
+        c->lnp = (struct cu_ln_pend){key, ob, ldb, N, C, v4, (float *)mean, (float *)rstd, (const float *)inp,
+                                     (const float *)w, (const float *)b};
+        return;
+    }
+    ln_fwd_launch(be, out, ob, ldb, mean, rstd, inp, w, b, N, C, v4);
+}
+
+int cu_ln_fused_v4(int C) {
+    return C % 128 == 0 && (C / 128 <= 4 || C / 128 == 6 || C / 128 == 8) ? C / 128 : 0;
+}
+
+static void ln_pend_issue(swq_backend *be, struct cu_ln_pend *p) {
+    if (!p->out) return;
+    struct cu_ln_pend q = *p;
+    p->out = NULL;
+    ln_fwd_launch(be, NULL, q.ob, q.ldb, q.mean, q.rstd, q.inp, q.w, q.b, q.N, q.C, q.v4);
+}
+void cu_ln_flush(swq_backend *be) { ln_pend_issue(be, &CTX(be)->lnp); }
+void cu_ln_take_flush(swq_backend *be) { ln_pend_issue(be, &CTX(be)->ln_take); }
+
+static void ln_fwd_launch(swq_backend *be, void *out, __nv_bfloat16 *ob, int ldb, void *mean, void *rstd,
+                          const void *inp, const void *w, const void *b, int N, int C, int v4) {
     const unsigned nb = (N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, nt = 32 * ROWS_PER_BLOCK;
     cudaStream_t st = STREAM(be);
-    switch (ln_vec(C, out, inp, w, b, ob)) {
+    switch (v4) {
 #define LN_FWD(V)                                                                                               \
     case V:                                                                                                     \
         layernorm_fwd_vec_kernel<V><<<nb, nt, 0, st>>>((float *)out, ob, ldb, (float *)mean, (float *)rstd,    \

@@ -133,6 +133,35 @@ static void dk_setup(void) {
     done = 1;
 }
 
+// layernorm_down_kext_kernel<R, V4> (a pending layernorm done by kext_input's launch): its shared
+// memory allowed once per instantiation, then the launch
+static size_t ldk_smem(int R, int C) { return R == 16 ? ldk_smem_bytes<16>(C) : ldk_smem_bytes<32>(C); }
+static void ldk_launch(swq_backend *be, int R, int v4, int grid, size_t smem, __nv_bfloat16 *xe, int ldxe, int ke,
+                       float *mean, float *rstd, const float *inp, const float *lw, const float *lb,
+                       const __nv_bfloat16 *A, int lda, float *u, int r, int rp, float s, int N, int nxb,
+                       __nv_bfloat16 *we, const float *Bm, int OC, __nv_bfloat16 *ub, __nv_bfloat16 *bb) {
+    static int attr_set[2][9];
+    const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    cudaStream_t st = STREAM(be);
+#define LDK(RR, V)                                                                                                     \
+    if (R == RR && v4 == V) {                                                                                          \
+        if (!attr_set[RR / 32][V]) {                                                                                   \
+            CUDA_CHECK(cudaFuncSetAttribute(layernorm_down_kext_kernel<RR, V>, a, (int)ldk_smem_bytes<RR>(128 * V)));  \
+            attr_set[RR / 32][V] = 1;                                                                                  \
+        }                                                                                                              \
+        layernorm_down_kext_kernel<RR, V><<<grid, LDK_THREADS, smem, st>>>(xe, ldxe, ke, mean, rstd, inp, lw, lb, A,   \
+                                                                           lda, u, r, rp, s, N, nxb, we, Bm, OC, ub,   \
+                                                                           bb);                                        \
+        CUDA_LAUNCH_CHECK();                                                                                           \
+        return;                                                                                                        \
+    }
+    LDK(16, 1) LDK(16, 2) LDK(16, 3) LDK(16, 4) LDK(16, 6) LDK(16, 8)
+    LDK(32, 1) LDK(32, 2) LDK(32, 3) LDK(32, 4) LDK(32, 6) LDK(32, 8)
+#undef LDK
+    fprintf(stderr, "cuda backend: no fused layernorm kernel for R = %d, C = %d\n", R, 128 * v4);
+    exit(1);
+}
+
 // Rows kept for A after a cached weight's bf16 copy (cu_weight_ext): the forward and the
 // backward must ask for the same number. A multiple of 8 (16-byte rows of the backward's
 // [dout | du]); rx = r for the seeds' ranks, so that no zero rows or du columns are needed (the
@@ -149,7 +178,9 @@ static int kext_ld(int IC, int r) { return IC + 3 * ((r + 7) & ~7); }
 // xe = [x | a_hi | a_lo | a_hi] (a = s u, x inp's bf16 copy; rows *ldxe apart), and we's columns after
 // IC = [b_hi | b_hi | b_lo] (we: OC rows kext_ld apart). Where inp's copy has its rows padded that
 // far (its producer asked to: cu_bf16_want_rows), xe is that copy, and only the adapter's columns
-// are written. w: the cached weight whose K-extended copy
+// are written; if inp is the output of a layernorm left pending (cu_layernorm_fwd), the same launch
+// computes it there first (layernorm_down_kext_kernel, stop 22 of docs/PERF.md). w: the cached
+// weight whose K-extended copy
 // we is (else NULL): A's bf16 rows are then read from after its rows, where the backward's [w ; A]
 // GEMM reads them (cu_weight_ext, made here: one conversion of A a step instead of two). xe, or
 // NULL (nothing done) when inp's or A's bf16 copy is not 16-byte aligned or IC not a multiple of 8.
@@ -157,10 +188,17 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
                                  const float *w, const void *Bm, int N, int IC, int OC, int r, double s, int *ldxe) {
     cuda_ctx *c = CTX(be);
     const int rp = (r + 7) & ~7, ke = kext_ld(IC, r);
+    // inp's layernorm left pending for this launch (lora_fwd took it): done by it, in place, where
+    // it can (ln_take issued first wherever it cannot, before anything reads inp)
+    const struct cu_ln_pend *lt = &c->ln_take;
+    int ln = lt->out == (const float *)inp && lt->N == N && lt->C == IC && cu_ln_fused_v4(IC) == lt->v4;
+    if (!ln) cu_ln_take_flush(be);
     if (IC % 8) return NULL;
     int ldx = IC;
     const void *xb = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldx);
     const int in_place = xb && ldx >= ke && ldx % 8 == 0;
+    ln = ln && in_place && xb == lt->ob && ldx == lt->ldb;
+    if (!ln) cu_ln_take_flush(be);
     if (!in_place) {   // (a copy with narrower padding is read as it is: the launch takes x's row distance)
         cu_bf16_want_rows(be, (const float *)inp, ke);
         if (!xb) xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC), ldx = IC;
@@ -174,7 +212,10 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
         if (base == we) ab = base + (size_t)OC * ldw, lda = ldw;
     }
     if (!ab) ab = cu_bf16_copy(be, (const float *)A, (size_t)r * IC);
-    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16 || lda % 8 || ldx % 8) return NULL;
+    if (!xb || !ab || (uintptr_t)xb % 16 || (uintptr_t)ab % 16 || lda % 8 || ldx % 8) {
+        cu_ln_take_flush(be);
+        return NULL;
+    }
     __nv_bfloat16 *xe = in_place ? (__nv_bfloat16 *)xb
                                  : (__nv_bfloat16 *)cu_scratch(be, &c->kext_x, &c->kext_x_cap,
                                                                (size_t)N * ke * sizeof(__nv_bfloat16),
@@ -183,8 +224,17 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
     __nv_bfloat16 *ub = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)u, (size_t)N * r);
     __nv_bfloat16 *bb = (__nv_bfloat16 *)cu_bf16_slot_wanted(be, (const float *)Bm, (size_t)OC * r);
     dk_setup();
-    const int nxb = (N + DK_ROWS - 1) / DK_ROWS, wseg = OC * (3 * rp / 8),
-              nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
+    const int wseg = OC * (3 * rp / 8), nwb = wseg / DK_THREADS + 1 < 128 ? wseg / DK_THREADS + 1 : 128;
+    if (ln) {
+        const struct cu_ln_pend q = *lt;
+        c->ln_take.out = NULL;
+        const int lb = (N + LDK_ROWS - 1) / LDK_ROWS;
+        ldk_launch(be, rp <= 16 ? 16 : 32, q.v4, lb + nwb, ldk_smem(rp <= 16 ? 16 : 32, IC), xe, *ldxe, ke, q.mean,
+                   q.rstd, q.inp, q.w, q.b, (const __nv_bfloat16 *)ab, lda, (float *)u, r, rp, (float)s, N, lb, we,
+                   (const float *)Bm, OC, ub, bb);
+        return xe;
+    }
+    const int nxb = (N + DK_ROWS - 1) / DK_ROWS;
 #define DOWN_KEXT(R)                                                                                                   \
     lora_down_kext_kernel<R><<<nxb + nwb, DK_THREADS, dk_smem_bytes<R>, c->stream>>>(                                  \
         xe, *ldxe, ke, (const __nv_bfloat16 *)xb, ldx, IC, (const __nv_bfloat16 *)ab, lda, (float *)u, r, rp, (float)s, \
@@ -302,10 +352,12 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
     // head) it may stay there for xent_kl (cu_lazy), else a pass packs it into out.
     const int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
     const int lazy = pad && !bias && !act && !res && c->lazy_head;
+    // (a pending layernorm of inp that kext_input did not take is issued before any other path reads inp)
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
         if (lazy && lora_head_kext(be, out, u, inp, w, A, Bm, N, IC, OC, r, s)) return 1;
         int k = pad ? -1 : lora_body_kext(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, res, res_done);
         if (k >= 0) return k;
+        cu_ln_take_flush(be);
         // the base and down products as one GEMM, [o | u] = inp [w ; A]^T, over the kept bf16 copy
         // of a cached weight with A's rows after it (u from a separate rank-r GEMM cost more than
         // the 16 extra rows), then the fused pass (bias, s u Bm^T, u saved for the backward)
@@ -323,6 +375,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             return 1;
         }
     }
+    cu_ln_take_flush(be);
     if (c->precision == CU_BF16 && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // bf16: the base product (beta 0), then one pass adding the bias and the adapter's
         // s u Bm^T (in fp32) in place, instead of a bias pass and two GEMMs reading and writing out

@@ -450,6 +450,52 @@ static void check_matmul_passes(int N, int OC, int ld, int splits) {
           "lora_merge OC=%d IC=%d r=%d: %.3g", OC, IC, r, rel_l2(wm.data(), e.data(), e.size()));
 }
 
+// Row i of a K-extended input side (row, ldxe >= ke wide) against the bf16 input row xr (C values):
+// xr's values, the columns past ke untouched (NaN), u (ui) against double sums (worst relative
+// error kept), u's bf16 copy (ubi) and the adapter's hi/lo columns bit-exact from u.
+static void kext_row_check(const __nv_bfloat16 *row, const __nv_bfloat16 *xr, int C, int ke, int ldxe,
+                           const __nv_bfloat16 *A, int lda, const float *ui, const __nv_bfloat16 *ubi, int r, int rp,
+                           float s, size_t &bad, double &worst) {
+    for (int c = 0; c < C; c++) bad += row[c].bits != xr[c].bits;
+    for (int c = ke; c < ldxe; c++) bad += !std::isnan(__bfloat162float(row[c]));
+    for (int j = 0; j < rp; j++) {
+        float uj = 0.0f;
+        if (j < r) {
+            double want = 0, mag = 0;
+            for (int k = 0; k < C; k++) {
+                double t = (double)__bfloat162float(xr[k]) * __bfloat162float(A[(size_t)j * lda + k]);
+                want += t;
+                mag += fabs(t);
+            }
+            uj = ui[j];
+            worst = std::max(worst, fabs(uj - want) / (mag > 0 ? mag : 1));
+            bad += ubi[j].bits != __float2bfloat16_rn(uj).bits;   // u's bf16 copy
+        }
+        const float a = s * uj;
+        const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
+        bad += row[C + j].bits != hi.bits;
+        bad += row[C + rp + j].bits != lo.bits;
+        bad += row[C + 2 * rp + j].bits != hi.bits;
+    }
+}
+// The weight side of a K-extension: each of the OC rows of we (ke apart) keeps its first C values
+// (w0's), then [b_hi | b_hi | b_lo] of Bm's row (zeros past r), and Bm's bf16 copy bb, bit-exact.
+static void kext_weight_check(const __nv_bfloat16 *we, const __nv_bfloat16 *w0, const float *Bm,
+                              const __nv_bfloat16 *bb, int OC, int C, int ke, int r, int rp, size_t &bad) {
+    for (int o = 0; o < OC; o++) {
+        const __nv_bfloat16 *row = &we[(size_t)o * ke];
+        for (int c = 0; c < C; c++) bad += row[c].bits != w0[(size_t)o * ke + c].bits;
+        for (int j = 0; j < rp; j++) {
+            const float b = j < r ? Bm[(size_t)o * r + j] : 0.0f;
+            const __nv_bfloat16 hi = __float2bfloat16_rn(b), lo = __float2bfloat16_rn(b - __bfloat162float(hi));
+            bad += row[C + j].bits != hi.bits;
+            bad += row[C + rp + j].bits != hi.bits;
+            bad += row[C + 2 * rp + j].bits != lo.bits;
+            if (j < r) bad += bb[(size_t)o * r + j].bits != hi.bits;   // Bm's bf16 copy
+        }
+    }
+}
+
 // The K-extended operands of a LoRA linear (lora_down_kext_kernel): u = x A^T (against double sums),
 // x's copy and the hi/lo columns of s u (bit-exact from the u it wrote), the weight side's B columns
 // (bit-exact) after its own, which stay as they were, nothing past the N and OC rows written; and the
@@ -486,42 +532,10 @@ static void check_down_kext(int N, int IC, int OC, int r, bool inplace = false) 
     });
     size_t bad = 0;
     double worst = 0;
-    for (int i = 0; i < N; i++) {
-        const __nv_bfloat16 *row = &xe[(size_t)i * ldxe];
-        for (int c = 0; c < IC; c++) bad += row[c].bits != x[(size_t)i * IC + c].bits;
-        for (int c = ke; c < ldxe; c++) bad += !std::isnan(__bfloat162float(row[c]));
-        for (int j = 0; j < rp; j++) {
-            float uj = 0.0f;
-            if (j < r) {
-                double want = 0, mag = 0;
-                for (int k = 0; k < IC; k++) {
-                    double t = (double)__bfloat162float(x[(size_t)i * IC + k]) * __bfloat162float(A[(size_t)j * lda + k]);
-                    want += t;
-                    mag += fabs(t);
-                }
-                uj = u[(size_t)i * r + j];
-                worst = std::max(worst, fabs(uj - want) / (mag > 0 ? mag : 1));
-                bad += ub[(size_t)i * r + j].bits != __float2bfloat16_rn(uj).bits;   // u's bf16 copy
-            }
-            const float a = s * uj;
-            const __nv_bfloat16 hi = __float2bfloat16_rn(a), lo = __float2bfloat16_rn(a - __bfloat162float(hi));
-            bad += row[IC + j].bits != hi.bits;
-            bad += row[IC + rp + j].bits != lo.bits;
-            bad += row[IC + 2 * rp + j].bits != hi.bits;
-        }
-    }
-    for (int o = 0; o < OC; o++) {
-        const __nv_bfloat16 *row = &we[(size_t)o * ke];
-        for (int c = 0; c < IC; c++) bad += row[c].bits != w0[(size_t)o * ke + c].bits;
-        for (int j = 0; j < rp; j++) {
-            const float b = j < r ? Bm[(size_t)o * r + j] : 0.0f;
-            const __nv_bfloat16 hi = __float2bfloat16_rn(b), lo = __float2bfloat16_rn(b - __bfloat162float(hi));
-            bad += row[IC + j].bits != hi.bits;
-            bad += row[IC + rp + j].bits != hi.bits;
-            bad += row[IC + 2 * rp + j].bits != lo.bits;
-            if (j < r) bad += bb[(size_t)o * r + j].bits != hi.bits;   // Bm's bf16 copy
-        }
-    }
+    for (int i = 0; i < N; i++)
+        kext_row_check(&xe[(size_t)i * ldxe], &x[(size_t)i * IC], IC, ke, ldxe, A.data(), lda, &u[(size_t)i * r],
+                       &ub[(size_t)i * r], r, rp, s, bad, worst);
+    kext_weight_check(we.data(), w0.data(), Bm.data(), bb.data(), OC, IC, ke, r, rp, bad);
     bad += !std::isnan(__bfloat162float(bb[(size_t)OC * r]));
     for (int c = 0; c < ke; c++) {   // the guard rows
         bad += !std::isnan(__bfloat162float(xe[(size_t)N * ldxe + c]));
@@ -543,6 +557,57 @@ static void check_down_kext(int N, int IC, int OC, int r, bool inplace = false) 
     CHECK(bad == 0 && worst < 1e-5 && worst_ext < 3e-5,
           "lora_down_kext N=%d IC=%d OC=%d r=%d%s: %zu values wrong, u off by %.3g, adapter term off by %.3g", N, IC, OC,
           r, inplace ? " (in place)" : "", bad, worst, worst_ext);
+}
+
+// layernorm_down_kext_kernel (a pending layernorm done by the K-extended linear's launch): x's
+// rows normalized bit for bit as layernorm_fwd_vec_kernel writes them (bf16 into xe's first C
+// columns, mean and rstd), u = y A^T from those bf16 values (against double sums), the adapter's
+// columns bit-exact from the u it wrote, the weight side as lora_down_kext_kernel's; the columns
+// past ke and the rows past N untouched.
+static void check_ln_down_kext(int N, int C, int OC, int r) {
+    const int rp = (r + 7) & ~7, ke = C + 3 * rp, R = rp <= 16 ? 16 : 32, ldxe = ke + 8, lda = C + 24, V4 = C / 128;
+    const float s = 0.75f;
+    std::vector<float> x = rnd((size_t)N * C, -2, 2), lw = rnd(C, 0.5f, 1.5f), lb = rnd(C, -0.5f, 0.5f);
+    for (int i = 0; i < N; i++)   // rows off zero mean
+        for (int c = 0; c < C; c++) x[(size_t)i * C + c] += (float)(i % 5);
+    std::vector<__nv_bfloat16> A((size_t)r * lda, __float2bfloat16_rn(NaN));
+    for (int j = 0; j < r; j++)
+        for (int k = 0; k < C; k++) A[(size_t)j * lda + k] = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 3000);
+    std::vector<float> Bm = rnd((size_t)OC * r, -0.1f, 0.1f), u((size_t)N * r, NaN), mean(N, NaN), rstd(N, NaN);
+    std::vector<__nv_bfloat16> ub((size_t)N * r, __float2bfloat16_rn(NaN)), bb((size_t)OC * r, __float2bfloat16_rn(NaN));
+    std::vector<__nv_bfloat16> xe((size_t)(N + 1) * ldxe, __float2bfloat16_rn(NaN)), we((size_t)OC * ke), w0;
+    for (auto &v : we) v = __float2bfloat16_rn((float)(rand() % 2001 - 1000) / 300);
+    w0 = we;
+    // the reference: the unfused layernorm kernel
+    std::vector<float> yo((size_t)N * C), em(N), er(N);
+    std::vector<__nv_bfloat16> yb((size_t)N * C);
+    warp_sim::run_grid((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK, 1, sim_dim3{32 * ROWS_PER_BLOCK, 1, 1}, 0, [&] {
+        if (V4 == 1) layernorm_fwd_vec_kernel<1>(yo.data(), yb.data(), C, em.data(), er.data(), x.data(), lw.data(), lb.data(), N);
+        else layernorm_fwd_vec_kernel<6>(yo.data(), yb.data(), C, em.data(), er.data(), x.data(), lw.data(), lb.data(), N);
+    });
+    const int nxb = (N + LDK_ROWS - 1) / LDK_ROWS, nwb = 2;
+    warp_sim::run_grid(nxb + nwb, 1, sim_dim3{LDK_THREADS, 1, 1}, R == 16 ? ldk_smem_bytes<16>(C) : ldk_smem_bytes<32>(C), [&] {
+#define LDKC(RR, V)                                                                                                    \
+    layernorm_down_kext_kernel<RR, V>(xe.data(), ldxe, ke, mean.data(), rstd.data(), x.data(), lw.data(), lb.data(),   \
+                                      A.data(), lda, u.data(), r, rp, s, N, nxb, we.data(), Bm.data(), OC, ub.data(),  \
+                                      bb.data())
+        if (R == 16 && V4 == 1) LDKC(16, 1);
+        else if (R == 16) LDKC(16, 6);
+        else if (V4 == 1) LDKC(32, 1);
+        else LDKC(32, 6);
+#undef LDKC
+    });
+    size_t bad = 0;
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        kext_row_check(&xe[(size_t)i * ldxe], &yb[(size_t)i * C], C, ke, ldxe, A.data(), lda, &u[(size_t)i * r],
+                       &ub[(size_t)i * r], r, rp, s, bad, worst);
+        bad += mean[i] != em[i] || rstd[i] != er[i];
+    }
+    for (int c = 0; c < ldxe; c++) bad += !std::isnan(__bfloat162float(xe[(size_t)N * ldxe + c]));   // the guard row
+    kext_weight_check(we.data(), w0.data(), Bm.data(), bb.data(), OC, C, ke, r, rp, bad);
+    CHECK(bad == 0 && worst < 1e-5, "layernorm_down_kext N=%d C=%d OC=%d r=%d: %zu values wrong, u off by %.3g", N, C,
+          OC, r, bad, worst);
 }
 
 // the batched-GEMM attention's causal softmax and its backward, flash attention's D =
@@ -906,6 +971,10 @@ int main(void) {
     check_down_kext(18, 1000, 7, 16);   // more chunks than stages: the ring wraps
     check_down_kext(37, 200, 29, 8, true);   // in place: x's rows padded by its producer
     check_down_kext(100, 392, 21, 16);  // more row blocks than chunks: each block's first chunk
+    check_ln_down_kext(37, 768, 29, 16);   // a partial row block, a partial row pair
+    check_ln_down_kext(16, 128, 5, 13);    // r off a multiple of 8
+    check_ln_down_kext(33, 768, 11, 32);   // R = 32
+    check_ln_down_kext(20, 128, 7, 20);    // rp = 24 < R = 32
     swq_backend_destroy(CPU);
     return check_summary("test_kernels_sim");
 }
