@@ -32,6 +32,7 @@ void cu_layernorm_fwd(swq_backend *be, void *out, void *mean, void *rstd, const 
     const int v4 = ln_vec(C, out, inp, w, b, ob);
     if (c->ln_fuse && !out && ob && cu_ln_fused_v4(C) && v4 && ldb % 8 == 0) {
         // left pending: the K-extended linear that reads it next does it in its own launch (kext_input)
+        cu_ln_flush(be);   // (one at a time)
         c->lnp = (struct cu_ln_pend){key, ob, ldb, N, C, v4, (float *)mean, (float *)rstd, (const float *)inp,
                                      (const float *)w, (const float *)b};
         return;
