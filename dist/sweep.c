@@ -429,6 +429,8 @@ int sweep_validate(const sweep_def *sw, int force, char **cell_err, char *err, s
 
 // ------------------------------------------------------------------ journal
 
+// 0: the header's hash; 1: no whole first line yet (a journal another slice or rank has just
+// created and not yet written its header to: no results in it); -1: not a journal.
 static int journal_header_hash(const char *path, uint64_t *hash, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
     if (!f) { snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno)); return -1; }
@@ -436,7 +438,11 @@ static int journal_header_hash(const char *path, uint64_t *hash, char *err, size
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, f);
     fclose(f);
-    cJSON *j = n > 0 ? cJSON_Parse(line) : NULL;
+    if (n <= 0 || line[n - 1] != '\n') {
+        free(line);
+        return 1;
+    }
+    cJSON *j = cJSON_Parse(line);
     free(line);
     cJSON *h = j ? cJSON_GetObjectItem(j, "sweep_hash") : NULL;
     int rc = -1;
@@ -465,7 +471,9 @@ int sweep_journal_load(const sweep_def *sw, const char *out, char **rows, char *
         char path[1600];
         snprintf(path, sizeof(path), "%s/%s", out, names[k]);
         uint64_t h = 0;
-        if (journal_header_hash(path, &h, err, errlen)) { rc = -1; break; }
+        const int hr = journal_header_hash(path, &h, err, errlen);
+        if (hr == 1) continue;   // (being created by a job-array task running beside this one)
+        if (hr) { rc = -1; break; }
         if (h != sw->hash) {
             snprintf(err, errlen, "%s: journal of a different sweep (hash %016llx, %s is %016llx); use another --out or remove it",
                      path, (unsigned long long)h, sw->path, (unsigned long long)sw->hash);
