@@ -1720,9 +1720,9 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     const char *lg = getenv("SWQ_CUDA_LORA_GRADS");
     c->lora_grads_off = lg && *lg && !strcmp(lg, "0");
     const char *dg = getenv("SWQ_CUDA_DOUT_GRADS_OC");
+    c->dout_grads_oc = dg && *dg ? atoi(dg) : 2304;   // qkv, the MLP's first linear, the LM head (docs/PERF.md, stop 21)
     const char *lf = getenv("SWQ_CUDA_LN_FUSE");
     c->ln_fuse = !(lf && *lf && !strcmp(lf, "0"));
-    c->dout_grads_oc = dg && *dg ? atoi(dg) : 2304;   // qkv, the MLP's first linear, the LM head (docs/PERF.md, stop 21)
     const char *pe = getenv("SWQ_CUDA_PROFILE");
     c->prof = pe && *pe && strcmp(pe, "0");
     if (c->prof)

@@ -133,20 +133,21 @@ static void dk_setup(void) {
     done = 1;
 }
 
-// layernorm_down_kext_kernel<R, V4> (a pending layernorm done by kext_input's launch): its shared
-// memory allowed once per instantiation, then the launch
-static size_t ldk_smem(int R, int C) { return R == 16 ? ldk_smem_bytes<16>(C) : ldk_smem_bytes<32>(C); }
-static void ldk_launch(swq_backend *be, int R, int v4, int grid, size_t smem, __nv_bfloat16 *xe, int ldxe, int ke,
-                       float *mean, float *rstd, const float *inp, const float *lw, const float *lb,
-                       const __nv_bfloat16 *A, int lda, float *u, int r, int rp, float s, int N, int nxb,
-                       __nv_bfloat16 *we, const float *Bm, int OC, __nv_bfloat16 *ub, __nv_bfloat16 *bb) {
+// layernorm_down_kext_kernel<R, V4> (a pending layernorm done by kext_input's launch; R = 16 or 32
+// as rp): its shared memory allowed once per instantiation, then the launch
+static void ldk_launch(swq_backend *be, int v4, int grid, __nv_bfloat16 *xe, int ldxe, int ke, float *mean,
+                       float *rstd, const float *inp, const float *lw, const float *lb, const __nv_bfloat16 *A,
+                       int lda, float *u, int r, int rp, float s, int N, int nxb, __nv_bfloat16 *we, const float *Bm,
+                       int OC, __nv_bfloat16 *ub, __nv_bfloat16 *bb) {
     static int attr_set[2][9];
     const cudaFuncAttribute a = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    const int R = rp <= 16 ? 16 : 32;
     cudaStream_t st = STREAM(be);
 #define LDK(RR, V)                                                                                                     \
     if (R == RR && v4 == V) {                                                                                          \
+        const size_t smem = ldk_smem_bytes<RR>(128 * V);                                                               \
         if (!attr_set[RR / 32][V]) {                                                                                   \
-            CUDA_CHECK(cudaFuncSetAttribute(layernorm_down_kext_kernel<RR, V>, a, (int)ldk_smem_bytes<RR>(128 * V)));  \
+            CUDA_CHECK(cudaFuncSetAttribute(layernorm_down_kext_kernel<RR, V>, a, (int)smem));                         \
             attr_set[RR / 32][V] = 1;                                                                                  \
         }                                                                                                              \
         layernorm_down_kext_kernel<RR, V><<<grid, LDK_THREADS, smem, st>>>(xe, ldxe, ke, mean, rstd, inp, lw, lb, A,   \
@@ -188,16 +189,15 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
                                  const float *w, const void *Bm, int N, int IC, int OC, int r, double s, int *ldxe) {
     cuda_ctx *c = CTX(be);
     const int rp = (r + 7) & ~7, ke = kext_ld(IC, r);
-    // inp's layernorm left pending for this launch (lora_fwd took it): done by it, in place, where
-    // it can (ln_take issued first wherever it cannot, before anything reads inp)
-    const struct cu_ln_pend *lt = &c->ln_take;
-    int ln = lt->out == (const float *)inp && lt->N == N && lt->C == IC && cu_ln_fused_v4(IC) == lt->v4;
-    if (!ln) cu_ln_take_flush(be);
-    if (IC % 8) return NULL;
+    if (IC % 8) return NULL;   // (the callers issue a pending layernorm of inp where this is NULL)
     int ldx = IC;
     const void *xb = cu_bf16_rows_of(be, (const float *)inp, N, IC, &ldx);
     const int in_place = xb && ldx >= ke && ldx % 8 == 0;
-    ln = ln && in_place && xb == lt->ob && ldx == lt->ldb;
+    // inp's layernorm left pending for this launch (lora_fwd took it): done by it, in place, where
+    // it can; else issued now, before anything reads inp
+    const struct cu_ln_pend *lt = &c->ln_take;
+    const int ln = lt->out == (const float *)inp && lt->N == N && lt->C == IC && cu_ln_fused_v4(IC) == lt->v4 &&
+                   in_place && xb == lt->ob && ldx == lt->ldb;
     if (!ln) cu_ln_take_flush(be);
     if (!in_place) {   // (a copy with narrower padding is read as it is: the launch takes x's row distance)
         cu_bf16_want_rows(be, (const float *)inp, ke);
@@ -229,9 +229,8 @@ static __nv_bfloat16 *kext_input(swq_backend *be, const void *inp, const void *A
         const struct cu_ln_pend q = *lt;
         c->ln_take.out = NULL;
         const int lb = (N + LDK_ROWS - 1) / LDK_ROWS;
-        ldk_launch(be, rp <= 16 ? 16 : 32, q.v4, lb + nwb, ldk_smem(rp <= 16 ? 16 : 32, IC), xe, *ldxe, ke, q.mean,
-                   q.rstd, q.inp, q.w, q.b, (const __nv_bfloat16 *)ab, lda, (float *)u, r, rp, (float)s, N, lb, we,
-                   (const float *)Bm, OC, ub, bb);
+        ldk_launch(be, q.v4, lb + nwb, xe, *ldxe, ke, q.mean, q.rstd, q.inp, q.w, q.b, (const __nv_bfloat16 *)ab, lda,
+                   (float *)u, r, rp, (float)s, N, lb, we, (const float *)Bm, OC, ub, bb);
         return xe;
     }
     const int nxb = (N + DK_ROWS - 1) / DK_ROWS;
