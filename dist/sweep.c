@@ -429,8 +429,6 @@ int sweep_validate(const sweep_def *sw, int force, char **cell_err, char *err, s
 
 // ------------------------------------------------------------------ journal
 
-// 0: the header's hash; 1: no whole first line yet (a journal another slice or rank has just
-// created and not yet written its header to: no results in it); -1: not a journal.
 static int journal_header_hash(const char *path, uint64_t *hash, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
     if (!f) { snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno)); return -1; }
@@ -438,11 +436,7 @@ static int journal_header_hash(const char *path, uint64_t *hash, char *err, size
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, f);
     fclose(f);
-    if (n <= 0 || line[n - 1] != '\n') {
-        free(line);
-        return 1;
-    }
-    cJSON *j = cJSON_Parse(line);
+    cJSON *j = n > 0 ? cJSON_Parse(line) : NULL;
     free(line);
     cJSON *h = j ? cJSON_GetObjectItem(j, "sweep_hash") : NULL;
     int rc = -1;
@@ -471,9 +465,7 @@ int sweep_journal_load(const sweep_def *sw, const char *out, char **rows, char *
         char path[1600];
         snprintf(path, sizeof(path), "%s/%s", out, names[k]);
         uint64_t h = 0;
-        const int hr = journal_header_hash(path, &h, err, errlen);
-        if (hr == 1) continue;   // (being created by a job-array task running beside this one)
-        if (hr) { rc = -1; break; }
+        if (journal_header_hash(path, &h, err, errlen)) { rc = -1; break; }
         if (h != sw->hash) {
             snprintf(err, errlen, "%s: journal of a different sweep (hash %016llx, %s is %016llx); use another --out or remove it",
                      path, (unsigned long long)h, sw->path, (unsigned long long)sw->hash);
@@ -519,20 +511,24 @@ int sweep_journal_open(const sweep_def *sw, const char *out, int slice_i, int sl
     char path[1600];
     if (slice_n > 1) snprintf(path, sizeof(path), "%s/journal.slice-%d-of-%d.jsonl", out, slice_i, slice_n);
     else snprintf(path, sizeof(path), "%s/journal.jsonl", out);
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
-    struct stat st;
-    if (fstat(fd, &st)) { snprintf(err, errlen, "%s: %s", path, strerror(errno)); close(fd); return -1; }
-    if (st.st_size == 0) {
-        char hdr[2048];
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        // a new journal appears with its header whole (written to a temp file, then renamed into
+        // place): a job-array task beside this one reading the directory never finds it without one
+        char tmp[1700], hdr[2048];
+        snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
         snprintf(hdr, sizeof(hdr), "{\"sweep_hash\": \"%016llx\", \"sweep\": \"%s\", \"cells\": %d, \"swq\": \"%s\"}\n",
                  (unsigned long long)sw->hash, sw->path, sw->ncells, swq_version_str);
-        if (write_all(fd, hdr, strlen(hdr)) || fsync(fd)) {
+        int t = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (t < 0) { snprintf(err, errlen, "%s: cannot open: %s", tmp, strerror(errno)); return -1; }
+        if (write_all(t, hdr, strlen(hdr)) || fsync(t) || close(t) || rename(tmp, path)) {
             snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-            close(fd);
+            unlink(tmp);
             return -1;
         }
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     }
+    if (fd < 0) { snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno)); return -1; }
     return fd;
 }
 
