@@ -522,9 +522,11 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
     const void *we = NULL;
     __nv_bfloat16 *db = NULL;
     int ldd = 0, ldw = IC;
-    if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && dinp && !dw && !dbias && !merge)
-        we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx, &ldw);
-    if (we) db = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd);
+    if (c->precision == CU_BF16 && 0 < r && r <= LORA_UP_MAX_R && IC > 0 && !dw && !dbias && !merge) {
+        if (dinp) we = cu_weight_ext(be, (const float *)w, OC, IC, (const float *)A, r, rx, &ldw);
+        // (no dinp: the same operand for the weight gradients' launches, du in its spare columns)
+        if (we || !dinp) db = cu_bf16_rows_padded(be, (const float *)dout, N, OC, OC + rx, &ldd);
+    }
     if (g && !db && r > 0) {   // no concatenated GEMM to put the GELU in
         gelu_bwd_unfused(be, g, dw, dbias, dA, dB, du, dout, inp, u, w, A, Bm, N, IC, OC, r, s);
         return;
@@ -576,7 +578,7 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
         lg_done = cu_lora_weight_grads(be, dg ? NULL : (float *)dB, ob, ldo, ub, r, (float *)dA, ib, ldi, dub, ldu,
                                        bb ? (float *)du : NULL, N, OC, IC, r, (float)s);
     }
-    if (IC > 0 && db) {
+    if (IC > 0 && db && dinp) {
         if (g) gelu_dinp_gemm(be, g, IC, N, OC + rx, we, ldw, db, ldd, rx);
         else
             cu_gemm_bf16(be, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC + rx, 1.0f, we, ldw, db, ldd,

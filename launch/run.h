@@ -39,7 +39,8 @@ void run_data_free(run_data *d);
 
 // Host staging + backend buffers for batches.
 typedef struct {
-    swq_batch b;
+    swq_batch b;         // b.rows: d_rows, or NULL where every position is a loss row in order
+    int *d_rows;
     int capBT, capP, capB;
     int *h_tokens, *h_rows, *h_targets, *h_start, *h_end, *h_len;
     swq_backend *be;

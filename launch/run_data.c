@@ -104,7 +104,7 @@ void run_data_free(run_data *d) {
 void batch_buf_free(batch_buf *bb) {
     if (bb->be) {
         swq_backend *be = bb->be;
-        be->free(be, bb->b.tokens); be->free(be, bb->b.rows); be->free(be, bb->b.targets);
+        be->free(be, bb->b.tokens); be->free(be, bb->d_rows); be->free(be, bb->b.targets);
         be->free(be, bb->b.start); be->free(be, bb->b.end); be->free(be, bb->b.len);
     }
     free(bb->h_tokens); free(bb->h_rows); free(bb->h_targets); free(bb->h_start); free(bb->h_end); free(bb->h_len);
@@ -120,7 +120,7 @@ void batch_buf_reserve(batch_buf *bb, swq_backend *be, int BT, int P, int B) {
     bb->h_rows = malloc(sizeof(int) * bb->capP); bb->h_targets = malloc(sizeof(int) * bb->capP);
     bb->h_start = malloc(sizeof(int) * cB); bb->h_end = malloc(sizeof(int) * cB); bb->h_len = malloc(sizeof(int) * cB);
     bb->b.tokens = be->alloc(be, sizeof(int) * cBT, "batch.tokens");
-    bb->b.rows = be->alloc(be, sizeof(int) * bb->capP, "batch.rows");
+    bb->b.rows = bb->d_rows = be->alloc(be, sizeof(int) * bb->capP, "batch.rows");
     bb->b.targets = be->alloc(be, sizeof(int) * bb->capP, "batch.targets");
     bb->b.start = be->alloc(be, sizeof(int) * cB, "batch.start");
     bb->b.end = be->alloc(be, sizeof(int) * cB, "batch.end");
@@ -138,11 +138,10 @@ int batch_build(batch_buf *bb, swq_backend *be, const run_data *d, int eval_side
             const uint32_t *w = ts->tok + (first + (size_t)idx[i]) * T;
             for (int t = 0; t < T; t++) {
                 bb->h_tokens[i * T + t] = (int)w[t];
-                bb->h_rows[i * T + t] = i * T + t;
                 bb->h_targets[i * T + t] = (int)w[t + 1];
             }
         }
-        be->upload_i32(be, bb->b.rows, bb->h_rows, P);
+        bb->b.rows = NULL;   // every position predicts: the head reads the layernorm's rows in place
         be->upload_i32(be, bb->b.targets, bb->h_targets, P);
     } else if (d->task == TASK_LM) {
         const prompt_examples *px = eval_side ? &d->peval : &d->ptrain;
@@ -162,6 +161,7 @@ int batch_build(batch_buf *bb, swq_backend *be, const run_data *d, int eval_side
                 p++;
             }
         }
+        bb->b.rows = bb->d_rows;
         be->upload_i32(be, bb->b.rows, bb->h_rows, P);
         be->upload_i32(be, bb->b.targets, bb->h_targets, P);
     } else {

@@ -44,8 +44,8 @@ static void greedy_decode(const settings *s, gpt2 *m, const run_data *d, const i
             bb->h_rows[a] = a * T + len[i] - 1;
         }
         be->upload_i32(be, bb->b.tokens, bb->h_tokens, (size_t)na * T);
-        be->upload_i32(be, bb->b.rows, bb->h_rows, na);
-        gpt2_forward(m, bb->b.tokens, na, T, bb->b.rows, na);
+        be->upload_i32(be, bb->d_rows, bb->h_rows, na);
+        gpt2_forward(m, bb->b.tokens, na, T, bb->d_rows, na);
         be->argmax_rows(be, next, m->a.logits, na, m->s.vocab_size);
         for (int a = 0; a < na; a++) {
             int i = act[a];

@@ -114,7 +114,7 @@ struct swq_backend {
                                 const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
                                 double s);
     // du[N,r] = s * dout @ Bm (=, scratch); dinp += dout @ w + du @ A; dA += du^T @ inp;
-    // dB += s * dout^T @ u; dw += dout^T @ inp; dbias += sum_rows dout   (dw, dbias may be NULL)
+    // dB += s * dout^T @ u; dw += dout^T @ inp; dbias += sum_rows dout   (dinp, dw, dbias may be NULL)
     void (*lora_linear_bwd)(swq_backend *be, void *dinp, void *dw, void *dbias, void *dA, void *dB, void *du,
                             const void *dout, const void *inp, const void *u, const void *w, const void *A,
                             const void *Bm, int N, int IC, int OC, int r, double s);

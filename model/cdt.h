@@ -10,7 +10,7 @@
 typedef struct {
     int B, T, P;
     int *tokens;              // [B*T]
-    int *rows, *targets;      // [P]          (TASK_LM)
+    int *rows, *targets;      // [P]          (TASK_LM; rows NULL: every position in order, P = B*T)
     int *start, *end, *len;   // [B]          (TASK_QA)
     double weight;            // 1 / (number of loss terms in the global batch): LM target tokens, QA samples
 } swq_batch;

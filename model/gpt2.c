@@ -439,7 +439,8 @@ static void linear_fwd_res(gpt2 *m, int l, void *out, void *tmp, const void *res
     BE->lora_linear_res_fwd(BE, out, res, m->a.u[l], c.x, c.w, c.b, c.A, c.Bm, rows, li->IC, li->OC, c.r, c.s);
 }
 
-// dx += dout @ (W + s B A) (straight through all quantizers); grads of W, b (if train_base) and A, B.
+// dx += dout @ (W + s B A) (straight through all quantizers; dx NULL: not wanted); grads of W, b (if
+// train_base) and A, B.
 static void linear_bwd(gpt2 *m, int l, void *dx, const void *dout, const void *x, int rows) {
     gpt2_linear *li = &m->lin[l];
     lin_ctx c = linear_prepare(m, l, x, rows, 0);
@@ -506,8 +507,12 @@ void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int
     }
     BE->layernorm_fwd(BE, a->lnf, a->lnf_mean, a->lnf_rstd, res, PT(P_LNFW), PT(P_LNFB), N, C);
     if (m->task == TASK_LM) {
-        BE->gather_rows(BE, a->hx, a->lnf, rows, P, C);
-        linear_fwd(m, head, a->logits, NULL, a->hx, P);
+        if (!rows && P != N) {
+            fprintf(stderr, "swq: gpt2_forward: head rows not listed but P = %d is not B*T = %d\n", P, N);
+            exit(1);
+        }
+        if (rows) BE->gather_rows(BE, a->hx, a->lnf, rows, P, C);
+        linear_fwd(m, head, a->logits, NULL, rows ? a->hx : a->lnf, P);
     } else {
         BE->matmul_fwd(BE, a->qa_out, a->lnf, PT(P_QAW), PT(P_QAB), N, C, 2, 1.0, 0);
         BE->get_column(BE, a->qa_start, a->qa_out, N, 2, 0);
@@ -522,7 +527,9 @@ void gpt2_backward(gpt2 *m) {
     size_t C_ = C, rs = BE->real_size;
     int tb = m->train_base, head = m->qs->n_linear - 1;
     BE->zero(BE, a->dln, (size_t)N * C * rs);
-    if (m->task == TASK_LM) {
+    if (m->task == TASK_LM && !a->rows) {   // every position: straight into dln
+        linear_bwd(m, head, a->dln, a->logits, a->lnf, P);
+    } else if (m->task == TASK_LM) {
         BE->zero(BE, a->dhx, (size_t)P * C * rs);
         linear_bwd(m, head, a->dhx, a->logits, a->hx, P);
         BE->scatter_add_rows(BE, a->dln, a->dhx, a->rows, P, C);
@@ -548,10 +555,13 @@ void gpt2_backward(gpt2 *m) {
         BE->zero(BE, a->dln, (size_t)N * C * rs);
         linear_bwd(m, 4 * l + LIN_ATTN_PROJ, a->dln, a->dres, a->atty[l], N);
         BE->attention_bwd(BE, a->dqkv, a->datt_scratch, a->dln, a->qkv[l], a->atty[l], a->att[l], B, T, C, NH);
-        BE->zero(BE, a->dln, (size_t)N * C * rs);
-        linear_bwd(m, 4 * l + LIN_QKV, a->dln, a->dqkv, a->ln1[l], N);
-        BE->layernorm_bwd(BE, a->dres, tb ? AT(GT(P_LN1W), l * C_) : NULL, tb ? AT(GT(P_LN1B), l * C_) : NULL,
-                          a->dln, res_in, AT(PT(P_LN1W), l * C_), a->ln1_mean[l], a->ln1_rstd[l], N, C);
+        // the first block's input gradient reaches only the embeddings: not wanted with the base frozen
+        const int want_dx = l > 0 || tb;
+        if (want_dx) BE->zero(BE, a->dln, (size_t)N * C * rs);
+        linear_bwd(m, 4 * l + LIN_QKV, want_dx ? a->dln : NULL, a->dqkv, a->ln1[l], N);
+        if (want_dx)
+            BE->layernorm_bwd(BE, a->dres, tb ? AT(GT(P_LN1W), l * C_) : NULL, tb ? AT(GT(P_LN1B), l * C_) : NULL,
+                              a->dln, res_in, AT(PT(P_LN1W), l * C_), a->ln1_mean[l], a->ln1_rstd[l], N, C);
     }
     if (tb) BE->encoder_bwd(BE, GT(P_WTE), GT(P_WPE), a->dres, a->tokens, B, T, C);
 }

@@ -84,7 +84,9 @@ size_t gpt2_linear_params(const gpt2 *m, int l);   // weights of linear l (for q
 void gpt2_linear_params_all(const gpt2_shape *s, size_t *out);   // [4L+1]
 
 // Forward on tokens [B,T] (backend int buffer). TASK_LM: logits for the P rows listed in
-// rows (indices into B*T) -> a.logits [P,V]. TASK_QA: a.qa_start/a.qa_end [B,T].
+// rows (indices into B*T) -> a.logits [P,V]; rows NULL: every position in order (P = B*T), the
+// head reading the final layernorm's output itself instead of a gathered copy. TASK_QA:
+// a.qa_start/a.qa_end [B,T].
 void gpt2_forward(gpt2 *m, const int *tokens, int B, int T, const int *rows, int P);
 // Activation buffers for batches up to B x T with P head rows (gpt2_forward does this too).
 void gpt2_reserve(gpt2 *m, int B, int T, int P);
