@@ -5,6 +5,7 @@
 #include "cuda/cuda_common.h"
 #include "cuda/convert.cuh"
 #include "cuda/backend_cuda.h"
+#include <cudaTypedefs.h>
 
 static const char CUDA_NAME[] = "cuda";
 
@@ -1184,6 +1185,13 @@ int cu_gemm_gelu_lt(swq_backend *be, int m, int n, int k, const void *A, int lda
 
 int swq_backend_cuda_flash_attention(swq_backend *be, int C, int NH) { return cu_flash_attention(be, C, NH); }
 
+int swq_backend_cuda_wgmma(swq_backend *be, int on) {
+    cuda_ctx *c = CTX(be);
+    const int was = c->wgmma;
+    if (on >= 0) c->wgmma = on && c->wgmma_able;
+    return was;
+}
+
 int cu_flash_attention(swq_backend *be, int C, int NH) {
     return CTX(be)->precision == CU_BF16 && NH > 0 && C == 64 * NH && !CTX(be)->no_flash;
 }
@@ -1619,6 +1627,18 @@ static int env_64_or_128(const char *name, int *v, char *err, size_t errlen) {
     return 0;
 }
 
+static PFN_cuTensorMapEncodeTiled_v12000 tmap_encode;
+
+int cu_tmap_bf16(CUtensorMap *m, const void *p, unsigned long long inner, unsigned long long outer,
+                 unsigned long long ld, unsigned box_inner, unsigned box_outer) {
+    if (!tmap_encode || (uintptr_t)p % 16 || (ld * 2) % 16) return 0;
+    cuuint64_t dims[2] = {inner, outer}, strides[1] = {ld * 2};
+    cuuint32_t box[2] = {box_inner, box_outer}, es[2] = {1, 1};
+    return tmap_encode(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dims, strides, box, es,
+                       CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                       CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *err, size_t errlen) {
     int prec, flash_rows, flash_keys;
     if (!env_64_or_128("SWQ_CUDA_FLASH_ROWS", &flash_rows, err, errlen) ||
@@ -1711,6 +1731,17 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->no_flash = fl && *fl && !strcmp(fl, "0");
     c->flash_rows = flash_rows;
     c->flash_keys = flash_keys;
+    const char *wg = getenv("SWQ_CUDA_WGMMA");
+    if (!(wg && *wg && !strcmp(wg, "0")) && prop.major == 9 && prop.minor == 0 && cu_wgmma_compiled()) {
+        cudaDriverEntryPointQueryResult q;
+        void *fn = NULL;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) ==
+                cudaSuccess && q == cudaDriverEntryPointSuccess && fn) {
+            tmap_encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+            c->wgmma = c->wgmma_able = 1;
+        } else
+            (void)cudaGetLastError();
+    }
     const char *lm = getenv("SWQ_CUDA_LORA_MERGE");
     c->lora_merge = lm && *lm && strcmp(lm, "0");   // opt-in: measured no faster (docs/PERF.md)
     const char *so = getenv("SWQ_CUDA_SOLE");

@@ -37,6 +37,9 @@ void swq_backend_cuda_timeline_report(swq_backend *be, int steps);
 // 1 if attention with this shape runs as fused (flash) kernels (bf16 mode, 64-wide heads):
 // att then holds per-row log-sum-exps for the backward, not probabilities.
 int swq_backend_cuda_flash_attention(swq_backend *be, int C, int NH);
+// Whether the sm_90a (TMA, wgmma) kernels run; on >= 0 sets it (on only where they can), returns
+// the previous state (cuda_ops_check compares them with the kernels they replace).
+int swq_backend_cuda_wgmma(swq_backend *be, int on);
 // CUDA graphs so far: runs recorded, runs replayed (SWQ_CUDA_GRAPHS=0 turns them off).
 void swq_backend_cuda_graph_stats(swq_backend *be, long *captures, long *replays);
 // "NVIDIA H100 80GB HBM3" etc.

@@ -4,6 +4,7 @@
 #define SWQ_CUDA_COMMON_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <cuda.h>   // (CUtensorMap: the driver's function itself comes through the runtime's entry point)
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cublas_v2.h>
@@ -147,6 +148,7 @@ typedef struct {
     size_t lw_cap;                 // bytes
     int no_flash;                  // SWQ_CUDA_FLASH=0: attention by batched GEMMs in bf16 mode too
     int flash_rows, flash_keys;    // query rows a flash forward block, keys a backward block (64, 128; 0: flash_block picks)
+    int wgmma, wgmma_able;         // the sm_90a kernels run here (cu_tmap_bf16 and their bodies; SWQ_CUDA_WGMMA=0: off)
     int lazy_head;                 // a head output may stay pending (cu_lazy); SWQ_CUDA_LAZY_HEAD=0 turns it off
     int body_kext;                 // bf16 body linears with adapter by one K-extended GEMM; SWQ_CUDA_BODY_KEXT=0 turns it off
     int head_f32;                  // the LoRA head's logits left in floats (SWQ_CUDA_HEAD_F32=1), not bf16
@@ -366,6 +368,13 @@ int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd,
 // (floats [N, r], overwritten) and dB[OC, r] += s dout^T u in one pass over dout (bf16, rows ldd
 // apart); Bm [OC, r] and u [N, r] (rows ldu apart) bf16; du 16-byte and dB 8-byte aligned. 0 where
 // not taken (nothing done).
+// A 2-D TMA tensor map of bf16 rows (outer rows of inner elements, ld elements apart; p and ld*2
+// 16-byte multiples) with boxes of box_inner (64: 128 bytes) x box_outer and the 128-byte swizzle;
+// 0 where it cannot be made (no driver entry point, or the driver refuses).
+int cu_tmap_bf16(CUtensorMap *m, const void *p, unsigned long long inner, unsigned long long outer,
+                 unsigned long long ld, unsigned box_inner, unsigned box_outer);
+// 1 where this build's sm_90a kernels have bodies for the current device (ops_attention.cu)
+int cu_wgmma_compiled(void);
 int cu_lora_dout_grads(swq_backend *be, float *du, float *dB, const void *doutb, int ldd, const void *bmb,
                        const void *ub, int ldu, int N, int OC, int r, float s);
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).

@@ -17,6 +17,17 @@
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 #include "cuda/attention.cuh"
+#include "cuda/flash_wgmma.cuh"
+
+int cu_wgmma_compiled(void) {
+    int *d, ok = 0;
+    CUDA_CHECK(cudaMalloc(&d, sizeof(int)));
+    wgmma_available_kernel<<<1, 1>>>(d);
+    CUDA_LAUNCH_CHECK();
+    CUDA_CHECK(cudaMemcpy(&ok, d, sizeof(int), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(d));
+    return ok;
+}
 
 static void flash_setup(void) {
     static int done;
@@ -26,6 +37,7 @@ static void flash_setup(void) {
     CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<2>, smem, (int)fa_fwd_smem(2)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<4>, smem, (int)fa_bwd_smem(4)));
     CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<8>, smem, (int)fa_bwd_smem(8)));
+    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_wgmma_kernel, smem, (int)fw_smem_bytes()));
     done = 1;
 }
 
@@ -47,9 +59,19 @@ static void flash_fwd(swq_backend *be, void *out, void *att, const void *qkv, in
     __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_bf16_slot_auto(be, (const float *)out, n, &sole);
     if (!ob) ob = (__nv_bfloat16 *)cu_bf16_slot(be, (const float *)out, n), sole = 0;
     float *of = sole ? NULL : (float *)out;
+    const float sc = (float)(1.0 / sqrt((double)FA));
+    CUtensorMap tq, tk;
+    // on an H100/H200 the TMA and wgmma form (the same values), unless a block shape was asked for
+    if (CTX(be)->wgmma && !CTX(be)->flash_rows && cu_tmap_bf16(&tq, qb, 3ull * C, (unsigned long long)B * T, 3ull * C, 64, FW_BM) &&
+        cu_tmap_bf16(&tk, qb, 3ull * C, (unsigned long long)B * T, 3ull * C, 64, FW_BN)) {
+        flash_fwd_wgmma_kernel<<<dim3((T + FW_BM - 1) / FW_BM, B * NH), FW_THREADS, fw_smem_bytes(), STREAM(be)>>>(
+            tq, tk, of, ob, (float *)att, T, C, NH, sc);
+        CUDA_LAUNCH_CHECK();
+        if (sole) cu_bf16_sole(be, (const float *)out);
+        return;
+    }
     const int rows = flash_block(be, CTX(be)->flash_rows, B, NH, T);
     dim3 grid((T + rows - 1) / rows, B * NH);
-    const float sc = (float)(1.0 / sqrt((double)FA));
     if (rows == 64)
         flash_fwd_kernel<1><<<grid, FA_THREADS, fa_fwd_smem(1), STREAM(be)>>>(of, ob, (float *)att, qb, T, C, NH, sc);
     else

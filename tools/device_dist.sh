@@ -24,7 +24,7 @@ NGPU=${NGPU:-2}
 MPIX=(--oversubscribe -x NCCL_NVLS_ENABLE -x OPENBLAS_NUM_THREADS -x LD_LIBRARY_PATH)
 MPI=(mpirun -np 2 "${MPIX[@]}")
 nvidia-smi -L
-cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 > "$LOG/cmake.log" 2>&1 &&
+cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a > "$LOG/cmake.log" 2>&1 &&
     cmake --build $B -j32 --target swq > "$LOG/build.log" 2>&1 || { tail -30 "$LOG/cmake.log" "$LOG/build.log"; exit 1; }
 grep -q "SWQ_HAVE_NCCL" $B/CMakeFiles/swq_cuda.dir/flags.make && echo "NCCL: built in" || echo "NCCL: NOT FOUND"
 D=.x2data

@@ -491,6 +491,14 @@ static void check_matmul(int N, int IC, int OC) {
 
 // ---------------------------------------------------------------- attention
 
+static uint16_t bf16_bits(float x) {   // x rounded to bf16 (nearest, ties to even), its bits
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
 static void check_attention(int B, int T, int C, int NH) {
     char w[96];
     snprintf(w, sizeof w, "B=%d T=%d C=%d NH=%d", B, T, C, NH);
@@ -506,6 +514,26 @@ static void check_attention(int B, int T, int C, int NH) {
     // flash attention keeps per-row log-sum-exps in att: checked through the backward, which
     // then starts from the GPU's own forward; otherwise from the CPU's probabilities
     int flash = swq_backend_cuda_flash_attention(GPU, C, NH);
+    if (flash && swq_backend_cuda_wgmma(GPU, -1)) {
+        // the TMA / wgmma forward against the mma.sync one (the simulated kernel): the same values
+        // bit for bit (out compared as bf16, which is what either may have kept of it)
+        size_t nl = (size_t)B * NH * T;
+        float *o1 = hbuf(out.n), *o2 = hbuf(out.n), *l1 = hbuf(nl), *l2 = hbuf(nl);
+        GPU->synchronize(GPU);
+        GPU->download(GPU, o1, out.g, out.n);
+        GPU->download(GPU, l1, att.g, nl);
+        swq_backend_cuda_wgmma(GPU, 0);
+        GPU->attention_fwd(GPU, out.g, att.g, qkv.g, B, T, C, NH);
+        swq_backend_cuda_wgmma(GPU, 1);
+        GPU->synchronize(GPU);
+        GPU->download(GPU, o2, out.g, out.n);
+        GPU->download(GPU, l2, att.g, nl);
+        size_t diff = 0;
+        for (size_t i = 0; i < out.n; i++) diff += bf16_bits(o1[i]) != bf16_bits(o2[i]);
+        for (size_t i = 0; i < nl; i++) diff += memcmp(&l1[i], &l2[i], sizeof(float)) != 0;
+        report("attention_fwd wgmma = mma.sync", w, (double)diff, K_EXACT);
+        free(o1), free(o2), free(l1), free(l2);
+    }
     if (!flash) {
         report("attention_fwd att", w, pb_err(&att), K_GEMM2);
         pb_sync_from_cpu(&att);
