@@ -279,18 +279,35 @@ static void cascade_and_float(int task, int tie, const int *rank) {
     swq_backend_destroy(bd); swq_backend_destroy(bf);
 }
 
+// The tiny LM on be with random params, and its batch.
+static void tiny_lm(swq_backend *be, qconfig_set *qs, uint64_t seed, gpt2 *m, host_batch *hb, swq_batch *b) {
+    char err[256];
+    gpt2_shape s = { L_, NH_, C_, T_, V_ };
+    CHECK(gpt2_create(m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
+    m->task = TASK_LM;
+    randomize(m, seed);
+    make_batch(hb);
+    upload_batch(be, hb, b);
+}
+
+// tiny_lm with its own configs (8-bit activations, RANKS); the caller frees them.
+static qconfig_set *tiny_lm_8bit(swq_backend *be, uint64_t seed, gpt2 *m, host_batch *hb, swq_batch *b) {
+    qconfig_set *qs = make_configs(8, 0, RANKS);
+    tiny_lm(be, qs, seed, m, hb, b);
+    return qs;
+}
+
 // A batch whose every position is a loss row in order, given as rows = NULL (the head reads the
 // final layernorm's output in place), steps exactly as the same rows listed 0..N-1: losses and
 // every gradient bit for bit, base frozen and trained.
 static void all_rows_in_place(int full) {
     swq_backend *be = swq_backend_cpu(8);
-    qconfig_set *qs = make_configs(8, 0, RANKS);
     gpt2 m;
-    char err[256];
-    gpt2_shape s = { L_, NH_, C_, T_, V_ };
-    CHECK(gpt2_create(&m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
-    m.task = TASK_LM; m.train_base = full;
-    randomize(&m, 5);
+    host_batch hb;
+    swq_batch listed7;   // (tiny_lm's batch of 7 listed rows: not this test's)
+    qconfig_set *qs = tiny_lm_8bit(be, 5, &m, &hb, &listed7);
+    free_batch(be, &listed7);
+    m.train_base = full;
     enum { N = B_ * T_ };
     int tok[N], rows[N], tgt[N];
     for (int i = 0; i < N; i++) tok[i] = (i * 11 + 2) % V_, rows[i] = i, tgt[i] = (i * 3 + 1) % V_;
@@ -316,24 +333,6 @@ static void all_rows_in_place(int full) {
     gpt2_destroy(&m);
     qconfig_set_free(qs);
     swq_backend_destroy(be);
-}
-
-// The tiny LM on be with random params, and its batch.
-static void tiny_lm(swq_backend *be, qconfig_set *qs, uint64_t seed, gpt2 *m, host_batch *hb, swq_batch *b) {
-    char err[256];
-    gpt2_shape s = { L_, NH_, C_, T_, V_ };
-    CHECK(gpt2_create(m, s, qs, be, err, sizeof err) == 0, "create: %s", err);
-    m->task = TASK_LM;
-    randomize(m, seed);
-    make_batch(hb);
-    upload_batch(be, hb, b);
-}
-
-// tiny_lm with its own configs (8-bit activations, RANKS); the caller frees them.
-static qconfig_set *tiny_lm_8bit(swq_backend *be, uint64_t seed, gpt2 *m, host_batch *hb, swq_batch *b) {
-    qconfig_set *qs = make_configs(8, 0, RANKS);
-    tiny_lm(be, qs, seed, m, hb, b);
-    return qs;
 }
 
 // The CDT loss by hand: logits of each config downloaded, softmax/CE/KL computed here.
