@@ -55,6 +55,10 @@ check() {
     SWQ_CUDA_BODY_KEXT=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants small,small-qa,124m --steps 10 --steps-124m 3 --bt-124m 1:32 \
         2>&1 | tee "$LOG/step_check_kext0.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    echo "== bf16, flash attention's forward by mma.sync (SWQ_CUDA_WGMMA=0; the TMA / wgmma kernel is the default on an H100/H200)"
+    SWQ_CUDA_WGMMA=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
+        --variants small,124m --steps 10 --steps-124m 3 --bt-124m 1:32 \
+        2>&1 | tee "$LOG/step_check_wgmma0.log" | grep -E "^==|FAIL|worst|cuda_step_check"
     echo "== bf16, every layernorm as its own launch (SWQ_CUDA_LN_FUSE=0; inside the next linear's first launch is the default)"
     SWQ_CUDA_LN_FUSE=0 timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" --precision bf16 \
         --variants small,124m --steps 10 --steps-124m 3 --bt-124m 1:32 \
