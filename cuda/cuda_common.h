@@ -368,6 +368,8 @@ int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd,
 // (floats [N, r], overwritten) and dB[OC, r] += s dout^T u in one pass over dout (bf16, rows ldd
 // apart); Bm [OC, r] and u [N, r] (rows ldu apart) bf16; du 16-byte and dB 8-byte aligned. 0 where
 // not taken (nothing done).
+int cu_lora_dout_grads(swq_backend *be, float *du, float *dB, const void *doutb, int ldd, const void *bmb,
+                       const void *ub, int ldu, int N, int OC, int r, float s);
 // A 2-D TMA tensor map of bf16 rows (outer rows of inner elements, ld elements apart; p and ld*2
 // 16-byte multiples) with boxes of box_inner (64: 128 bytes) x box_outer and the 128-byte swizzle;
 // 0 where it cannot be made (no driver entry point, or the driver refuses).
@@ -375,8 +377,6 @@ int cu_tmap_bf16(CUtensorMap *m, const void *p, unsigned long long inner, unsign
                  unsigned long long ld, unsigned box_inner, unsigned box_outer);
 // 1 where this build's sm_90a kernels have bodies for the current device (ops_attention.cu)
 int cu_wgmma_compiled(void);
-int cu_lora_dout_grads(swq_backend *be, float *du, float *dB, const void *doutb, int ldd, const void *bmb,
-                       const void *ub, int ldu, int N, int OC, int r, float s);
 // C[m,n] (fp32) = alpha op(A) op(B) + beta C with A, B already bf16 (column-major, as cu_gemm).
 void cu_gemm_bf16(swq_backend *be, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
                   const void *A, int lda, const void *B, int ldb, float beta, float *C, int ldc);

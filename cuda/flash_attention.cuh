@@ -63,6 +63,74 @@ __device__ __forceinline__ void fa_load_a(uint32_t a[4][4], const __nv_bfloat16 
     for (int kk = 0; kk < 4; kk++) mma_ldsm(a[kk], frag_a(t, FA_LDB, row0, kk * 16));
 }
 
+// A key tile's online-softmax step for a warp's 16 rows (the thread's rows g and g + 8): s, the
+// scores (log2 domain after sl2 = scale log2 e), becomes the probabilities; m and l, the rows'
+// maxima and sums, move on to this tile; o, the output's accumulators, is rescaled to the new maxima.
+__device__ __forceinline__ void fa_softmax_step(float s[8][4], float o[8][4], float m[2], float l[2], float sl2) {
+    float x0 = m[0], x1 = m[1];   // new maxima, log2 units (finite: key 0 <= row)
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        x0 = fmaxf(x0, fmaxf(s[n][0], s[n][1]) * sl2);
+        x1 = fmaxf(x1, fmaxf(s[n][2], s[n][3]) * sl2);
+    }
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
+    const float a0 = exp2f(m[0] - x0), a1 = exp2f(m[1] - x1);
+    m[0] = x0;
+    m[1] = x1;
+    l[0] *= a0;
+    l[1] *= a1;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        o[n][0] *= a0;
+        o[n][1] *= a0;
+        o[n][2] *= a1;
+        o[n][3] *= a1;
+        s[n][0] = exp2f(s[n][0] * sl2 - x0);
+        s[n][1] = exp2f(s[n][1] * sl2 - x0);
+        s[n][2] = exp2f(s[n][2] * sl2 - x1);
+        s[n][3] = exp2f(s[n][3] * sl2 - x1);
+        l[0] += s[n][0] + s[n][1];   // this thread's columns; the row's 4 threads summed at the end
+        l[1] += s[n][2] + s[n][3];
+    }
+}
+
+// A warp's 16 finished rows r0, r0 + 8 (those below T) of head h: O / l into out (floats) and
+// outb (bf16), either may be NULL, at columns h FA + 8 n + 2 (lane % 4) of batch b's rows C apart;
+// their log-sum-exps (natural log) into lse_bh [T].
+__device__ __forceinline__ void fa_fwd_rows_out(const float o[8][4], const float m[2], const float l[2], float *out,
+                                                __nv_bfloat16 *outb, float *lse_bh, int b, int h, int T, int C,
+                                                int r0) {
+    const int tq = threadIdx.x & 3;
+    float l0 = l[0], l1 = l[1];
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+        const int col = h * FA + n * 8 + 2 * tq;
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int r = r0 + 8 * half;
+            if (r >= T) continue;
+            const float inv = half ? i1 : i0;
+            const float v0 = o[n][2 * half] * inv, v1 = o[n][2 * half + 1] * inv;
+            const size_t k = ((size_t)b * T + r) * C + col;
+            if (out) *(float2 *)(out + k) = make_float2(v0, v1);
+            if (outb) *(__nv_bfloat162 *)(outb + k) = __floats2bfloat162_rn(v0, v1);
+        }
+    }
+    if (tq == 0) {
+        const float LN2 = 0.6931471805599453f;
+        if (r0 < T) lse_bh[r0] = (m[0] + log2f(l0)) * LN2;
+        if (r0 + 8 < T) lse_bh[r0 + 8] = (m[1] + log2f(l1)) * LN2;
+    }
+}
+
 // grid (query tiles of 64 MT rows, last first: the causal work is largest there; B*NH).
 // out/outb [B,T,C] (either may be NULL); lse [B*NH, T] (natural log). Warp w owns rows 64 m + 16 w .. +15 of the tile
 // (m < MT), so the B fragments of K and V are loaded once for MT m-tiles. Thread (lane) holds rows
@@ -122,34 +190,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             if (mt < m_lo) continue;
-            float x0 = m[mt][0], x1 = m[mt][1];   // new maxima, log2 units (finite: key 0 <= row)
-#pragma unroll
-            for (int n = 0; n < 8; n++) {
-                x0 = fmaxf(x0, fmaxf(s[mt][n][0], s[mt][n][1]) * sl2);
-                x1 = fmaxf(x1, fmaxf(s[mt][n][2], s[mt][n][3]) * sl2);
-            }
-            x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
-            x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
-            x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
-            x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-            const float a0 = exp2f(m[mt][0] - x0), a1 = exp2f(m[mt][1] - x1);
-            m[mt][0] = x0;
-            m[mt][1] = x1;
-            l[mt][0] *= a0;
-            l[mt][1] *= a1;
-#pragma unroll
-            for (int n = 0; n < 8; n++) {
-                o[mt][n][0] *= a0;
-                o[mt][n][1] *= a0;
-                o[mt][n][2] *= a1;
-                o[mt][n][3] *= a1;
-                s[mt][n][0] = exp2f(s[mt][n][0] * sl2 - x0);
-                s[mt][n][1] = exp2f(s[mt][n][1] * sl2 - x0);
-                s[mt][n][2] = exp2f(s[mt][n][2] * sl2 - x1);
-                s[mt][n][3] = exp2f(s[mt][n][3] * sl2 - x1);
-                l[mt][0] += s[mt][n][0] + s[mt][n][1];   // this thread's columns; the row's 4 threads summed at the end
-                l[mt][1] += s[mt][n][2] + s[mt][n][3];
-            }
+            fa_softmax_step(s[mt], o[mt], m[mt], l[mt], sl2);
             mma_acc_to_a<4>(pf[mt], s[mt]);
         }
         fa_mm<false, MT>(o, pf, Vb, m_lo);   // O += P V
@@ -157,34 +198,7 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd_kernel(float *out, __nv_
         __syncthreads();
     }
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) {
-        float l0 = l[mt][0], l1 = l[mt][1];
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-        l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-        l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-        const float i0 = 1.0f / l0, i1 = 1.0f / l1;
-        const int ra = r0 + mt * FA, rb = ra + 8;
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            const int col = h * FA + n * 8 + 2 * tq;
-#pragma unroll
-            for (int half = 0; half < 2; half++) {
-                const int r = half ? rb : ra;
-                if (r >= T) continue;
-                const float inv = half ? i1 : i0;
-                const float v0 = o[mt][n][2 * half] * inv, v1 = o[mt][n][2 * half + 1] * inv;
-                const size_t k = ((size_t)b * T + r) * C + col;
-                if (out) *(float2 *)(out + k) = make_float2(v0, v1);
-                if (outb) *(__nv_bfloat162 *)(outb + k) = __floats2bfloat162_rn(v0, v1);
-            }
-        }
-        if (tq == 0) {
-            const float LN2 = 0.6931471805599453f;
-            if (ra < T) lse[(size_t)bh * T + ra] = (m[mt][0] + log2f(l0)) * LN2;
-            if (rb < T) lse[(size_t)bh * T + rb] = (m[mt][1] + log2f(l1)) * LN2;
-        }
-    }
+    for (int mt = 0; mt < MT; mt++) fa_fwd_rows_out(o[mt], m[mt], l[mt], out, outb, lse + (size_t)bh * T, b, h, T, C, r0 + mt * FA);
 }
 
 // Rows q0.. of a query tile's log-sum-exps (log2 units; +inf past T: probability 0) and D.

@@ -5,10 +5,11 @@
 // TMA or wgmma). Device code only, sm_90a (cuda/wgmma.cuh).
 #ifndef SWQ_FLASH_WGMMA_CUH
 #define SWQ_FLASH_WGMMA_CUH
+#include "cuda/flash_attention.cuh"
 #include "cuda/wgmma.cuh"
 
 #define FW_BM 128       // query rows a block: two warpgroups of 64
-#define FW_BN 64        // keys a tile
+#define FW_BN FA        // keys a tile
 #define FW_STAGES 3     // K and V tiles in flight
 #define FW_THREADS 256
 // dynamic shared memory: Q, then K and V per stage (1024-byte aligned tiles), then the barriers
@@ -48,9 +49,9 @@ __global__ void __launch_bounds__(FW_THREADS, 2) flash_fwd_wgmma_kernel(const __
     }
     __syncthreads();
     const int wgc = warp / 4, w = warp % 4, g = lane / 4, tq4 = lane % 4;
-    const float sl2 = sc * 1.4426950408889634f;   // (as FA_LOG2E)
-    const int r0 = q0 + wgc * 64 + w * 16 + g;     // the thread's rows r0 and r0 + 8
-    float o[32], m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const float sl2 = sc * FA_LOG2E;
+    const int r0 = q0 + wgc * 64 + w * 16 + g;   // the thread's rows r0 and r0 + 8
+    float o[32], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // o: the [8][4] accumulator layout
 #pragma unroll
     for (int i = 0; i < 32; i++) o[i] = 0.0f;
     mbar_wait(qfull, 0);
@@ -72,29 +73,9 @@ __global__ void __launch_bounds__(FW_THREADS, 2) flash_fwd_wgmma_kernel(const __
 #pragma unroll
                 for (int e = 0; e < 4; e++)
                     if (kt * FW_BN + 8 * j + 2 * tq4 + (e & 1) > r0 + (e >= 2 ? 8 : 0)) sv[4 * j + e] = -INFINITY;
-        float x0 = m0, x1 = m1;   // new maxima, log2 units (finite: key 0 <= row)
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            x0 = fmaxf(x0, fmaxf(sv[4 * j], sv[4 * j + 1]) * sl2);
-            x1 = fmaxf(x1, fmaxf(sv[4 * j + 2], sv[4 * j + 3]) * sl2);
-        }
-        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 1));
-        x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, 2));
-        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 1));
-        x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, 2));
-        const float a0 = exp2f(m0 - x0), a1 = exp2f(m1 - x1);
-        m0 = x0, m1 = x1;
-        l0 *= a0, l1 *= a1;
         uint32_t pa[4][4];   // P as the A fragments of O += P V
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            o[4 * j] *= a0, o[4 * j + 1] *= a0, o[4 * j + 2] *= a1, o[4 * j + 3] *= a1;
-            const float p0 = exp2f(sv[4 * j] * sl2 - x0), p1 = exp2f(sv[4 * j + 1] * sl2 - x0);
-            const float p2 = exp2f(sv[4 * j + 2] * sl2 - x1), p3 = exp2f(sv[4 * j + 3] * sl2 - x1);
-            l0 += p0 + p1, l1 += p2 + p3;
-            pa[j / 2][(j & 1) * 2] = pack_bf16x2(p0, p1);
-            pa[j / 2][(j & 1) * 2 + 1] = pack_bf16x2(p2, p3);
-        }
+        fa_softmax_step((float(*)[4])sv, (float(*)[4])o, m, l, sl2);
+        mma_acc_to_a<4>(pa, (const float(*)[4])sv);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) wgmma_m64n64k16_ra<1>(o, pa[kk], wg_desc(vs + kk * 16 * 64, 8192, 1024), 1);
@@ -106,29 +87,7 @@ __global__ void __launch_bounds__(FW_THREADS, 2) flash_fwd_wgmma_kernel(const __
             load_kv(kt + FW_STAGES);
         }
     }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float i0 = 1.0f / l0, i1 = 1.0f / l1;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const int col = h * 64 + 8 * j + 2 * tq4;
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const int r = r0 + 8 * hf;
-            if (r >= T) continue;
-            const float inv = hf ? i1 : i0, v0 = o[4 * j + 2 * hf] * inv, v1 = o[4 * j + 2 * hf + 1] * inv;
-            const size_t k = ((size_t)b * T + r) * C + col;
-            if (out) *(float2 *)(out + k) = make_float2(v0, v1);
-            if (outb) *(__nv_bfloat162 *)(outb + k) = __floats2bfloat162_rn(v0, v1);
-        }
-    }
-    if (tq4 == 0) {
-        const float LN2 = 0.6931471805599453f;
-        if (r0 < T) lse[(size_t)bh * T + r0] = (m0 + log2f(l0)) * LN2;
-        if (r0 + 8 < T) lse[(size_t)bh * T + r0 + 8] = (m1 + log2f(l1)) * LN2;
-    }
+    fa_fwd_rows_out((const float(*)[4])o, m, l, out, outb, lse + (size_t)bh * T, b, h, T, C, r0);
 #endif
 }
 #endif

@@ -52,12 +52,14 @@ static void pb_set(pbuf *b, const float *h) {
     CPU->upload(CPU, b->c, h, b->n);
     GPU->upload(GPU, b->g, h, b->n);
 }
-// x rounded to tf32's 10 mantissa bits (to nearest, ties to even)
-static float tf32_round(float x) {
+// x rounded to nearest (ties to even) without its `drop` low mantissa bits (tf32: 13, bf16: 16);
+// NaN as it is
+static float round_mantissa(float x, int drop) {
     uint32_t u;
     memcpy(&u, &x, 4);
-    u += 0x0FFFu + ((u >> 13) & 1u);
-    u &= ~0x1FFFu;
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+    u += ((1u << (drop - 1)) - 1u) + ((u >> drop) & 1u);
+    u &= ~((1u << drop) - 1u);
     memcpy(&x, &u, 4);
     return x;
 }
@@ -70,7 +72,7 @@ static void pb_rand(pbuf *b, float scale) {
     const int t32 = !strcmp(PREC, "tf32");
     for (size_t i = 0; i < b->n; i++) {
         h[i] = (float)((2.0 * swq_rng_uniform(&RNG) - 1.0) * scale);
-        if (t32) h[i] = tf32_round(h[i]);
+        if (t32) h[i] = round_mantissa(h[i], 13);
     }
     pb_set(b, h);
     free(h);
@@ -491,14 +493,6 @@ static void check_matmul(int N, int IC, int OC) {
 
 // ---------------------------------------------------------------- attention
 
-static uint16_t bf16_bits(float x) {   // x rounded to bf16 (nearest, ties to even), its bits
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 static void check_attention(int B, int T, int C, int NH) {
     char w[96];
     snprintf(w, sizeof w, "B=%d T=%d C=%d NH=%d", B, T, C, NH);
@@ -522,14 +516,17 @@ static void check_attention(int B, int T, int C, int NH) {
         GPU->synchronize(GPU);
         GPU->download(GPU, o1, out.g, out.n);
         GPU->download(GPU, l1, att.g, nl);
-        swq_backend_cuda_wgmma(GPU, 0);
+        const int was = swq_backend_cuda_wgmma(GPU, 0);
         GPU->attention_fwd(GPU, out.g, att.g, qkv.g, B, T, C, NH);
-        swq_backend_cuda_wgmma(GPU, 1);
+        swq_backend_cuda_wgmma(GPU, was);
         GPU->synchronize(GPU);
         GPU->download(GPU, o2, out.g, out.n);
         GPU->download(GPU, l2, att.g, nl);
         size_t diff = 0;
-        for (size_t i = 0; i < out.n; i++) diff += bf16_bits(o1[i]) != bf16_bits(o2[i]);
+        for (size_t i = 0; i < out.n; i++) {
+            const float a = round_mantissa(o1[i], 16), c = round_mantissa(o2[i], 16);
+            diff += memcmp(&a, &c, sizeof a) != 0;
+        }
         for (size_t i = 0; i < nl; i++) diff += memcmp(&l1[i], &l2[i], sizeof(float)) != 0;
         report("attention_fwd wgmma = mma.sync", w, (double)diff, K_EXACT);
         free(o1), free(o2), free(l1), free(l2);
