@@ -1750,6 +1750,8 @@ swq_backend *swq_backend_cuda(int device_ordinal, const char *precision, char *e
     c->weight_copies = !(wc && *wc && !strcmp(wc, "0"));
     const char *lg = getenv("SWQ_CUDA_LORA_GRADS");
     c->lora_grads_off = lg && *lg && !strcmp(lg, "0");
+    const char *ff = getenv("SWQ_CUDA_F32_FUSE");
+    c->f32_fuse = !(ff && *ff && !strcmp(ff, "0"));
     const char *dg = getenv("SWQ_CUDA_DOUT_GRADS_OC");
     c->dout_grads_oc = dg && *dg ? atoi(dg) : 2304;   // qkv, the MLP's first linear, the LM head (docs/PERF.md, stop 21)
     const char *lf = getenv("SWQ_CUDA_LN_FUSE");

@@ -158,6 +158,7 @@ typedef struct {
     int ln_fuse;                   // SWQ_CUDA_LN_FUSE=0: no layernorm is left pending
     int lora_merge;                // SWQ_CUDA_LORA_MERGE=1: merge the adapter into the weight (default off)
     int lora_grads_off;            // SWQ_CUDA_LORA_GRADS=0: dB and dA by two cuBLAS GEMMs
+    int f32_fuse;                  // fp32 and tf32 linears through lora_up_pack (SWQ_CUDA_F32_FUSE=0: off)
     int dout_grads_oc;             // du and dB by one pass over dout from this many output columns on
                                    // (SWQ_CUDA_DOUT_GRADS_OC; 0 or less: never)
     int sole_off;                  // SWQ_CUDA_SOLE=0: the MLP's hidden activations are written as floats too
@@ -364,6 +365,12 @@ const __nv_bfloat16 *cu_bf16_sole_of(swq_backend *be, const float *src, size_t n
 int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
                          const void *inpb, int ldi, const void *dub, int lddu, float *duf, int N, int OC, int IC, int r,
                          float s);
+// fp32 and tf32 mode, r up to 32: the same two products from the floats (rows ldd, ldu, ldi, lddu
+// apart) in one launch; dB or dA NULL: the other only. 0 (nothing done) in bf16 mode or with
+// SWQ_CUDA_LORA_GRADS=0. cuda/ops_lora_grads.cu
+int cu_lora_weight_grads_f32(swq_backend *be, float *dB, const float *dout, int ldd, const float *u, int ldu,
+                             float *dA, const float *inp, int ldi, const float *du, int lddu, int N, int OC, int IC,
+                             int r, float s);
 // bf16 mode, as cu_lora_weight_grads (the caller takes it for OC >= dout_grads_oc): du = s dout Bm
 // (floats [N, r], overwritten) and dB[OC, r] += s dout^T u in one pass over dout (bf16, rows ldd
 // apart); Bm [OC, r] and u [N, r] (rows ldu apart) bf16; du 16-byte and dB 8-byte aligned. 0 where

@@ -6,7 +6,8 @@
 // and Y [N, r] (bf16, 16-byte aligned rows) through a 3-stage cp.async pipeline into mma.sync;
 // slices add into the output with atomics (the order, hence the rounding, varies from run to
 // run, as in flash attention's dq). duf: du's floats, written from its bf16 tiles (where the
-// backward made du only in bf16).
+// backward made du only in bf16). fp32 and tf32 mode: the same in floats on the FP32 units
+// (lora_grads_f32_kernel; also atomics where the rows are split).
 #include <cuda_bf16.h>
 #include "cuda/cuda_common.h"
 #include "cuda/lora_grads.cuh"
@@ -37,6 +38,32 @@ int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd,
         lora_grads_kernel<16><<<grid, 128, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
     else
         lora_grads_kernel<32><<<grid, 128, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
+    CUDA_LAUNCH_CHECK();
+    cu_tl_part(be, "outside GEMMs");
+    return 1;
+}
+
+// fp32 and tf32: lora_grads_f32_kernel, the slices as cu_lora_weight_grads's (about four blocks an
+// SM, at least 128 rows each)
+int cu_lora_weight_grads_f32(swq_backend *be, float *dB, const float *dout, int ldd, const float *u, int ldu,
+                             float *dA, const float *inp, int ldi, const float *du, int lddu, int N, int OC, int IC,
+                             int r, float s) {
+    cuda_ctx *c = CTX(be);
+    if (c->lora_grads_off || c->precision == CU_BF16 || r <= 0 || r > 32 || N <= 0 || (!dB && !dA)) return 0;
+    if ((dB && OC <= 0) || (dA && IC <= 0)) return 0;
+    lgf_prob p0 = {dB, dout, u, ldd, ldu, OC, 0, s};
+    lgf_prob p1 = {dA, inp, du, ldi, lddu, IC, 1, 1.0f};
+    int mb0 = dB ? (OC + LGF_M - 1) / LGF_M : 0, mb = mb0 + (dA ? (IC + LGF_M - 1) / LGF_M : 0);
+    int splits = (4 * c->sm_count + mb - 1) / mb, maxs = (N + 127) / 128;
+    if (splits > maxs) splits = maxs;
+    if (splits < 1) splits = 1;
+    int rper = ((N + splits - 1) / splits + LGF_KC - 1) / LGF_KC * LGF_KC;
+    splits = (N + rper - 1) / rper;
+    dim3 grid(mb, splits);
+    cu_tl_part(be, "LoRA weight gradients (one launch)");
+    if (r <= 8) lora_grads_f32_kernel<8><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
+    else if (r <= 16) lora_grads_f32_kernel<16><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
+    else lora_grads_f32_kernel<32><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
     CUDA_LAUNCH_CHECK();
     cu_tl_part(be, "outside GEMMs");
     return 1;

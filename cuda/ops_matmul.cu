@@ -59,8 +59,10 @@ void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const voi
 }
 
 // ---- linear with a LoRA adapter ----
-// Default: the three products one by one (base, u = inp A^T, out += s u Bm^T; backward dinp,
-// du, dB, dinp += du A, dA). SWQ_CUDA_LORA_MERGE=1: out = inp (w + s Bm A)^T with the adapter
+// The CPU reference's order: the three products one by one (base, u = inp A^T, out += s u Bm^T;
+// backward dinp, du, dB, dinp += du A, dA). The paths below fuse them per precision: in fp32 and
+// tf32 (stop 24) the base product, u, then one pass for the bias, s u Bm^T and the GELU
+// (lora_up_pack); backward dinp, du, dinp += du A, then dB and dA in one launch. SWQ_CUDA_LORA_MERGE=1: out = inp (w + s Bm A)^T with the adapter
 // merged into a scratch copy of the weight (one pass over w, writing the bf16 copy too), so the
 // forward is one GEMM instead of three and the backward's dinp one instead of two. Measured on
 // an H100 it saves nothing at B=8 T=512 bf16 and costs 7 ms at B=2 T=384 fp32 (the pass over
@@ -375,13 +377,16 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
         }
     }
     cu_ln_take_flush(be);
-    if (c->precision == CU_BF16 && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
-        // bf16: the base product (beta 0), then one pass adding the bias and the adapter's
-        // s u Bm^T (in fp32) in place, instead of a bias pass and two GEMMs reading and writing out
-        // (from the padded scratch where pad).
-        // no adapter, with the GELU (plain training's MLP-in): bias and GELU in the GEMM's epilogue,
+    const int bf = c->precision == CU_BF16;
+    if ((bf || c->f32_fuse) && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
+        // the base product (beta 0), then one pass adding the bias and the adapter's s u Bm^T (in
+        // fp32) in place, with the GELU where act, instead of a bias pass, two GEMMs reading and
+        // writing out and a GELU pass (from the padded scratch where pad, whose aligned rows also
+        // give fp32 and tf32 the faster GEMMs). fp32 and tf32 since stop 24; SWQ_CUDA_F32_FUSE=0:
+        // the CPU reference's order below.
+        // bf16, no adapter, with the GELU (plain training's MLP-in): bias and GELU in the GEMM's epilogue,
         // out and act written only as their bf16 copies (sole, as in lora_up_pack)
-        if (r <= 0 && act && bias && !pad && !c->sole_off) {
+        if (bf && r <= 0 && act && bias && !pad && !c->sole_off) {
             const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
             void *ob = cu_bf16_slot(be, (const float *)out, (size_t)N * OC);
@@ -396,7 +401,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
         }
         // no adapter (plain training): the bias in the GEMM's epilogue, unless the output's bf16
         // copy is wanted (the fused pass below writes it on the way)
-        if (r <= 0 && bias && !pad && !cu_bf16_wanted(be, (const float *)out, (size_t)N * OC)) {
+        if (bf && r <= 0 && bias && !pad && !cu_bf16_wanted(be, (const float *)out, (size_t)N * OC)) {
             const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
             if (cu_gemm_bias_lt(be, OC, N, IC, wb, IC, xb, IC, (const float *)bias, res, (float *)out, OC)) {
@@ -405,7 +410,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             }
         }
         int ldo = pad ? cu_pad_ld(OC) : OC;
-        if (lazy && r <= 0) {   // left in bf16 in the padded rows (cu_lazy)
+        if (bf && lazy && r <= 0) {   // left in bf16 in the padded rows (cu_lazy)
             __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_scratch(be, (void **)&c->pad, &c->pad_cap,
                                                             (size_t)N * ldo * sizeof(__nv_bfloat16),
                                                             "padded GEMM output scratch");
@@ -588,6 +593,11 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
                 (float *)dinp, IC, 0, 1);
     if (lg_done) return;
     if (bb) cu_bf16_rows_to_float(be, (float *)du, db + OC, ldd, N, r);   // (the launch was not taken: du's floats)
+    // fp32 and tf32: dB and dA in one launch (not in bf16 mode)
+    if (cu_lora_weight_grads_f32(be, dg ? NULL : (float *)dB, (const float *)dout, OC, (const float *)u, r,
+                                 IC > 0 ? (float *)dA : NULL, (const float *)inp, IC, (const float *)du, r, N, OC, IC,
+                                 r, (float)s))
+        return;
     if (!dg)
         cu_gemm(be, CUBLAS_OP_N, CUBLAS_OP_T, r, OC, N, (float)s, (const float *)u, r, 0, (const float *)dout, OC, 0,
                 1.0f, (float *)dB, r, 0, 1);

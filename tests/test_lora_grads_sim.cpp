@@ -4,8 +4,9 @@
 // (both instantiations), output rows and reductions that leave partial tiles and chunks, row
 // strides wider than the rows, one slice of the reduction (plain adds) and several (atomics); dA
 // alone (no dB problem, as after lora_dout_grads_kernel).
-// Also lora_dout_grads_kernel (du = s dout Bm and dB += s dout^T u in one pass over dout): widths
-// that leave partial 16-byte segments, column blocks and row chunks, ranks 8 to 32.
+// Also lora_grads_f32_kernel (the same in floats, for fp32 and tf32 mode: ranks 5 to 32, dB or dA
+// alone), and lora_dout_grads_kernel (du = s dout Bm and dB += s dout^T u in one pass over dout):
+// widths that leave partial 16-byte segments, column blocks and row chunks, ranks 8 to 32.
 #define SWQ_WARP_SIM 1
 #include "cuda/lora_grads.cuh"
 #include <cmath>
@@ -88,6 +89,43 @@ static void check_dout_case(int N, int OC, int r, int splits_wanted) {
     CHECK(du[(size_t)N * r] == 7.0f, "dout pass N=%d OC=%d r=%d: written past du", N, OC, r);
 }
 
+// lora_grads_f32_kernel (fp32 and tf32 mode): the same two products on floats, against double
+// sums of the same floats; dB or dA alone (the other problem's blocks absent)
+static void check_f32_case(int N, int OC, int IC, int r, int splits_wanted, int which = 3) {
+    const int ldd = OC + 3, ldu = r + 1, ldi = IC, lddu = r;
+    const float s = 0.75f;
+    auto rnd = [](size_t n) {
+        std::vector<float> v(n);
+        for (auto &x : v) x = (float)(2 * check_urand(&RNG) - 1);
+        return v;
+    };
+    std::vector<float> dout = rnd((size_t)N * ldd), u = rnd((size_t)N * ldu), inp = rnd((size_t)N * ldi),
+                       du = rnd((size_t)N * lddu), dB = rnd((size_t)OC * r + 1), dA = rnd((size_t)r * IC + 1);
+    std::vector<double> eB(dB.begin(), dB.end()), eA(dA.begin(), dA.end());   // (+1: a guard after each)
+    for (int t = 0; t < N; t++) {
+        for (int m = 0; m < OC && (which & 1); m++)
+            for (int j = 0; j < r; j++) eB[(size_t)m * r + j] += (double)s * dout[(size_t)t * ldd + m] * u[(size_t)t * ldu + j];
+        for (int j = 0; j < r && (which & 2); j++)
+            for (int m = 0; m < IC; m++) eA[(size_t)j * IC + m] += (double)inp[(size_t)t * ldi + m] * du[(size_t)t * lddu + j];
+    }
+    // the launch of cu_lora_weight_grads_f32, with the number of slices given
+    lgf_prob p0 = {dB.data(), dout.data(), u.data(), ldd, ldu, OC, 0, s};
+    lgf_prob p1 = {dA.data(), inp.data(), du.data(), ldi, lddu, IC, 1, 1.0f};
+    const int mb0 = which & 1 ? (OC + LGF_M - 1) / LGF_M : 0, mb = mb0 + (which & 2 ? (IC + LGF_M - 1) / LGF_M : 0);
+    const int rper = ((N + splits_wanted - 1) / splits_wanted + LGF_KC - 1) / LGF_KC * LGF_KC, splits = (N + rper - 1) / rper;
+    warp_sim::run_grid(mb, splits, sim_dim3{256, 1, 1}, 0, [&] {
+        if (r <= 8) lora_grads_f32_kernel<8>(p0, p1, mb0, N, r, rper, splits > 1);
+        else if (r <= 16) lora_grads_f32_kernel<16>(p0, p1, mb0, N, r, rper, splits > 1);
+        else lora_grads_f32_kernel<32>(p0, p1, mb0, N, r, rper, splits > 1);
+    });
+    double e0 = rel_l2(dB.data(), eB.data(), dB.size()), e1 = rel_l2(dA.data(), eA.data(), dA.size());
+    printf("f32 N=%d OC=%d IC=%d r=%d, %d slice(s), problems %d: dB %.2e dA %.2e\n", N, OC, IC, r, splits, which, e0, e1);
+    CHECK(e0 < 1e-6, "f32 N=%d OC=%d IC=%d r=%d splits=%d: dB rel. error %.3g", N, OC, IC, r, splits, e0);
+    CHECK(e1 < 1e-6, "f32 N=%d OC=%d IC=%d r=%d splits=%d: dA rel. error %.3g", N, OC, IC, r, splits, e1);
+    CHECK(dB.back() == (float)eB.back() && dA.back() == (float)eA.back(), "f32 N=%d OC=%d IC=%d r=%d: written past dB or dA",
+          N, OC, IC, r);
+}
+
 int main(void) {
     check_case(64, 64, 64, 16, 1);
     check_case(200, 100, 72, 8, 1);
@@ -103,5 +141,13 @@ int main(void) {
     check_dout_case(77, 517, 24, 2);
     check_dout_case(33, 1030, 32, 1);
     check_dout_case(40, 2049, 8, 2);
+    check_f32_case(64, 64, 64, 16, 1);
+    check_f32_case(200, 100, 72, 8, 1);
+    check_f32_case(300, 100, 72, 5, 3);
+    check_f32_case(300, 130, 200, 24, 2);
+    check_f32_case(257, 96, 40, 32, 1);
+    check_f32_case(129, 13, 70, 16, 2);
+    check_f32_case(200, 100, 72, 8, 3, 2);
+    check_f32_case(97, 10, 130, 12, 1, 1);
     return check_summary("test_lora_grads_sim");
 }

@@ -35,8 +35,18 @@ build_check() {
 
 check() {
     build_check || { echo "device_bench: cannot build cuda_step_check"; return 1; }
-    timeout ${CHECK_TIMEOUT:-240} "$B/cuda_step_check" ${CHECK_ARGS:---steps 20 --steps-124m 8 --bt-124m 1:32} \
-        2>&1 | tee "$LOG/step_check.log" | grep -E "^==|FAIL|worst|cuda_step_check|\(.*s\)"
+    # every variant, the 124M ones too, for the 20 steps; one precision a run (each ~3 min on an H100)
+    local p
+    for p in fp32 tf32 bf16; do
+        timeout ${CHECK_TIMEOUT:-400} "$B/cuda_step_check" --precision $p ${CHECK_ARGS:---steps 20 --bt-124m 1:32} \
+            2>&1 | tee "$LOG/step_check_$p.log" | grep -E "^==|FAIL|worst|cuda_step_check|\(.*s\)"
+    done
+    echo "== fp32 and tf32 linears in the CPU reference's order (SWQ_CUDA_F32_FUSE=0 SWQ_CUDA_LORA_GRADS=0)"
+    for p in fp32 tf32; do
+        SWQ_CUDA_F32_FUSE=0 SWQ_CUDA_LORA_GRADS=0 timeout ${CHECK_TIMEOUT:-400} "$B/cuda_step_check" --precision $p \
+            --variants small,small-full,small-qa,124m --steps 10 --steps-124m 3 --bt-124m 1:32 \
+            2>&1 | tee "$LOG/step_check_f32ref_$p.log" | grep -E "^==|FAIL|worst|cuda_step_check"
+    done
     # bf16 with no room for kept operand copies: every new copy evicts the others the op in hand is
     # not using, so a copy an op still needs (or one that is a value's only form) being evicted shows
     echo "== bf16, no room for kept operand copies (SWQ_CUDA_BF16_CACHE_MB=0)"
