@@ -348,10 +348,11 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
                                  double s, const float *res, int *res_done) {
     cuda_ctx *c = CTX(be);
     *res_done = 0;
-    // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the GEMM 6x:
-    // there the product goes to a scratch with padded rows; without bias, GELU or residual (the
-    // head) it may stay there for xent_kl (cu_lazy), else a pass packs it into out.
-    const int pad = OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+    // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the bf16 GEMM
+    // 6x: there the product goes to a scratch with padded rows; without bias, GELU or residual (the
+    // head) it may stay there for xent_kl (cu_lazy), else a pass packs it into out. (fp32 and tf32
+    // GEMMs take the same time at V and at padded rows, H100, stop 24: no scratch there.)
+    const int pad = c->precision == CU_BF16 && OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
     const int lazy = pad && !bias && !act && !res && c->lazy_head;
     // (a pending layernorm of inp that kext_input did not take is issued before any other path reads inp)
     if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
@@ -380,12 +381,11 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
     const int bf = c->precision == CU_BF16;
     if ((bf || c->f32_fuse) && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // the base product (beta 0), then one pass adding the bias and the adapter's s u Bm^T (in
-        // fp32) in place, with the GELU where act, instead of a bias pass, two GEMMs reading and
-        // writing out and a GELU pass (from the padded scratch where pad, whose aligned rows also
-        // give fp32 and tf32 the faster GEMMs). fp32 and tf32 since stop 24; SWQ_CUDA_F32_FUSE=0:
-        // the CPU reference's order below.
-        // bf16, no adapter, with the GELU (plain training's MLP-in): bias and GELU in the GEMM's epilogue,
-        // out and act written only as their bf16 copies (sole, as in lora_up_pack)
+        // fp32) in place (from the padded scratch where pad), with the GELU where act, instead of
+        // a bias pass, two GEMMs reading and writing out and a GELU pass. fp32 and tf32 since stop
+        // 24 (SWQ_CUDA_F32_FUSE=0: the CPU reference's order below).
+        // bf16, no adapter, with the GELU (plain training's MLP-in): bias and GELU in the GEMM's
+        // epilogue, out and act written only as their bf16 copies (sole, as in lora_up_pack)
         if (bf && r <= 0 && act && bias && !pad && !c->sole_off) {
             const void *wb = cu_bf16_copy(be, (const float *)w, (size_t)OC * IC);
             const void *xb = cu_bf16_copy(be, (const float *)inp, (size_t)N * IC);
