@@ -14,6 +14,17 @@
 
 static int lg_aligned(const void *p, int ld) { return p && (uintptr_t)p % 16 == 0 && ld % 8 == 0; }
 
+// The grid of the weight-gradient launches: mb blocks of outputs times slices of the N rows, about
+// four blocks per SM (measured on an H100 at B=8 T=512 bf16: 1 and 8 slower, 2 in between), each
+// slice at least 128 rows and a multiple of kc (*rper)
+static dim3 lg_grid(const cuda_ctx *c, int mb, int N, int kc, int *rper) {
+    int splits = (4 * c->sm_count + mb - 1) / mb, maxs = (N + 127) / 128;
+    if (splits > maxs) splits = maxs;
+    if (splits < 1) splits = 1;
+    *rper = ((N + splits - 1) / splits + kc - 1) / kc * kc;
+    return dim3(mb, (N + *rper - 1) / *rper);
+}
+
 int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd, const void *ub, int ldu, float *dA,
                          const void *inpb, int ldi, const void *dub, int lddu, float *duf, int N, int OC, int IC, int r,
                          float s) {
@@ -24,27 +35,20 @@ int cu_lora_weight_grads(swq_backend *be, float *dB, const void *doutb, int ldd,
     if (!lg_aligned(inpb, ldi) || !lg_aligned(dub, lddu)) return 0;
     lg_prob p0 = {dB, (const __nv_bfloat16 *)doutb, (const __nv_bfloat16 *)ub, ldd, ldu, OC, 0, s, NULL};
     lg_prob p1 = {dA, (const __nv_bfloat16 *)inpb, (const __nv_bfloat16 *)dub, ldi, lddu, IC, 1, 1.0f, duf};
-    int mb0 = dB ? (OC + 63) / 64 : 0, mb = mb0 + (IC + 63) / 64;
-    // about four blocks per SM (measured on an H100 at B=8 T=512: 1 and 8 slower, 2 in between),
-    // each slice at least 128 rows
-    int splits = (4 * c->sm_count + mb - 1) / mb, maxs = (N + 127) / 128;
-    if (splits > maxs) splits = maxs;
-    if (splits < 1) splits = 1;
-    int rper = ((N + splits - 1) / splits + LG_KC - 1) / LG_KC * LG_KC;
-    splits = (N + rper - 1) / rper;
-    dim3 grid(mb, splits);
+    int mb0 = dB ? (OC + 63) / 64 : 0, rper;
+    const dim3 grid = lg_grid(c, mb0 + (IC + 63) / 64, N, LG_KC, &rper);
+    const int atomic = grid.y > 1;
     cu_tl_part(be, "LoRA weight gradients (one launch)");
     if (r <= 16)
-        lora_grads_kernel<16><<<grid, 128, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
+        lora_grads_kernel<16><<<grid, 128, 0, c->stream>>>(p0, p1, mb0, N, r, rper, atomic);
     else
-        lora_grads_kernel<32><<<grid, 128, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
+        lora_grads_kernel<32><<<grid, 128, 0, c->stream>>>(p0, p1, mb0, N, r, rper, atomic);
     CUDA_LAUNCH_CHECK();
     cu_tl_part(be, "outside GEMMs");
     return 1;
 }
 
-// fp32 and tf32: lora_grads_f32_kernel, the slices as cu_lora_weight_grads's (about four blocks an
-// SM, at least 128 rows each)
+// fp32 and tf32: lora_grads_f32_kernel, the slices as cu_lora_weight_grads's
 int cu_lora_weight_grads_f32(swq_backend *be, float *dB, const float *dout, int ldd, const float *u, int ldu,
                              float *dA, const float *inp, int ldi, const float *du, int lddu, int N, int OC, int IC,
                              int r, float s) {
@@ -53,17 +57,13 @@ int cu_lora_weight_grads_f32(swq_backend *be, float *dB, const float *dout, int 
     if ((dB && OC <= 0) || (dA && IC <= 0)) return 0;
     lgf_prob p0 = {dB, dout, u, ldd, ldu, OC, 0, s};
     lgf_prob p1 = {dA, inp, du, ldi, lddu, IC, 1, 1.0f};
-    int mb0 = dB ? (OC + LGF_M - 1) / LGF_M : 0, mb = mb0 + (dA ? (IC + LGF_M - 1) / LGF_M : 0);
-    int splits = (4 * c->sm_count + mb - 1) / mb, maxs = (N + 127) / 128;
-    if (splits > maxs) splits = maxs;
-    if (splits < 1) splits = 1;
-    int rper = ((N + splits - 1) / splits + LGF_KC - 1) / LGF_KC * LGF_KC;
-    splits = (N + rper - 1) / rper;
-    dim3 grid(mb, splits);
+    int mb0 = dB ? (OC + LGF_M - 1) / LGF_M : 0, rper;
+    const dim3 grid = lg_grid(c, mb0 + (dA ? (IC + LGF_M - 1) / LGF_M : 0), N, LGF_KC, &rper);
+    const int atomic = grid.y > 1;
     cu_tl_part(be, "LoRA weight gradients (one launch)");
-    if (r <= 8) lora_grads_f32_kernel<8><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
-    else if (r <= 16) lora_grads_f32_kernel<16><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
-    else lora_grads_f32_kernel<32><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, splits > 1);
+    if (r <= 8) lora_grads_f32_kernel<8><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, atomic);
+    else if (r <= 16) lora_grads_f32_kernel<16><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, atomic);
+    else lora_grads_f32_kernel<32><<<grid, 256, 0, c->stream>>>(p0, p1, mb0, N, r, rper, atomic);
     CUDA_LAUNCH_CHECK();
     cu_tl_part(be, "outside GEMMs");
     return 1;
