@@ -62,12 +62,13 @@ void cu_matmul_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, const voi
 // The CPU reference's order: the three products one by one (base, u = inp A^T, out += s u Bm^T;
 // backward dinp, du, dB, dinp += du A, dA). The paths below fuse them per precision: in fp32 and
 // tf32 (stop 24) the base product, u, then one pass for the bias, s u Bm^T and the GELU
-// (lora_up_pack); backward dinp, du, dinp += du A, then dB and dA in one launch. SWQ_CUDA_LORA_MERGE=1: out = inp (w + s Bm A)^T with the adapter
-// merged into a scratch copy of the weight (one pass over w, writing the bf16 copy too), so the
-// forward is one GEMM instead of three and the backward's dinp one instead of two. Measured on
-// an H100 it saves nothing at B=8 T=512 bf16 and costs 7 ms at B=2 T=384 fp32 (the pass over
-// every weight outweighs the rank-r products at few tokens), and in bf16 a delta below half a
-// bf16 ulp of w vanishes from the forward, so it is off by default.
+// (lora_up_pack); backward dinp, du, dinp += du A, then dB and dA in one launch.
+// SWQ_CUDA_LORA_MERGE=1: out = inp (w + s Bm A)^T with the adapter merged into a scratch copy of
+// the weight (one pass over w, writing the bf16 copy too), so the forward is one GEMM instead of
+// three and the backward's dinp one instead of two. Measured on an H100 it saves nothing at B=8
+// T=512 bf16 and costs 7 ms at B=2 T=384 fp32 (the pass over every weight outweighs the rank-r
+// products at few tokens), and in bf16 a delta below half a bf16 ulp of w vanishes from the
+// forward, so it is off by default.
 
 static const float *lora_merge(swq_backend *be, const void *w, const void *A, const void *Bm, int IC, int OC, int r,
                                double s) {
@@ -347,15 +348,16 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
                                  const void *bias, const void *A, const void *Bm, int N, int IC, int OC, int r,
                                  double s, const float *res, int *res_done) {
     cuda_ctx *c = CTX(be);
+    const int bf = c->precision == CU_BF16;
     *res_done = 0;
     // Rows of OC floats that are not 16-byte multiples (the LM head, V = 50257) slow the bf16 GEMM
     // 6x: there the product goes to a scratch with padded rows; without bias, GELU or residual (the
     // head) it may stay there for xent_kl (cu_lazy), else a pass packs it into out. (fp32 and tf32
     // GEMMs take the same time at V and at padded rows, H100, stop 24: no scratch there.)
-    const int pad = c->precision == CU_BF16 && OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
+    const int pad = bf && OC % 4 && (size_t)N * OC >= ((size_t)1 << 20);
     const int lazy = pad && !bias && !act && !res && c->lazy_head;
     // (a pending layernorm of inp that kext_input did not take is issued before any other path reads inp)
-    if (c->precision == CU_BF16 && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
+    if (bf && IC > 0 && 0 < r && r <= LORA_UP_MAX_R && !c->lora_merge) {
         if (lazy && lora_head_kext(be, out, u, inp, w, A, Bm, N, IC, OC, r, s)) return 1;
         int k = pad ? -1 : lora_body_kext(be, out, act, u, inp, w, bias, A, Bm, N, IC, OC, r, s, res, res_done);
         if (k >= 0) return k;
@@ -378,7 +380,6 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
         }
     }
     cu_ln_take_flush(be);
-    const int bf = c->precision == CU_BF16;
     if ((bf || c->f32_fuse) && IC > 0 && r <= LORA_UP_MAX_R && !c->lora_merge) {
         // the base product (beta 0), then one pass adding the bias and the adapter's s u Bm^T (in
         // fp32) in place (from the padded scratch where pad), with the GELU where act, instead of
@@ -410,7 +411,7 @@ static int lora_linear_fwd_paths(swq_backend *be, void *out, void *act, void *u,
             }
         }
         int ldo = pad ? cu_pad_ld(OC) : OC;
-        if (bf && lazy && r <= 0) {   // left in bf16 in the padded rows (cu_lazy)
+        if (lazy && r <= 0) {   // left in bf16 in the padded rows (cu_lazy; bf16 only, as pad)
             __nv_bfloat16 *ob = (__nv_bfloat16 *)cu_scratch(be, (void **)&c->pad, &c->pad_cap,
                                                             (size_t)N * ldo * sizeof(__nv_bfloat16),
                                                             "padded GEMM output scratch");
@@ -593,8 +594,8 @@ static void lora_bwd(swq_backend *be, void *dinp, void *dw, void *dbias, void *d
                 (float *)dinp, IC, 0, 1);
     if (lg_done) return;
     if (bb) cu_bf16_rows_to_float(be, (float *)du, db + OC, ldd, N, r);   // (the launch was not taken: du's floats)
-    // fp32 and tf32: dB and dA in one launch (not in bf16 mode)
-    if (cu_lora_weight_grads_f32(be, dg ? NULL : (float *)dB, (const float *)dout, OC, (const float *)u, r,
+    // fp32 and tf32: dB and dA in one launch (not in bf16 mode, where alone dg can be set)
+    if (cu_lora_weight_grads_f32(be, (float *)dB, (const float *)dout, OC, (const float *)u, r,
                                  IC > 0 ? (float *)dA : NULL, (const float *)inp, IC, (const float *)du, r, N, OC, IC,
                                  r, (float)s))
         return;
